@@ -16,7 +16,7 @@ from torch import nn
 from microtome.errors import unknown
 
 
-class _StopForward(Exception):
+class StopForward(Exception):
     """Raised from a hook once every wanted layer has been captured."""
 
 
@@ -37,8 +37,8 @@ def hooked(model: nn.Module, paths: Mapping[str, str], stop: bool = False
            ) -> Iterator[dict[str, torch.Tensor]]:
     """Within the block, the returned dict fills with each layer's output at every forward.
 
-    With `stop=True` the forward pass raises `_StopForward` once all layers are captured;
-    use `forward_to`, which catches it."""
+    With `stop=True` the forward pass raises `StopForward` once all layers are captured;
+    call the model through `run(model, x)`, which catches it."""
     captured: dict[str, torch.Tensor] = {}
     wanted = set(paths)
     handles = []
@@ -47,7 +47,7 @@ def hooked(model: nn.Module, paths: Mapping[str, str], stop: bool = False
         def hook(_module, _inputs, output):
             captured[layer_id] = output
             if stop and wanted <= captured.keys():
-                raise _StopForward
+                raise StopForward
         return hook
 
     try:
@@ -59,15 +59,23 @@ def hooked(model: nn.Module, paths: Mapping[str, str], stop: bool = False
             handle.remove()
 
 
+def run(model: nn.Module, x: torch.Tensor, captured: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`model(x)` inside `hooked(..., stop=True)`: the pass ends at the deepest wanted layer.
+    Returns a copy of `captured` for this pass."""
+    captured.clear()
+    try:
+        model(x)
+    except StopForward:
+        pass
+    return dict(captured)
+
+
 def forward_to(model: nn.Module, x: torch.Tensor, paths: Mapping[str, str]) -> dict[str, torch.Tensor]:
     """Run `model(x)` only as far as needed and return `{layer id: output}`.
 
     Gradients flow from the returned tensors to `x` as usual."""
     with hooked(model, paths, stop=True) as captured:
-        try:
-            model(x)
-        except _StopForward:
-            pass
+        run(model, x, captured)
         missing = set(paths) - captured.keys()
         if missing:
             raise RuntimeError(f"layers {sorted(missing)} were not reached in the forward pass")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from microtome.errors import unknown
+from microtome.errors import MicrotomeError, NotFound, unknown
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -81,6 +81,14 @@ class ModelSpec:
         raise unknown("layer", name, self.layer_ids, where=self.id,
                       hint=f"`microtome layers {self.id}` lists them")
 
+    def unit(self, layer_name: str, unit: int) -> tuple[LayerSpec, int]:
+        """The layer and a checked unit index; a unit outside the layer names the valid range."""
+        layer = self.layer(layer_name)
+        if not 0 <= unit < layer.channels:
+            raise NotFound(f"unit {unit} is out of range: {layer.id} of {self.id} has units "
+                           f"0-{layer.channels - 1}")
+        return layer, unit
+
     def index_of(self, layer_id: str) -> int:
         return self.layer_ids.index(self.layer(layer_id).id)
 
@@ -117,3 +125,26 @@ class ModelSpec:
 def chain_edges(layer_ids: list[str]) -> tuple[tuple[str, str], ...]:
     """Edges of a plain sequential graph: each layer feeds the next."""
     return tuple(zip(layer_ids[:-1], layer_ids[1:]))
+
+
+def parse_units(text: str, channels: int, where: str = "this layer") -> list[int]:
+    """Units from "0-7", "0,3,5", "2,10-12" or "all", checked against `channels` of `where`."""
+    if text.strip() == "all":
+        return list(range(channels))
+    units: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, "")
+                units.extend(range(int(lo), int(hi) + 1))
+            else:
+                units.append(int(part))
+        except ValueError:
+            raise MicrotomeError(f"bad unit list {text!r}: expected e.g. '0-7', '0,3,5' or 'all'") from None
+    bad = [u for u in units if not 0 <= u < channels]
+    if bad:
+        raise NotFound(f"unit {bad[0]} is out of range: {where} has units 0-{channels - 1}")
+    if not units:
+        raise MicrotomeError(f"no units in {text!r}")
+    return list(dict.fromkeys(units))

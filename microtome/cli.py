@@ -1,0 +1,142 @@
+"""The `microtome` command line: `models`, `layers`, `render`, `demo` (and the build/serve stages).
+
+A `MicrotomeError` (bad model, layer, unit, path...) prints its message and exits with code 2;
+nothing is written in that case.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from microtome.errors import MicrotomeError
+
+
+class _Group(click.Group):
+    """Turns user errors from any command into a message and exit code 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except MicrotomeError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="microtome")
+def main() -> None:
+    """microtome: a microscope for vision models."""
+
+
+@main.command()
+def models() -> None:
+    """List the model zoo."""
+    from microtome.zoo import get_spec, list_models
+
+    for name in list_models():
+        spec = get_spec(name)
+        click.echo(f"{name:20s} {spec.title:20s} {spec.input_size:4d}px  {len(spec.layers):3d} layers  "
+                   f"weights: {spec.weights_source}")
+
+
+@main.command()
+@click.argument("model")
+def layers(model: str) -> None:
+    """List MODEL's layers: id, kind, channels, output size, module path, aliases."""
+    from microtome.zoo import get_spec
+
+    spec = get_spec(model)
+    click.echo(f"{'id':14s} {'kind':10s} {'units':>6s} {'size':>9s}  module")
+    for layer in spec.layers:
+        size = f"{layer.size[0]}x{layer.size[1]}"
+        alias = f"  (alias: {', '.join(layer.aliases)})" if layer.aliases else ""
+        click.echo(f"{layer.id:14s} {layer.kind:10s} {layer.channels:6d} {size:>9s}  {layer.module}{alias}")
+
+
+def _progress_bar(total: int, desc: str):
+    """A tqdm bar and a renderer progress callback that advances it."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True)
+
+    def callback(step: int, steps: int, values) -> None:
+        bar.update(1)
+        if step % 16 == 0 or step == steps:
+            bar.set_postfix(objective=f"{float(values.mean()):.3g}")
+
+    return bar, callback
+
+
+OBJECTIVE_KINDS = ("channel", "neuron", "negative")
+
+
+@main.command()
+@click.argument("model")
+@click.argument("target", metavar="LAYER:UNIT[,UNIT...]")
+@click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG file to write")
+@click.option("--steps", default=512, show_default=True, type=click.IntRange(1))
+@click.option("--size", default=128, show_default=True, type=click.IntRange(16, 1024), help="image side in px")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--objective", "kind", default="channel", show_default=True, type=click.Choice(OBJECTIVE_KINDS))
+@click.option("--weights", default="default", show_default=True,
+              help="default, random (untrained, explicit) or a local state dict file")
+@click.option("--device", default="cpu", show_default=True)
+def render(model: str, target: str, out: str, steps: int, size: int, seed: int, kind: str,
+           weights: str, device: str) -> None:
+    """Render feature visualizations of units of one layer into one PNG (side by side)."""
+    from microtome.images import grid, png_bytes, write_atomic
+    from microtome.optvis import objectives as O
+    from microtome.optvis.render import render as run_render
+    from microtome.zoo import get_spec, load_model
+    from microtome.zoo.spec import parse_units
+
+    layer_name, sep, unit_text = target.rpartition(":")
+    if not sep or not layer_name:
+        raise MicrotomeError(f"target {target!r} is not LAYER:UNIT[,UNIT...], e.g. block10:5 or block10:0-7")
+    spec = get_spec(model)  # validate names before loading anything
+    layer = spec.layer(layer_name)
+    units = parse_units(unit_text, layer.channels, f"{layer.id} of {spec.id}")
+    if not out.lower().endswith(".png"):
+        raise MicrotomeError(f"output {out!r} must be a .png file")
+    net, spec = load_model(model, weights=weights, device=device)
+    make = {"channel": lambda u: O.channel(layer.id, u), "neuron": lambda u: O.neuron(layer.id, u),
+            "negative": lambda u: -O.channel(layer.id, u)}[kind]
+    bar, callback = _progress_bar(steps, f"{model}/{layer.id} x{len(units)}")
+    with bar:
+        result = run_render(net, [make(u) for u in units], spec=spec, size=size, steps=steps,
+                            seed=seed, device=device, progress=callback)
+    path = write_atomic(out, png_bytes(grid(result.images)))
+    if not spec.trained:
+        click.echo("note: untrained model (random weights)", err=True)
+    for u, v in zip(units, result.values.tolist()):
+        click.echo(f"{model}/{layer.id}:{u}  {kind} {v:.4g}")
+    click.echo(str(path))
+
+
+@main.command()
+@click.option("--out", default="out/contact-sheet.png", show_default=True, type=click.Path(dir_okay=False))
+@click.option("--steps", default=256, show_default=True, type=click.IntRange(1))
+@click.option("--device", default="cpu", show_default=True)
+def demo(out: str, steps: int, device: str) -> None:
+    """The main job on the offline default: a contact sheet of 16 units of efficientnet_lite0/block10."""
+    from microtome.images import grid, png_bytes, write_atomic
+    from microtome.optvis import objectives as O
+    from microtome.optvis.render import render as run_render
+    from microtome.zoo import load_model
+
+    model, layer, units = "efficientnet_lite0", "block10", list(range(16))
+    net, spec = load_model(model, device=device)
+    bar, callback = _progress_bar(steps, f"{model}/{layer} x{len(units)}")
+    with bar:
+        result = run_render(net, [O.channel(layer, u) for u in units], spec=spec, size=128,
+                            steps=steps, device=device, progress=callback)
+    sheet = grid(result.images, columns=4, labels=[f"{layer}:{u}" for u in units])
+    path = write_atomic(out, png_bytes(sheet))
+    click.echo(f"contact sheet of {model}/{layer} units 0-15: {Path(path).resolve()}")
+
+
+if __name__ == "__main__":
+    main()

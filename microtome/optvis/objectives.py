@@ -1,0 +1,232 @@
+"""Objectives: `(activations) -> scalar per image [B]`, to be MAXIMIZED.
+
+One sign convention, here and everywhere: the renderer maximizes. Penalties (`tv`, `l1`, `l2`,
+`blur`) return a positive measure of what they penalize, so they are subtracted:
+`channel("block10", 5) - 0.1 * tv()`. Objectives are values: they add, subtract, negate,
+multiply and divide (by scalars or each other), `sum()` over a list, and describe themselves
+("channel(block10, 5) - 0.1·tv()"). `parse("block10:5")` is `channel("block10", 5)`.
+
+Activations are a dict `{layer name: [B, C, H, W] or [B, C]}`; the special name "input"
+holds the images `[B, 3, H, W]` in [0, 1] before any transform.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from microtome.errors import MicrotomeError
+
+Acts = dict[str, torch.Tensor]
+INPUT = "input"
+
+
+class Objective:
+    """A function of activations giving one value per image `[B]`, with the layers it reads."""
+
+    def __init__(self, fn: Callable[[Acts], torch.Tensor], name: str, layers: Iterable[str]):
+        self.fn = fn
+        self.name = name
+        self.layers = frozenset(layers)
+
+    def __call__(self, acts: Acts) -> torch.Tensor:
+        return self.fn(acts)
+
+    def __repr__(self) -> str:
+        return self.name
+
+    # ---- arithmetic ----------------------------------------------------------------------
+    def _combine(self, other, op, symbol: str, reverse: bool = False) -> "Objective":
+        if isinstance(other, Objective):
+            a, b = (other, self) if reverse else (self, other)
+            return Objective(lambda acts: op(a(acts), b(acts)), f"{a.name} {symbol} {_paren(b, symbol)}",
+                             a.layers | b.layers)
+        if isinstance(other, (int, float)):
+            k = float(other)
+            if reverse:
+                return Objective(lambda acts: op(k, self(acts)), f"{_num(k)} {symbol} {_paren(self, symbol)}",
+                                 self.layers)
+            return Objective(lambda acts: op(self(acts), k), f"{self.name} {symbol} {_num(k)}", self.layers)
+        return NotImplemented
+
+    def __add__(self, other):
+        return self._combine(other, operator.add, "+")
+
+    def __radd__(self, other):
+        if isinstance(other, (int, float)) and other == 0:  # so that sum([...]) works
+            return self
+        return self._combine(other, operator.add, "+", reverse=True)
+
+    def __sub__(self, other):
+        return self._combine(other, operator.sub, "-")
+
+    def __rsub__(self, other):
+        return self._combine(other, operator.sub, "-", reverse=True)
+
+    def __mul__(self, other):
+        if isinstance(other, (int, float)):
+            k = float(other)
+            return Objective(lambda acts: self(acts) * k, f"{_num(k)}·{_paren(self, '·')}", self.layers)
+        return self._combine(other, operator.mul, "·")
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        return self._combine(other, operator.truediv, "/")
+
+    def __neg__(self) -> "Objective":
+        return Objective(lambda acts: -self(acts), f"-{_paren(self, '-')}", self.layers)
+
+
+def _num(k: float) -> str:
+    return f"{k:g}"
+
+
+def _paren(obj: Objective, symbol: str) -> str:
+    compound = " + " in obj.name or " - " in obj.name
+    return f"({obj.name})" if compound and symbol != "+" else obj.name
+
+
+def _spatial_mean(t: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] -> [B, C]; [B, C] as is
+    return t.mean(dim=(2, 3)) if t.dim() == 4 else t
+
+
+# ---- activation objectives -------------------------------------------------------------------
+def channel(layer: str, unit: int) -> Objective:
+    """Mean activation of channel `unit` over all positions of `layer`."""
+    return Objective(lambda acts: _spatial_mean(acts[layer][:, unit : unit + 1])[:, 0],
+                     f"channel({layer}, {unit})", [layer])
+
+
+def neuron(layer: str, unit: int, x: int | None = None, y: int | None = None) -> Objective:
+    """Activation of channel `unit` at one position (x, y); the centre by default."""
+
+    def fn(acts: Acts) -> torch.Tensor:
+        t = acts[layer]
+        if t.dim() == 2:
+            return t[:, unit]
+        h, w = t.shape[-2:]
+        return t[:, unit, h // 2 if y is None else y, w // 2 if x is None else x]
+
+    where = "" if x is None and y is None else f", x={x}, y={y}"
+    return Objective(fn, f"neuron({layer}, {unit}{where})", [layer])
+
+
+def direction(layer: str, vector: Sequence[float] | torch.Tensor) -> Objective:
+    """Mean over positions of the dot product of the activation vector with `vector` `[C]`."""
+    vec = torch.as_tensor(vector, dtype=torch.float32)
+
+    def fn(acts: Acts) -> torch.Tensor:
+        t = acts[layer]
+        v = vec.to(t.device, t.dtype)
+        return _spatial_mean(torch.einsum("bc...,c->b...", t, v).unsqueeze(1))[:, 0] \
+            if t.dim() == 4 else t @ v
+
+    return Objective(fn, f"direction({layer}, [{len(vec)}])", [layer])
+
+
+def layer(layer: str) -> Objective:
+    """DeepDream: mean squared activation over all channels and positions of `layer`."""
+    return Objective(lambda acts: acts[layer].pow(2).flatten(1).mean(1), f"layer({layer})", [layer])
+
+
+def class_logit(label: int, layer: str = "logits") -> Objective:
+    """The logit of class `label` (from the model's logits layer)."""
+    return Objective(lambda acts: acts[layer][:, label], f"class_logit({label})", [layer])
+
+
+def diversity(layer: str) -> Objective:
+    """Minus the mean cosine similarity of each image's Gram matrix to the others' in the batch.
+
+    Maximizing it pushes the images of a batch apart in style; 0 for a batch of one."""
+
+    def fn(acts: Acts) -> torch.Tensor:
+        t = acts[layer]
+        b, c = t.shape[:2]
+        if b < 2:
+            return torch.zeros(b, device=t.device, dtype=t.dtype)
+        flat = t.reshape(b, c, -1)  # [B, C, HW]
+        gram = F.normalize(torch.bmm(flat, flat.transpose(1, 2)).reshape(b, -1), dim=1)  # [B, C*C]
+        sim = gram @ gram.T  # [B, B]
+        return -(sim.sum(1) - sim.diagonal()) / (b - 1)
+
+    return Objective(fn, f"diversity({layer})", [layer])
+
+
+# ---- image penalties (positive; subtract them) ---------------------------------------------------
+def total_variation() -> Objective:
+    """Mean absolute difference between neighbouring pixels of the input image."""
+
+    def fn(acts: Acts) -> torch.Tensor:
+        x = acts[INPUT]
+        dy = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
+        dx = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1)
+        return dx + dy
+
+    return Objective(fn, "tv()", [INPUT])
+
+
+tv = total_variation
+
+
+def l1(constant: float = 0.5) -> Objective:
+    """Mean absolute distance of the input's pixels from `constant`."""
+    return Objective(lambda acts: (acts[INPUT] - constant).abs().flatten(1).mean(1),
+                     f"l1({_num(constant)})", [INPUT])
+
+
+def l2(constant: float = 0.5) -> Objective:
+    """Root mean squared distance of the input's pixels from `constant`."""
+    return Objective(lambda acts: (acts[INPUT] - constant).pow(2).flatten(1).mean(1).sqrt(),
+                     f"l2({_num(constant)})", [INPUT])
+
+
+def blur(sigma: float = 1.0) -> Objective:
+    """Mean squared distance of the input from its own blurred copy (held fixed): penalizes
+    high frequencies."""
+
+    def fn(acts: Acts) -> torch.Tensor:
+        x = acts[INPUT]
+        radius = max(1, int(3 * sigma))
+        k = torch.exp(-torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype) ** 2
+                      / (2 * sigma * sigma))
+        k = (k / k.sum()).view(1, 1, 1, -1).repeat(x.shape[1], 1, 1, 1)  # [C, 1, 1, K]
+        with torch.no_grad():
+            y = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k, groups=x.shape[1])
+            y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="replicate"),
+                         k.transpose(2, 3), groups=x.shape[1])
+        return (x - y).pow(2).flatten(1).mean(1)
+
+    return Objective(fn, f"blur({_num(sigma)})", [INPUT])
+
+
+# ---- parsing -----------------------------------------------------------------------------------
+def parse(text: str) -> Objective:
+    """Objective from shorthand: "layer:unit" is a channel, "-layer:unit" its negative,
+    "layer:unit:neuron" the centre neuron, "layer" alone the DeepDream layer objective."""
+    text = text.strip()
+    sign = -1 if text.startswith("-") else 1
+    parts = text.lstrip("-").split(":")
+    if not parts[0]:
+        raise MicrotomeError(f"empty layer in objective {text!r}; expected 'layer:unit'")
+    if len(parts) == 1:
+        obj = layer(parts[0])
+    else:
+        try:
+            unit = int(parts[1])
+        except ValueError:
+            raise MicrotomeError(f"unit {parts[1]!r} in {text!r} is not an integer; expected "
+                                 "'layer:unit', e.g. 'block10:5'") from None
+        kind = parts[2] if len(parts) > 2 else "channel"
+        makers = {"channel": channel, "neuron": neuron}
+        if kind not in makers:
+            raise MicrotomeError(f"unknown objective kind {kind!r} in {text!r}; valid: channel, neuron")
+        obj = makers[kind](parts[0], unit)
+    return -obj if sign < 0 else obj
+
+
+def as_objective(obj: Objective | str) -> Objective:
+    return parse(obj) if isinstance(obj, str) else obj
