@@ -1,0 +1,392 @@
+"""The artifact store: `root/index.sqlite` (rows) + `root/blobs/ab/cdef...` (content, by sha256).
+
+`put(key, params, files, meta) -> Artifact` writes every blob atomically first, then the row in
+one transaction, so a process killed at any instant leaves no row pointing at a missing or
+truncated blob: at worst an orphan blob or a temp file, which `verify` reports and `gc` removes.
+Several processes may use one store at once; `claim` keeps two builds from computing one key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from microtome.errors import MicrotomeError, NotFound, unknown
+from microtome.store import archive, index
+from microtome.store.blobs import BlobDir
+from microtome.store.index import KEY_COLUMNS, KEY_WHERE, LAYER_UNIT, key_row
+from microtome.store.keys import ANY, Artifact, ArtifactKey, canonical_json, check_unit, param_hash
+
+DEFAULT_ROOT = "./microtome-store"
+_ROW = f"{KEY_COLUMNS}, params, meta, files, created"
+
+
+@dataclass
+class VerifyReport:
+    """What `Store.verify` found; lists hold blob shas except `temp_files`/`strays` (paths)."""
+
+    checked: int = 0
+    corrupt: list[str] = field(default_factory=list)  # indexed, content does not match its sha
+    missing: list[str] = field(default_factory=list)  # indexed, not on disk
+    orphans: list[str] = field(default_factory=list)  # on disk, no artifact refers to it
+    temp_files: list[str] = field(default_factory=list)  # left in tmp/ by interrupted writes
+    strays: list[str] = field(default_factory=list)  # files under blobs/ that are not blobs
+
+    @property
+    def ok(self) -> bool:
+        """True when every indexed artifact reads back intact (orphans and temp files are harmless)."""
+        return not self.corrupt and not self.missing
+
+
+@dataclass
+class GcReport:
+    """What `Store.gc` removed."""
+
+    orphans: list[str] = field(default_factory=list)
+    temp_files: list[str] = field(default_factory=list)
+    bytes_freed: int = 0
+
+
+def _artifact(row: tuple) -> Artifact:
+    model, layer, unit, technique, phash, params, meta, files, created = row
+    key = ArtifactKey(model, layer, None if unit == LAYER_UNIT else unit, technique, phash)
+    return Artifact(key, json.loads(params), json.loads(meta), json.loads(files), created)
+
+
+def _key_row(key: ArtifactKey) -> tuple:
+    if not isinstance(key, ArtifactKey):
+        raise TypeError(f"expected an ArtifactKey, got {type(key).__name__}")
+    return key_row(key.model, key.layer, key.unit, key.technique, key.params_hash)
+
+
+class Store:
+    """A store directory; safe to share between threads of a process and between processes.
+
+    `create=False` opens an existing store only (the web app, `microtome verify`)."""
+
+    def __init__(self, root: str | Path = DEFAULT_ROOT, create: bool = True):
+        self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise MicrotomeError(f"store path {self.root} is a file; a store is a directory")
+        if not create and not (self.root / "index.sqlite").is_file():
+            raise NotFound(
+                f"no store at {self.root} (no index.sqlite there); build one with `microtome build` "
+                f"or point at an existing store directory"
+            )
+        self._blobs = BlobDir(self.root)
+        for folder in (self._blobs.blobs, self._blobs.tmp):
+            if not folder.is_dir():
+                folder.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        self._forked: list[sqlite3.Connection] = []
+        with self._read():
+            pass  # open now, so a bad index fails here and not on first use
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+
+    # -- connection: one per Store and process, shared by its threads under a lock --
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None or self._pid != os.getpid():
+            if self._conn is not None:  # inherited through fork(): never use nor close it here
+                self._forked.append(self._conn)
+            self._conn = index.connect(self.root / "index.sqlite")
+            self._pid = os.getpid()
+        return self._conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._db()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; BEGIN IMMEDIATE takes the write lock up front (no upgrade deadlock)."""
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+
+    # -- artifacts --
+
+    def put(
+        self, key: ArtifactKey, params: dict[str, Any], files: dict[str, bytes], meta: dict[str, Any] | None = None
+    ) -> Artifact:
+        """Store an artifact and return it; if `key` is already stored, return that one unchanged.
+
+        `params` must hash to `key.params_hash`. When two writers race on one key, the first
+        row wins and both get it back (the loser's blobs become orphans for `gc`)."""
+        if param_hash(params) != key.params_hash:
+            raise MicrotomeError(
+                f"params hash to {param_hash(params)} but the key says {key.params_hash}; "
+                f"make the key with ArtifactKey.for_params(..., params)"
+            )
+        if not isinstance(files, dict) or not all(isinstance(n, str) and n for n in files):
+            raise TypeError("files must be a dict of non-empty file names to bytes")
+        payload = {name: bytes(data) for name, data in files.items()}
+        params_json = canonical_json(params, "params")
+        meta_json = canonical_json({} if meta is None else meta, "meta")
+        existing = self.get(key)
+        if existing is not None:
+            return existing
+        shas = {name: self._blobs.write(data) for name, data in payload.items()}
+        created = time.time()
+        if self._commit(key, params_json, meta_json, shas, payload, created):
+            return Artifact(key, json.loads(params_json), json.loads(meta_json), shas, created)
+        stored = self.get(key)
+        if stored is None:  # pragma: no cover - rows are never deleted
+            raise RuntimeError(f"artifact {key} vanished while being written")
+        return stored
+
+    def _commit(
+        self, key: ArtifactKey, params_json: str, meta_json: str, shas: dict[str, str],
+        payload: dict[str, bytes], created: float,
+    ) -> bool:
+        """Insert the row (True) unless the key exists (False). Blobs are re-checked inside the
+        transaction: `gc` deletes orphans under the same write lock, so none can vanish after."""
+        with self._write() as db:
+            for name, sha in shas.items():
+                if not self._blobs.exists(sha):
+                    self._blobs.write(payload[name], sha)
+            cur = db.execute(
+                f"INSERT OR IGNORE INTO artifacts ({_ROW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*_key_row(key), params_json, meta_json, canonical_json(shas), created),
+            )
+            db.execute(f"DELETE FROM claims WHERE {KEY_WHERE}", _key_row(key))
+            return cur.rowcount == 1
+
+    def get(self, key: ArtifactKey) -> Artifact | None:
+        with self._read() as db:
+            row = db.execute(f"SELECT {_ROW} FROM artifacts WHERE {KEY_WHERE}", _key_row(key)).fetchone()
+        return _artifact(row) if row else None
+
+    def has(self, key: ArtifactKey) -> bool:
+        with self._read() as db:
+            return db.execute(f"SELECT 1 FROM artifacts WHERE {KEY_WHERE}", _key_row(key)).fetchone() is not None
+
+    def find(
+        self, model: str | None = None, layer: str | None = None, unit: Any = ANY, technique: str | None = None
+    ) -> list[Artifact]:
+        """Artifacts matching every given filter, ordered by model, layer, unit, technique.
+
+        `unit=None` selects layer-level artifacts; leave `unit` out for all units."""
+        where, args = [], []
+        for column, value in (("model", model), ("layer", layer), ("technique", technique)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if unit is not ANY:
+            where.append("unit = ?")
+            args.append(LAYER_UNIT if unit is None else check_unit(unit))
+        sql = f"SELECT {_ROW} FROM artifacts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._read() as db:
+            rows = db.execute(sql + f" ORDER BY {KEY_COLUMNS}", args).fetchall()
+        return [_artifact(r) for r in rows]
+
+    def stats(self, model: str | None = None) -> dict[tuple[str, str, str], int]:
+        """Artifact counts per (model, layer, technique), sorted."""
+        sql = "SELECT model, layer, technique, COUNT(*) FROM artifacts"
+        args: tuple = ()
+        if model is not None:
+            sql, args = sql + " WHERE model = ?", (model,)
+        with self._read() as db:
+            rows = db.execute(sql + " GROUP BY model, layer, technique ORDER BY model, layer, technique", args)
+            return {(m, layer, t): n for m, layer, t, n in rows.fetchall()}
+
+    # -- blobs --
+
+    def blob_path(self, sha: str) -> Path:
+        """The file holding blob `sha` (to serve it directly); NotFound if `sha` is malformed or absent."""
+        path = self._blobs.path(sha)
+        if not path.is_file():
+            raise NotFound(f"no blob {sha} in this store (`microtome verify` checks the store)")
+        return path
+
+    def read(self, sha: str) -> bytes:
+        """The bytes of blob `sha`; NotFound if `sha` is malformed or absent."""
+        return self._blobs.read(sha)
+
+    def read_file(self, artifact: Artifact, name: str) -> bytes:
+        """The bytes of `artifact`'s file `name`; NotFound (with near names) if it has no such file."""
+        if name not in artifact.files:
+            raise unknown("file", name, sorted(artifact.files), where=str(artifact.key))
+        return self.read(artifact.files[name])
+
+    # -- model summaries --
+
+    def put_model(self, model_id: str, summary: dict[str, Any]) -> None:
+        """Record (or replace) the JSON summary of a model spec: layers, edges, title, trained..."""
+        if not isinstance(model_id, str) or not model_id:
+            raise MicrotomeError(f"model id must be a non-empty string, got {model_id!r}")
+        text = canonical_json(summary, f"summary of {model_id}")
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO models VALUES (?, ?, ?)", (model_id, text, time.time()))
+
+    def models(self) -> dict[str, dict[str, Any]]:
+        """Every recorded model summary, by model id (sorted)."""
+        with self._read() as db:
+            rows = db.execute("SELECT model, summary FROM models ORDER BY model").fetchall()
+        return {m: json.loads(s) for m, s in rows}
+
+    def model(self, model_id: str) -> dict[str, Any] | None:
+        with self._read() as db:
+            row = db.execute("SELECT summary FROM models WHERE model = ?", (model_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    # -- claims: which build computes which key --
+
+    def claim(self, key: ArtifactKey, owner: str, ttl: float = 600) -> bool:
+        """Reserve `key` for `owner` for `ttl` seconds; False if it is stored or another owner
+        holds an unexpired claim. Claiming again as the same owner renews; `put` ends the claim."""
+        now = time.time()
+        with self._write() as db:
+            if db.execute(f"SELECT 1 FROM artifacts WHERE {KEY_WHERE}", _key_row(key)).fetchone():
+                return False
+            held = db.execute(f"SELECT owner, expires FROM claims WHERE {KEY_WHERE}", _key_row(key)).fetchone()
+            if held is not None and held[0] != owner and held[1] > now:
+                return False
+            db.execute(
+                f"INSERT OR REPLACE INTO claims ({KEY_COLUMNS}, owner, expires) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (*_key_row(key), owner, now + ttl),
+            )
+            return True
+
+    def release(self, key: ArtifactKey, owner: str) -> None:
+        """Drop `owner`'s claim on `key` (a no-op if it holds none, e.g. after `put`)."""
+        with self._write() as db:
+            db.execute(f"DELETE FROM claims WHERE {KEY_WHERE} AND owner = ?", (*_key_row(key), owner))
+
+    # -- integrity --
+
+    def _referenced(self) -> set[str]:
+        with self._read() as db:
+            rows = db.execute("SELECT files FROM artifacts").fetchall()
+        return {sha for (files,) in rows for sha in json.loads(files).values()}
+
+    def verify(self) -> VerifyReport:
+        """Re-hash every indexed blob and list what is corrupt, missing, orphaned or left over."""
+        refs = self._referenced()
+        on_disk, strays = self._blobs.scan()
+        present = sorted(refs & on_disk)
+        return VerifyReport(
+            checked=len(present),
+            corrupt=[sha for sha in present if self._blobs.hash_of(sha) != sha],
+            missing=sorted(refs - on_disk),
+            orphans=sorted(on_disk - refs),
+            temp_files=sorted(str(p.relative_to(self.root)) for p, _ in self._blobs.temp_files()),
+            strays=strays,
+        )
+
+    def gc(self) -> GcReport:
+        """Remove orphan blobs and the temp files of dead writers (live writers' temps are kept).
+
+        Holds the index write lock while deleting, so a concurrent `put` cannot lose a blob."""
+        report = GcReport()
+        with self._write():
+            refs = self._referenced()
+            on_disk, _ = self._blobs.scan()
+            for sha in sorted(on_disk - refs):
+                path = self._blobs.path(sha)
+                with suppress(FileNotFoundError):
+                    size = path.stat().st_size
+                    path.unlink()
+                    report.orphans.append(sha)
+                    report.bytes_freed += size
+        for path, stale in self._blobs.temp_files():
+            if stale:
+                with suppress(FileNotFoundError):
+                    size = path.stat().st_size
+                    path.unlink()
+                    report.temp_files.append(str(path.relative_to(self.root)))
+                    report.bytes_freed += size
+        return report
+
+    # -- archives --
+
+    def pack(self, archive_path: str | Path) -> Path:
+        """Write a consistent snapshot (index + referenced blobs, no claims) to one .tar.gz/.tar."""
+        archive_path = Path(archive_path)
+        archive.write_mode(archive_path)  # fail on a bad name before any work
+        snapshot = self._blobs.temp_path(".index")
+        try:
+            copy = sqlite3.connect(snapshot)
+            try:
+                with self._read() as db:
+                    db.backup(copy)
+                copy.execute("DELETE FROM claims")
+                copy.commit()
+                copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+                shas = {sha for (f,) in copy.execute("SELECT files FROM artifacts") for sha in json.loads(f).values()}
+            finally:
+                copy.close()
+            archive.write_archive(archive_path, snapshot, self._blobs, shas)
+        finally:
+            with suppress(FileNotFoundError):
+                snapshot.unlink()
+        return archive_path
+
+    @classmethod
+    def unpack(cls, archive_path: str | Path, root: str | Path) -> Store:
+        """Unpack an archive made by `pack` into `root` (absent or empty) and verify it.
+
+        Refuses, before writing anything, archives with members outside the store layout."""
+        archive_path, root = Path(archive_path), Path(root)
+        existed = root.exists()
+        if existed and (not root.is_dir() or any(root.iterdir())):
+            raise MicrotomeError(f"refusing to unpack into {root}: it is not empty; choose a new directory")
+        tar, members = archive.open_archive(archive_path)
+        try:
+            with tar:
+                root.mkdir(parents=True, exist_ok=True)
+                archive.extract(tar, members, root)
+            store = cls(root, create=False)
+            report = store.verify()
+            if not report.ok:
+                store.close()
+                raise MicrotomeError(
+                    f"{archive_path} unpacked damaged: {len(report.corrupt)} corrupt and "
+                    f"{len(report.missing)} missing blobs"
+                )
+            return store
+        except BaseException:
+            if existed:
+                for child in root.iterdir():
+                    if child.is_dir():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+            else:
+                shutil.rmtree(root, ignore_errors=True)
+            raise
