@@ -138,5 +138,14 @@ def demo(out: str, steps: int, device: str) -> None:
     click.echo(f"contact sheet of {model}/{layer} units 0-15: {Path(path).resolve()}")
 
 
+def _add_stage_commands() -> None:
+    from microtome.build.commands import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_add_stage_commands()
+
 if __name__ == "__main__":
     main()

@@ -225,3 +225,13 @@ def test_render_stops_the_forward_pass_at_the_target_layer():
         assert seen
     finally:
         model.fc._forward_hooks.clear()
+
+
+def test_grouped_diversity_equals_diversity_of_each_group():
+    acts = {"l": torch.randn(6, 5, 3, 3)}
+    grouped = O.diversity("l", group=3)(acts)
+    first = O.diversity("l")({"l": acts["l"][:3]})
+    second = O.diversity("l")({"l": acts["l"][3:]})
+    assert torch.allclose(grouped, torch.cat([first, second]), atol=1e-6)
+    with pytest.raises(MicrotomeError):
+        O.diversity("l", group=4)(acts)

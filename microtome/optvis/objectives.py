@@ -138,22 +138,28 @@ def class_logit(label: int, layer: str = "logits") -> Objective:
     return Objective(lambda acts: acts[layer][:, label], f"class_logit({label})", [layer])
 
 
-def diversity(layer: str) -> Objective:
-    """Minus the mean cosine similarity of each image's Gram matrix to the others' in the batch.
+def diversity(layer: str, group: int | None = None) -> Objective:
+    """Minus the mean cosine similarity of each image's Gram matrix to the others' in its group.
 
-    Maximizing it pushes the images of a batch apart in style; 0 for a batch of one."""
+    Groups are consecutive runs of `group` images (default: the whole batch), so several
+    diversity sets can render in one batch. Maximizing it pushes a group's images apart in
+    style; 0 for a group of one."""
 
     def fn(acts: Acts) -> torch.Tensor:
         t = acts[layer]
         b, c = t.shape[:2]
-        if b < 2:
+        g = group or b
+        if b % g:
+            raise MicrotomeError(f"diversity groups of {g} do not divide a batch of {b}")
+        if g < 2:
             return torch.zeros(b, device=t.device, dtype=t.dtype)
         flat = t.reshape(b, c, -1)  # [B, C, HW]
-        gram = F.normalize(torch.bmm(flat, flat.transpose(1, 2)).reshape(b, -1), dim=1)  # [B, C*C]
-        sim = gram @ gram.T  # [B, B]
-        return -(sim.sum(1) - sim.diagonal()) / (b - 1)
+        gram = F.normalize(torch.bmm(flat, flat.transpose(1, 2)).reshape(b // g, g, -1), dim=2)
+        sim = gram @ gram.transpose(1, 2)  # [B/g, g, g]
+        return (-(sim.sum(2) - sim.diagonal(dim1=1, dim2=2)) / (g - 1)).reshape(b)
 
-    return Objective(fn, f"diversity({layer})", [layer])
+    where = f", group={group}" if group else ""
+    return Objective(fn, f"diversity({layer}{where})", [layer])
 
 
 # ---- image penalties (positive; subtract them) ---------------------------------------------------

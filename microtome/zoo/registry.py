@@ -80,7 +80,10 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load `state` into `module`; any missing or unexpected key is an error naming them."""
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # right keys, wrong shapes
+        raise MicrotomeError(f"weights from {source} do not fit the architecture: {exc}") from exc
     if missing or unexpected:
         raise MicrotomeError(
             f"weights from {source} do not fit: {len(missing)} missing keys "

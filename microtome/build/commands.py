@@ -1,0 +1,127 @@
+"""Command-line stages that read or write a store: build, status, verify, gc, pack, unpack.
+
+Every one takes `--store` (default ./microtome-store). User errors exit with code 2 (through
+the main group); an interrupted build exits with 130 after recording what it finished.
+"""
+
+from __future__ import annotations
+
+import click
+
+from microtome.errors import MicrotomeError
+from microtome.store import DEFAULT_ROOT, Store
+from microtome.techniques.base import TECHNIQUES
+
+store_option = click.option("--store", "store_root", default=DEFAULT_ROOT, show_default=True,
+                            type=click.Path(file_okay=False), help="artifact store directory")
+
+
+def _open(store_root: str) -> Store:
+    return Store(store_root, create=False)
+
+
+@click.command()
+@click.argument("model")
+@click.option("--layers", default="all", show_default=True, help="layer ids, comma-separated, or all")
+@click.option("--units", default="all", show_default=True, help="e.g. 0-7 or 0,3,5, applied to every layer")
+@click.option("--techniques", default="all", show_default=True, help=",".join(TECHNIQUES) + " or all")
+@click.option("--dataset", default="samples", show_default=True, help="samples or folder:PATH")
+@click.option("--preset", default="standard", show_default=True, type=click.Choice(["quick", "standard", "full"]))
+@store_option
+@click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "ray"]))
+@click.option("--ray-address", default=None, help="a running Ray cluster (default: start one here)")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Ray actors")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--weights", default="default", show_default=True, help="default, random or PATH")
+@click.option("--seed", default=0, show_default=True, type=int)
+def build(model, layers, units, techniques, dataset, preset, store_root, executor, ray_address,
+          workers, device, weights, seed) -> None:
+    """Precompute every missing artifact of MODEL into the store (resumable)."""
+    from microtome.build.pipeline import build as run_build
+
+    summary = run_build(store_root, model, layers=layers, units=units, techniques=techniques,
+                        preset=preset, dataset=dataset, executor=executor, device=device,
+                        weights=weights, seed=seed, ray_address=ray_address, workers=workers)
+    for line in summary.lines():
+        click.echo(line)
+    if summary.interrupted:
+        raise SystemExit(130)
+    if summary.failed:
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("model", required=False)
+@store_option
+def status(model: str | None, store_root: str) -> None:
+    """Completion per model, layer and technique (units with artifacts / units in the layer)."""
+    store = _open(store_root)
+    models = store.models()
+    if model is not None and model not in models:
+        from microtome.errors import unknown
+        raise unknown("model", model, list(models), where=f"the store {store_root}")
+    units: dict[tuple[str, str, str], set] = {}
+    for (m, layer, technique), _count in store.stats(model).items():
+        found = store.find(model=m, layer=layer, technique=technique)
+        units[(m, layer, technique)] = {a.key.unit for a in found}
+    for m, summary in models.items():
+        if model and m != model:
+            continue
+        trained = "" if summary.get("trained", True) else "  [untrained: random weights]"
+        click.echo(f"{m} — {summary.get('title', m)}{trained}")
+        click.echo(f"  {'layer':14s} {'units':>6s} " + " ".join(f"{t:>16s}" for t in TECHNIQUES))
+        for layer in summary["layers"]:
+            cells = []
+            for t in TECHNIQUES:
+                have = units.get((m, layer["id"], t), set())
+                cells.append(("done" if None in have else "-") if t == "deepdream"
+                             else (f"{len(have)}/{layer['channels']}" if have else "-"))
+            click.echo(f"  {layer['id']:14s} {layer['channels']:6d} " + " ".join(f"{c:>16s}" for c in cells))
+
+
+@click.command()
+@store_option
+def verify(store_root: str) -> None:
+    """Check every blob against its hash; report corrupt, missing and orphan blobs."""
+    report = _open(store_root).verify()
+    click.echo(f"checked {report.checked} blobs: {len(report.corrupt)} corrupt, {len(report.missing)} missing, "
+               f"{len(report.orphans)} orphans, {len(report.temp_files)} temp files")
+    for sha in report.corrupt[:10]:
+        click.echo(f"  corrupt: {sha}")
+    for sha in report.missing[:10]:
+        click.echo(f"  missing: {sha}")
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@click.command()
+@store_option
+def gc(store_root: str) -> None:
+    """Remove orphan blobs and stale temp files left by interrupted writes."""
+    report = _open(store_root).gc()
+    click.echo(f"removed {len(report.orphans)} orphan blobs and {len(report.temp_files)} temp files "
+               f"({report.bytes_freed} bytes)")
+
+
+@click.command()
+@click.argument("archive", type=click.Path(dir_okay=False))
+@store_option
+def pack(archive: str, store_root: str) -> None:
+    """Pack the store into one archive (.tar.gz, .tgz or .tar)."""
+    click.echo(str(_open(store_root).pack(archive)))
+
+
+@click.command()
+@click.argument("archive", type=click.Path(dir_okay=False))
+@store_option
+def unpack(archive: str, store_root: str) -> None:
+    """Unpack an archive made by `pack` into a new (empty) store directory."""
+    from pathlib import Path
+
+    if not Path(archive).is_file():
+        raise MicrotomeError(f"no archive at {archive!r}")
+    store = Store.unpack(archive, store_root)
+    click.echo(f"unpacked into {store.root}")
+
+
+COMMANDS = (build, status, verify, gc, pack, unpack)

@@ -1,0 +1,139 @@
+"""Feature visualization and DeepDream as techniques: `(model, spec, layer, units, params) -> [ArtifactResult]`.
+
+Variants per unit: `positive` (channel), `negative` (minus the channel), `neuron` (centre
+position) and `diversity` (a set of 4 images of the channel pushed apart in style). Units of
+a layer render together: one batch for the single-image variants, one for the diversity sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from microtome.errors import MicrotomeError
+from microtome.images import png_bytes
+from microtome.optvis import objectives as O
+from microtome.optvis.render import Progress, render
+from microtome.techniques.base import DEEPDREAM, FEATURE_VIS, ArtifactResult
+from microtome.zoo.hooks import forward_to
+from microtome.zoo.spec import ModelSpec
+
+VARIANTS = ("positive", "negative", "neuron", "diversity")
+FV_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"steps": 64, "size": 96},
+    "standard": {"steps": 512, "size": 128},
+    "full": {"steps": 1024, "size": 160},
+}
+DREAM_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"steps": 64, "size": 128},
+    "standard": {"steps": 256, "size": 224},
+    "full": {"steps": 512, "size": 320},
+}
+DIVERSITY_SET = 4
+DIVERSITY_WEIGHT = 20.0
+
+
+def fv_params(preset: str, variant: str, seed: int = 0) -> dict[str, Any]:
+    """The params of one feature-visualization artifact (they determine the image exactly)."""
+    if preset not in FV_PRESETS:
+        raise MicrotomeError(f"unknown preset {preset!r}; valid: {', '.join(FV_PRESETS)}")
+    if variant not in VARIANTS:
+        raise MicrotomeError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+    params = {"preset": preset, "variant": variant, **FV_PRESETS[preset], "lr": 0.05, "seed": seed,
+              "fft": True, "decorrelated": True, "transforms": "standard"}
+    if variant == "diversity":
+        params.update(images=DIVERSITY_SET, diversity_weight=DIVERSITY_WEIGHT)
+    return params
+
+
+def dream_params(preset: str, seed: int = 0) -> dict[str, Any]:
+    """The params of one DeepDream artifact."""
+    if preset not in DREAM_PRESETS:
+        raise MicrotomeError(f"unknown preset {preset!r}; valid: {', '.join(DREAM_PRESETS)}")
+    return {"preset": preset, **DREAM_PRESETS[preset], "lr": 0.05, "seed": seed, "fft": True,
+            "decorrelated": True, "transforms": "standard", "objective": "layer"}
+
+
+def _objectives(layer: str, unit: int, variant: str) -> list[O.Objective]:
+    if variant == "positive":
+        return [O.channel(layer, unit)]
+    if variant == "negative":
+        return [-O.channel(layer, unit)]
+    if variant == "neuron":
+        return [O.neuron(layer, unit)]
+    grouped = O.diversity(layer, group=DIVERSITY_SET)
+    return [O.channel(layer, unit) + DIVERSITY_WEIGHT * grouped] * DIVERSITY_SET
+
+
+def _unit_maxima(model: nn.Module, spec: ModelSpec, layer: str, images: torch.Tensor,
+                 units: Sequence[int]) -> list[float]:
+    """Image i's maximum activation of unit units[i] over positions (the dataset examples' measure)."""
+    with torch.no_grad():
+        act = forward_to(model, spec.preprocess(images), {layer: spec.layer(layer).module})[layer]
+    flat = act.flatten(2) if act.dim() == 4 else act.unsqueeze(2)  # [N, C, HW]
+    return [float(flat[i, u].max()) for i, u in enumerate(units)]
+
+
+def feature_vis(model: nn.Module, spec: ModelSpec, layer_id: str, units: Sequence[int],
+                params_list: Sequence[Mapping[str, Any]], *, device: str | torch.device = "cpu",
+                best_examples: Mapping[int, float] | None = None,
+                progress: Progress | None = None) -> list[ArtifactResult]:
+    """Render `units` x `params_list` (all of one preset and seed; any variants) in two batches.
+
+    `best_examples` maps a unit to its best dataset example's maximum activation; the quality
+    figure is the visualization's maximum activation relative to it."""
+    layer = spec.layer(layer_id).id
+    for u in units:
+        spec.unit(layer, u)
+    groups: dict[bool, list[tuple[int, dict]]] = {False: [], True: []}
+    for u in units:
+        for p in params_list:
+            groups[p["variant"] == "diversity"].append((u, dict(p)))
+    results = []
+    for diverse, jobs in groups.items():
+        if not jobs:
+            continue
+        first = jobs[0][1]
+        objectives = [o for u, p in jobs for o in _objectives(layer, u, p["variant"])]
+        rendered = render(model, objectives, spec=spec, size=first["size"], steps=first["steps"],
+                          lr=first["lr"], seed=first["seed"], device=device, progress=progress)
+        per_job = DIVERSITY_SET if diverse else 1
+        target_units = [u for u, _ in jobs for _ in range(per_job)]
+        maxima = _unit_maxima(model, spec, layer, rendered.images, target_units)
+        for j, (u, p) in enumerate(jobs):
+            sl = slice(j * per_job, (j + 1) * per_job)
+            images, values = rendered.images[sl], rendered.values[sl].tolist()
+            best = (best_examples or {}).get(u)
+            peak = maxima[sl]
+            sign = -1.0 if p["variant"] == "negative" else 1.0
+            meta = {"objective": rendered.objectives[sl.start],
+                    "activation": values if diverse else values[0],
+                    "max_activation": peak if diverse else peak[0],
+                    "quality": (max(peak) * sign / best if best and best > 0 and sign > 0 else None),
+                    "best_example_activation": best}
+            files = ({f"{i}.png": png_bytes(img) for i, img in enumerate(images)} if diverse
+                     else {"image.png": png_bytes(images[0])})
+            results.append(ArtifactResult(layer, u, FEATURE_VIS, p, files, meta))
+    return results
+
+
+def deepdream(model: nn.Module, spec: ModelSpec, layer_id: str, params: Mapping[str, Any], *,
+              device: str | torch.device = "cpu", progress: Progress | None = None) -> ArtifactResult:
+    """DeepDream of one layer: maximize its mean squared activation from noise."""
+    layer = spec.layer(layer_id).id
+    obj = O.layer(layer)
+    rendered = render(model, obj, spec=spec, size=params["size"], steps=params["steps"],
+                      lr=params["lr"], seed=params["seed"], device=device, progress=progress)
+    return ArtifactResult(layer, None, DEEPDREAM, dict(params),
+                          {"image.png": png_bytes(rendered.images[0])},
+                          {"objective": repr(obj), "value": float(rendered.values[0])})
+
+
+def progress_adapter(callback: Callable[[int], None] | None) -> Progress | None:
+    """A renderer progress callback that reports one tick per optimization step."""
+    if callback is None:
+        return None
+    return lambda step, steps, values: callback(1)

@@ -1,0 +1,36 @@
+"""A tiny custom model for the `module:function` entry point: `tiny_net() -> (nn.Module, ModelSpec)`.
+
+Input `[B, 3, 32, 32]` -> conv1 `[B, 8, 16, 16]` -> conv2 `[B, 16, 8, 8]` -> logits `[B, 3]`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from microtome.errors import MicrotomeError
+from microtome.zoo.spec import LayerSpec, ModelSpec, chain_edges
+
+
+def _build() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),  # [B, 8, 16, 16]
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),  # [B, 16, 8, 8]
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 3))  # [B, 3]
+
+
+def tiny_net(weights: str = "random") -> tuple[nn.Module, ModelSpec]:
+    """A three-class toy with random (seeded) weights only."""
+    if weights not in ("random", "default"):
+        raise MicrotomeError(f"tiny_net has random weights only, not {weights!r}")
+    layers = (LayerSpec("conv1", "1", "conv", 8, (16, 16)),
+              LayerSpec("conv2", "3", "conv", 16, (8, 8)),
+              LayerSpec("logits", "6", "logits", 3, (1, 1)))
+    spec = ModelSpec(id="tiny_net", title="Tiny test net", build=_build, input_size=32,
+                     layers=layers, edges=chain_edges([layer.id for layer in layers]),
+                     labels=("red", "green", "blue"), weights_source="random init",
+                     weights_sha256=None, trained=False, weights="random")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = _build()
+    return model, spec
