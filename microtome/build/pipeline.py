@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from microtome import __version__
-from microtome.build.plan import Task, check_preset, parse_layers, parse_techniques, plan
+from microtome.build.plan import Task, check_preset, check_units, parse_layers, parse_techniques, plan
 from microtome.errors import MicrotomeError
 from microtome.store import ArtifactKey, Store
 from microtome.techniques.base import DATASET_EXAMPLES, FEATURE_VIS, ArtifactResult
@@ -127,6 +127,7 @@ def build(store: Store | str, model: str, layers: str | Sequence[str] = "all",
     technique_ids = parse_techniques(techniques)
     spec = get_spec(model)
     layer_ids = parse_layers(spec, layers)
+    check_units(spec, layer_ids, units)
     needs_data = any(t in technique_ids for t in (DATASET_EXAMPLES, "connections"))
     data = get_dataset(dataset) if needs_data else None  # bad paths fail before the store is touched
     if weights == "random":
@@ -198,7 +199,7 @@ def _release(store: Store, model: str, task: Task, owner: str) -> None:
 
 def _bar(total: float, desc: str, enabled: bool):
     from tqdm import tqdm
-    return tqdm(total=round(total, 2), desc=desc, unit="work", disable=not enabled, dynamic_ncols=True,
+    return tqdm(total=total, desc=desc, unit="work", disable=not enabled, dynamic_ncols=True,
                 bar_format="{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]", mininterval=0.5)
 
 

@@ -98,6 +98,21 @@ def artifact_params(technique: str, spec: ModelSpec, preset: str, dataset: str,
     raise unknown("technique", technique, TECHNIQUES)
 
 
+def units_of(spec: ModelSpec, layer_id: str, units: str | Sequence[int] | None) -> list[int]:
+    """The units of `layer_id` selected by `units` (None/"all", "0-7"-style text or a list)."""
+    layer = spec.layer(layer_id)
+    if units is None or units == "all":
+        return list(range(layer.channels))
+    text = units if isinstance(units, str) else ",".join(map(str, units))
+    return parse_units(text, layer.channels, f"{layer.id} of {spec.id}")
+
+
+def check_units(spec: ModelSpec, layer_ids: Sequence[str], units: str | Sequence[int] | None) -> None:
+    """Raise before anything is written if `units` falls outside any selected layer."""
+    for layer_id in layer_ids:
+        units_of(spec, layer_id, units)
+
+
 def _cost(technique: str, params: dict[str, Any], spec: ModelSpec, n: int) -> float:
     """Rough seconds-like weights: optimization steps x images, passes x images."""
     if technique == FEATURE_VIS:
@@ -127,10 +142,7 @@ def plan(store: Store, spec: ModelSpec, layers: Sequence[str], units: str | Sequ
                            if not store.has(ArtifactKey.for_params(spec.id, layer.id, None, technique, p))]
                 tasks += [Task(technique, (layer.id,), [m], _cost(technique, m[2], spec, 1)) for m in missing]
                 continue
-            chosen = (list(range(layer.channels)) if units in (None, "all") else
-                      parse_units(units, layer.channels, f"{layer.id} of {spec.id}")
-                      if isinstance(units, str) else
-                      parse_units(",".join(map(str, units)), layer.channels, f"{layer.id} of {spec.id}"))
+            chosen = units_of(spec, layer.id, units)
             missing = [(layer.id, u, p) for u in chosen for p in variants
                        if not store.has(ArtifactKey.for_params(spec.id, layer.id, u, technique, p))]
             if technique == DATASET_EXAMPLES:
