@@ -146,7 +146,7 @@ def test_kill_9_during_builds_then_rerun_finishes_clean(tmp_path):
     assert report.ok, report
     arts = s.find(model="tiny_net")
     expected = _expected({"conv1": 4, "conv2": 4}, ["feature_vis", "deepdream", "tuning"])
-    assert len(arts) == expected
+    assert len(arts) == expected, (done.stdout, s.stats())
     assert len({a.key for a in arts}) == expected  # no duplicates
     s.gc()
     assert not s.verify().orphans

@@ -86,9 +86,13 @@ class LocalExecutor:
         from microtome.build.worker import Worker
         self.worker = Worker(model, weights, device)
 
-    def run(self, tasks: Sequence[Task], best: Callable[[Task], dict], tick: Callable[[float], None]
-            ) -> Iterator[tuple[Task, list[ArtifactResult] | BaseException]]:
+    def run(self, tasks: Sequence[Task], prepare: Callable[[Task], dict | None],
+            tick: Callable[[float], None]) -> Iterator[tuple[Task, list[ArtifactResult] | BaseException]]:
         for task in tasks:
+            best = prepare(task)
+            if best is None:
+                tick(task.cost)
+                continue
             done = 0.0
 
             def task_tick(fraction: float, task=task) -> None:
@@ -98,7 +102,7 @@ class LocalExecutor:
                 tick(step * task.cost)
 
             try:
-                results: list[ArtifactResult] | BaseException = self.worker.run(task, best(task), task_tick)
+                results: list[ArtifactResult] | BaseException = self.worker.run(task, best, task_tick)
             except MicrotomeError:
                 raise
             except Exception as exc:  # noqa: BLE001 - one failed task must not stop the build
@@ -146,15 +150,19 @@ def build(store: Store | str, model: str, layers: str | Sequence[str] = "all",
         return summary
     store.put_model(spec.id, spec.summary())
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    claimed = [_claim(store, spec.id, task, owner, summary) for task in tasks]
-    tasks = [t for t in claimed if t.items]
+
+    def prepare(task: Task) -> dict | None:
+        """Claim the task's keys just before it runs; None when another build holds them all."""
+        _claim(store, spec.id, task, owner, summary)
+        return _best_examples(store, spec.id, task) if task.items else None
+
     bar = _bar(sum(t.cost for t in tasks), f"{spec.id} {preset}", progress)
     # workers load the model by the name given (a registry id or a module:function entry point)
     runner = (LocalExecutor(model, weights, device) if executor == "local" else
               _ray_executor(model, weights, device, ray_address, workers))
     meta = provenance(spec, preset, seed)
     try:
-        for task, results in runner.run(tasks, lambda t: _best_examples(store, spec.id, t), bar.update):
+        for task, results in runner.run(tasks, prepare, bar.update):
             if isinstance(results, BaseException):
                 summary.failed.append(f"{task.describe()}: {type(results).__name__}: {results}")
             else:

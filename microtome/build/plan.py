@@ -20,7 +20,6 @@ from microtome.zoo.spec import ModelSpec, parse_units
 
 PRESETS = ("quick", "standard", "full")
 EXAMPLES_K = {"quick": 8, "standard": 16, "full": 32}
-CONNECTION_IMAGES = {"quick": 8, "standard": 16, "full": 32}
 # techniques in the order they run: dataset examples first (feature vis quality needs them)
 ORDER = (DATASET_EXAMPLES, FEATURE_VIS, DEEPDREAM, TUNING, CONNECTIONS)
 UNITS_PER_TASK = {FEATURE_VIS: 8, TUNING: 256, CONNECTIONS: 64}
@@ -93,8 +92,8 @@ def artifact_params(technique: str, spec: ModelSpec, preset: str, dataset: str,
         from microtome.techniques.tuning import TUNING_PRESETS, check_sweep
         return [check_sweep(TUNING_PRESETS[preset])]
     if technique == CONNECTIONS:
-        from microtome.techniques.connections import connection_params
-        return [connection_params(preset, dataset, CONNECTION_IMAGES[preset])]
+        from microtome.techniques.connections import CONNECTIONS_PRESETS
+        return [{**CONNECTIONS_PRESETS[preset], "dataset": dataset, "preset": preset}]
     raise unknown("technique", technique, TECHNIQUES)
 
 

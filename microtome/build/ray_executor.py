@@ -35,22 +35,29 @@ class RayExecutor:
         self.actors = [actor.remote(model, weights, device, 1) for _ in range(max(workers, 1))]
         ray.get([a.ping.remote() for a in self.actors])  # fail here if a worker cannot load the model
 
-    def run(self, tasks: Sequence[Task], best: Callable[[Task], dict], tick: Callable[[float], None]
-            ) -> Iterator[tuple[Task, list[ArtifactResult] | BaseException]]:
+    def run(self, tasks: Sequence[Task], prepare: Callable[[Task], dict | None],
+            tick: Callable[[float], None]) -> Iterator[tuple[Task, list[ArtifactResult] | BaseException]]:
         first = [t for t in tasks if t.technique == DATASET_EXAMPLES]
         rest = [t for t in tasks if t.technique != DATASET_EXAMPLES]
         for phase in (first, rest):
-            yield from self._phase(phase, best, tick)
+            yield from self._phase(phase, prepare, tick)
 
-    def _phase(self, tasks: list[Task], best, tick) -> Iterator[tuple[Task, list | BaseException]]:
+    def _phase(self, tasks: list[Task], prepare, tick) -> Iterator[tuple[Task, list | BaseException]]:
         ray = self.ray
         pending = list(tasks)
         running: dict = {}
         idle = list(self.actors)
         while pending or running:
             while pending and idle:
-                task, actor = pending.pop(0), idle.pop(0)
-                running[actor.run.remote(task, best(task))] = (task, actor)
+                task = pending.pop(0)
+                best = prepare(task)  # claims the task's keys
+                if best is None:
+                    tick(task.cost)
+                    continue
+                actor = idle.pop(0)
+                running[actor.run.remote(task, best)] = (task, actor)
+            if not running:
+                break
             done, _ = ray.wait(list(running), num_returns=1)
             task, actor = running.pop(done[0])
             idle.append(actor)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import threading
 import time
@@ -54,6 +55,22 @@ class GcReport:
     orphans: list[str] = field(default_factory=list)
     temp_files: list[str] = field(default_factory=list)
     bytes_freed: int = 0
+
+
+def _alive(owner: str) -> bool:
+    """False when `owner` ("host:pid:..."), a process of this host, has died (its claims are
+    stale); True otherwise, including owners on other hosts (their claims expire by TTL)."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _artifact(row: tuple) -> Artifact:
@@ -275,7 +292,7 @@ class Store:
             if db.execute(f"SELECT 1 FROM artifacts WHERE {KEY_WHERE}", _key_row(key)).fetchone():
                 return False
             held = db.execute(f"SELECT owner, expires FROM claims WHERE {KEY_WHERE}", _key_row(key)).fetchone()
-            if held is not None and held[0] != owner and held[1] > now:
+            if held is not None and held[0] != owner and held[1] > now and _alive(held[0]):
                 return False
             db.execute(
                 f"INSERT OR REPLACE INTO claims ({KEY_COLUMNS}, owner, expires) VALUES (?, ?, ?, ?, ?, ?, ?)",
