@@ -117,25 +117,68 @@ def render(model: str, target: str, out: str, steps: int, size: int, seed: int, 
 
 
 @main.command()
+@click.argument("model", default="efficientnet_lite0")
+@click.argument("target", default="block10:0-15", metavar="LAYER:UNITS")
 @click.option("--out", default="out/contact-sheet.png", show_default=True, type=click.Path(dir_okay=False))
 @click.option("--steps", default=256, show_default=True, type=click.IntRange(1))
+@click.option("--columns", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--device", default="cpu", show_default=True)
-def demo(out: str, steps: int, device: str) -> None:
-    """The main job on the offline default: a contact sheet of 16 units of efficientnet_lite0/block10."""
+def sheet(model: str, target: str, out: str, steps: int, columns: int, device: str) -> None:
+    """A contact sheet (one PNG grid, captioned) of feature visualizations of a layer's units."""
     from microtome.images import grid, png_bytes, write_atomic
     from microtome.optvis import objectives as O
     from microtome.optvis.render import render as run_render
-    from microtome.zoo import load_model
+    from microtome.zoo import get_spec, load_model
+    from microtome.zoo.spec import parse_units
 
-    model, layer, units = "efficientnet_lite0", "block10", list(range(16))
+    layer_name, _, unit_text = target.rpartition(":")
+    spec = get_spec(model)
+    layer = spec.layer(layer_name or target)
+    units = parse_units(unit_text or "all", layer.channels, f"{layer.id} of {spec.id}")
     net, spec = load_model(model, device=device)
-    bar, callback = _progress_bar(steps, f"{model}/{layer} x{len(units)}")
+    bar, callback = _progress_bar(steps, f"{model}/{layer.id} x{len(units)}")
     with bar:
-        result = run_render(net, [O.channel(layer, u) for u in units], spec=spec, size=128,
+        result = run_render(net, [O.channel(layer.id, u) for u in units], spec=spec, size=128,
                             steps=steps, device=device, progress=callback)
-    sheet = grid(result.images, columns=4, labels=[f"{layer}:{u}" for u in units])
-    path = write_atomic(out, png_bytes(sheet))
-    click.echo(f"contact sheet of {model}/{layer} units 0-15: {Path(path).resolve()}")
+    sheet_image = grid(result.images, columns=columns, labels=[f"{layer.id}:{u}" for u in units])
+    path = write_atomic(out, png_bytes(sheet_image))
+    click.echo(f"contact sheet of {model}/{layer.id} ({len(units)} units): {Path(path).resolve()}")
+
+
+DEMO_MODEL = "efficientnet_lite0"
+DEMO_LAYERS = "stem,block2,block5,block10"
+
+
+@main.command()
+@click.option("--store", "store_root", default="microtome-store", show_default=True, type=click.Path(file_okay=False))
+@click.option("--layers", default=DEMO_LAYERS, show_default=True, help="layers built in the background")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--no-serve", is_flag=True, help="build in the foreground and exit (no web server)")
+@click.pass_context
+def demo(ctx: click.Context, store_root: str, layers: str, host: str, port: int, no_serve: bool) -> None:
+    """The main job on the offline default: build efficientnet_lite0 (quick preset, sample
+    photos) in the background and serve the microscope at once; unbuilt units render on demand."""
+    import subprocess
+
+    build_cmd = [sys.executable, "-m", "microtome.cli", "build", DEMO_MODEL, "--layers", layers,
+                 "--preset", "quick", "--dataset", "samples", "--store", store_root]
+    if no_serve:
+        raise SystemExit(subprocess.call(build_cmd))
+    from microtome.store import Store
+    from microtome.web.cli import serve
+
+    Store(store_root)
+    log_path = Path(store_root) / "demo-build.log"
+    with open(log_path, "ab") as log:
+        builder = subprocess.Popen(build_cmd, stdout=log, stderr=log)
+    click.echo(f"building {DEMO_MODEL} layers {layers} (quick preset) in the background; log: {log_path}")
+    click.echo(f"microtome is serving at http://{host}:{port}/models/{DEMO_MODEL}  (Ctrl-C stops)")
+    try:
+        ctx.invoke(serve, store=store_root, host=host, port=port)
+    finally:
+        if builder.poll() is None:
+            builder.terminate()
 
 
 def _add_stage_commands() -> None:
@@ -149,3 +192,5 @@ _add_stage_commands()
 
 if __name__ == "__main__":
     main()
+from microtome.web.cli import serve, export  # noqa: E402
+main.add_command(serve); main.add_command(export)  # noqa: E702
