@@ -183,8 +183,9 @@ def demo(ctx: click.Context, store_root: str, layers: str, host: str, port: int,
 
 def _add_stage_commands() -> None:
     from microtome.build.commands import COMMANDS
+    from microtome.web.cli import export, serve
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, serve, export):
         main.add_command(command)
 
 
@@ -192,5 +193,3 @@ _add_stage_commands()
 
 if __name__ == "__main__":
     main()
-from microtome.web.cli import serve, export  # noqa: E402
-main.add_command(serve); main.add_command(export)  # noqa: E702

@@ -1,0 +1,172 @@
+"""Stored artifacts as JSON-ready views: `view(artifact) -> {technique, params, meta, images, ...}`.
+
+Images are linked as `/blobs/<sha256><ext>` (content-addressed, so the URL never goes stale).
+`pick(artifacts)` groups one unit's artifacts by technique (and feature-vis variant) and keeps,
+per group, the most expensive preset (`full` > `standard` > `quick`), then the newest.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from microtome.store import Artifact
+
+PRESET_RANK = {"quick": 0, "standard": 1, "full": 2}
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
+FEATURE_VIS = "feature_vis"
+VARIANTS = ("positive", "negative", "neuron", "diversity")
+GRID_VARIANTS = ("positive", "negative", "neuron")
+
+# "top_3_heat.png", "bottom-0.png", "quantile_2_1.png", "top/3/crop.png": group, index, role
+_INDEXED = re.compile(r"^(?P<group>[a-z]+(?:_[a-z]+)*?)_(?P<index>\d+)(?:_(?P<role>[a-z0-9_]+))?$")
+
+
+def blob_url(sha: str, name: str = "") -> str:
+    """The URL of a blob, with the extension of its file name when it is an image type."""
+    ext = _ext(name)
+    return f"/blobs/{sha}{ext if ext in IMAGE_EXTS or ext == '.json' else ''}"
+
+
+def _ext(name: str) -> str:
+    """The lower-case extension of a file name ("" if none); cheaper than PurePosixPath."""
+    base = name.rsplit("/", 1)[-1]
+    dot = base.rfind(".")
+    return base[dot:].lower() if dot > 0 else ""
+
+
+def group_key(artifact: Artifact) -> str:
+    """`technique`, or `feature_vis:<variant>` (positive when the params name none)."""
+    if artifact.key.technique == FEATURE_VIS:
+        return f"{FEATURE_VIS}:{artifact.params.get('variant', 'positive')}"
+    return artifact.key.technique
+
+
+def _rank(artifact: Artifact) -> tuple[int, float]:
+    return PRESET_RANK.get(str(artifact.params.get("preset")), -1), artifact.created
+
+
+def pick(artifacts: Iterable[Artifact]) -> dict[str, Artifact]:
+    """The best artifact per `group_key`."""
+    best: dict[str, Artifact] = {}
+    for art in artifacts:
+        key = group_key(art)
+        if key not in best or _rank(art) > _rank(best[key]):
+            best[key] = art
+    return best
+
+
+def images(artifact: Artifact) -> list[dict[str, str]]:
+    """Its image files in a stable order (numbered files by number), as {name, url}."""
+    def order(name: str) -> tuple:
+        return tuple(int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name))
+    names = sorted((n for n in artifact.files if _ext(n) in IMAGE_EXTS), key=order)
+    return [{"name": n, "url": blob_url(artifact.files[n], n)} for n in names]
+
+
+def image_url(artifact: Artifact | None, name: str = "image.png") -> str | None:
+    """The URL of one file of `artifact` (or of its first image when it has no `name`)."""
+    if artifact is None:
+        return None
+    if name in artifact.files:
+        return blob_url(artifact.files[name], name)
+    found = images(artifact)
+    return found[0]["url"] if found else None
+
+
+def _small(value: Any) -> bool:
+    """Worth showing inline in HTML: scalars, and short lists/dicts of scalars."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return not isinstance(value, str) or len(value) < 300
+    if isinstance(value, (list, dict)):
+        items = value.values() if isinstance(value, dict) else value
+        return len(value) <= 12 and all(isinstance(v, (str, int, float, bool)) or v is None for v in items)
+    return False
+
+
+def view(artifact: Artifact) -> dict[str, Any]:
+    """A JSON-ready view: key, params, full meta, images, provenance, and `summary` (the small
+    meta entries that an HTML page shows inline; big ones such as curves stay in the JSON)."""
+    meta = artifact.meta
+    return {
+        "technique": artifact.key.technique,
+        "params_hash": artifact.key.params_hash,
+        "params": artifact.params,
+        "meta": meta,
+        "summary": {k: v for k, v in meta.items() if k != "provenance" and _small(v)},
+        "provenance": meta.get("provenance", {}),
+        "images": images(artifact),
+        "files": {n: blob_url(sha, n) for n, sha in artifact.files.items()},
+        "created": artifact.created,
+    }
+
+
+EXAMPLE_GROUPS = ("top", "bottom", "quantiles")
+EXAMPLE_INFO = {"q": "quantile", "value": "activation", "activation": "activation", "class_name": "class",
+                "position": "position", "error": "error"}  # meta key -> label, in the order shown
+
+
+def _row(artifact: Artifact, index: int, files: dict[str, str], info: Any) -> dict[str, Any]:
+    """One example: the whole image with its heat map laid over it (`overlay`), other images
+    (the receptive-field crop...) by role, and its small facts (`info`)."""
+    images = [{"role": role, "name": name, "url": blob_url(artifact.files[name], name)}
+              for role, name in files.items() if name in artifact.files]
+    by_role = {im["role"]: im for im in images}
+    overlay = None
+    if "image" in by_role and "heat" in by_role:
+        overlay = {"image": by_role["image"]["url"], "heat": by_role["heat"]["url"]}
+        images = [im for im in images if im["role"] not in ("image", "heat")]
+    order = {"crop": 0, "image": 1, "heat": 2}
+    images.sort(key=lambda im: order.get(im["role"], 3))
+    if isinstance(info, dict):
+        known = {EXAMPLE_INFO[k]: info[k] for k in EXAMPLE_INFO if k in info and _small(info[k])}
+        info = known or {k: v for k, v in info.items() if k != "files" and _small(v)}
+    return {"index": index, "overlay": overlay, "images": images, "info": info}
+
+
+def examples_view(artifact: Artifact) -> dict[str, Any]:
+    """Dataset examples laid out for a page, tolerant of what is there.
+
+    Groups `top`, `bottom`, `quantiles` come from meta entries that name their files
+    (`{"files": {"crop": "top_0_crop.png", "image": ..., "heat": ...}, "value": ...}`, as
+    techniques/examples.py writes them); numbered files that no entry names (`top_3.png`,
+    `top_3_heat.png`) are grouped by their names; other images (the histogram) are listed
+    apart, and `meta["histogram"]` with `counts` is kept for an inline chart."""
+    meta = artifact.meta
+    used: set[str] = set()
+    groups = []
+    for name in EXAMPLE_GROUPS:
+        entries = meta.get(name)
+        if not isinstance(entries, list):
+            continue
+        rows = []
+        for i, entry in enumerate(entries):
+            files = entry.get("files") if isinstance(entry, dict) else None
+            if isinstance(files, dict):
+                files = {str(k): str(v) for k, v in files.items()}
+                used.update(files.values())
+                rows.append(_row(artifact, i, files, entry))
+        if rows:
+            groups.append({"name": name, "rows": rows})
+    named = {g["name"] for g in groups}
+    loose: dict[str, dict[int, dict[str, str]]] = {}
+    other = []
+    for image in images(artifact):
+        if image["name"] in used:
+            continue
+        stem = image["name"].rsplit(".", 1)[0].replace("/", "_").replace("-", "_").lower()
+        m = _INDEXED.match(stem)
+        if m and m["group"] not in named:
+            loose.setdefault(m["group"], {}).setdefault(int(m["index"]), {})[m["role"] or "image"] = image["name"]
+        else:
+            other.append(image)
+    order = {"top": 0, "bottom": 1}
+    for name in sorted(loose, key=lambda g: (order.get(g, 2), g)):
+        entries = meta.get(name) if isinstance(meta.get(name), list) else []
+        groups.append({"name": name, "rows": [
+            _row(artifact, i, loose[name][i], entries[i] if i < len(entries) else None)
+            for i in sorted(loose[name])]})
+    hist = meta.get("histogram")
+    histogram = hist if isinstance(hist, dict) and isinstance(hist.get("counts"), list) else None
+    return {"groups": groups, "other": other, "histogram": histogram}

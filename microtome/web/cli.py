@@ -1,0 +1,48 @@
+"""`microtome serve` and `microtome export`: click commands the main group adds with `add_command`.
+
+serve: the web microscope over a store, with on-demand rendering of missing units;
+export: the same pages as a static site for any web server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from microtome.store import DEFAULT_ROOT
+
+
+@click.command()
+@click.option("--store", "store", default=DEFAULT_ROOT, show_default=True,
+              type=click.Path(file_okay=False), help="the artifact store to serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--render/--no-render", default=True, show_default=True,
+              help="render missing units on demand (quick preset, CPU) or only serve what is built")
+@click.option("--queue-size", default=64, show_default=True, type=click.IntRange(1),
+              help="units that may wait for on-demand rendering before the server answers 503")
+@click.option("--access-log/--no-access-log", default=False, show_default=True, help="log every request")
+def serve(store: str, host: str, port: int, render: bool, queue_size: int, access_log: bool) -> None:
+    """Serve the web microscope: models, layer graphs, unit grids and unit pages (+ .json)."""
+    import uvicorn
+
+    from microtome.web.app import create_app
+
+    app = create_app(store, queue_size=queue_size, on_demand=render)
+    click.echo(f"microtome: serving {Path(store).resolve()} on http://{host}:{port}/", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
+
+
+@click.command()
+@click.option("--store", "store", default=DEFAULT_ROOT, show_default=True,
+              type=click.Path(file_okay=False), help="the artifact store to export")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="folder for the static site (created; existing files are overwritten)")
+def export(store: str, out: str) -> None:
+    """Write what is built as a static site with the server's URL scheme (+ .json twins)."""
+    from microtome.web.export import export as run_export
+
+    report = run_export(store, out, progress=True)
+    click.echo(f"exported {report.pages} pages and {report.blobs} images of {len(report.models)} models "
+               f"to {Path(out).resolve()}/index.html")

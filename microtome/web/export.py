@@ -1,0 +1,171 @@
+"""A static copy of the web microscope: `export(store, out_dir) -> ExportReport`.
+
+Same URL scheme as the server, as folders with an `index.html` each: `DIR/index.html`,
+`DIR/models/M/index.html`, `DIR/models/M/L/index.html` (other grid pages and variants as
+`DIR/models/M/L/<variant>-<page>.html`), `DIR/models/M/L/U/index.html`; the JSON twins as
+files beside them (`DIR/index.json`, `DIR/models/M.json`, `DIR/models/M/L.json`,
+`DIR/models/M/L/U.json`); images as `DIR/blobs/<sha256>.png`. Links are relative, so the site
+works from any folder of any static web server. Only what is built is exported: the grid and
+prev/next link only exported units, and the jump box resolves in JavaScript over the JSON twins.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from tqdm import tqdm
+
+from microtome.errors import MicrotomeError
+from microtome.store import Store
+from microtome.web import artifacts as A
+from microtome.web.catalog import Catalog
+from microtome.web.pages import GRID_PAGE_SIZE, Exported, Pages, layer_url
+from microtome.web.templating import Href, Renderer, json_twin, to_json
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+@dataclass
+class ExportReport:
+    """What `export` wrote: models, page files (HTML and JSON counted once per page), images."""
+
+    out: Path
+    models: list[str] = field(default_factory=list)
+    pages: int = 0
+    units: int = 0
+    blobs: int = 0
+
+
+def grid_file(variant: str, page: int) -> str | None:
+    """The file name of a grid page inside its layer folder (None: the folder's index.html)."""
+    return None if (variant, page) == ("positive", 1) else f"{variant}-{page}"
+
+
+def site_target(url: str) -> tuple[str, bool]:
+    """(path relative to the site root, is a folder) of a site URL in the export."""
+    path, _, query = url.partition("?")
+    path = path.strip("/")
+    as_json = path.endswith(".json")
+    if as_json:
+        path = path[:-5]
+    parts = path.split("/") if path else []
+    if parts[:1] in (["blobs"], ["static"]):
+        return path, False
+    if len(parts) == 3 and parts[0] == "models":  # a layer grid: variant and page live in the file name
+        q = parse_qs(query)
+        name = grid_file(q.get("variant", ["positive"])[0], int(q.get("page", ["1"])[0]))
+        if name is not None:
+            return f"{path}/{name}.{'json' if as_json else 'html'}", False
+    if as_json:
+        return (path or "index") + ".json", False
+    return path, True
+
+
+def static_href(page_dir: str) -> Href:
+    """`href` for a page written in folder `page_dir` (relative to the site root)."""
+    def href(url: str) -> str:
+        target, is_dir = site_target(url)
+        rel = posixpath.relpath(target or ".", page_dir or ".")
+        return (rel.rstrip("/") + "/" if rel != "." else "./") if is_dir else rel
+    return href
+
+
+def _write(path: Path, data: bytes | str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+
+
+class _Site:
+    """Writes pages (HTML and JSON twin) under `out`."""
+
+    def __init__(self, out: Path, renderer: Renderer, bar: tqdm):
+        self.out, self.renderer, self.bar = out, renderer, bar
+        self.pages = 0
+
+    def page(self, template: str, data: dict[str, Any], page_dir: str, html_name: str = "index.html") -> None:
+        html = self.renderer.html(template, data, static_href(page_dir), static=True)
+        _write(self.out / page_dir / html_name, html)
+        json_target, _ = site_target(json_twin(data["url"]))
+        _write(self.out / json_target, to_json(data))
+        self.pages += 1
+        self.bar.update(1)
+
+
+def _built_units(store: Store, model: str) -> tuple[Exported, set[str]]:
+    """Units with any artifact, per layer, and the blob URLs that the model's pages can show."""
+    units: Exported = {}
+    urls: set[str] = set()
+    for art in store.find(model):
+        if art.key.unit is not None:
+            units.setdefault((model, art.key.layer), []).append(art.key.unit)
+        urls.update(A.blob_url(sha, name) for name, sha in art.files.items())
+    return {k: sorted(set(v)) for k, v in units.items()}, urls
+
+
+def _layer_pages(layers: list[dict[str, Any]]) -> Iterator[tuple[str, str, int]]:
+    for layer in layers:
+        pages = max(1, -(-int(layer["channels"]) // GRID_PAGE_SIZE))
+        for variant in A.GRID_VARIANTS:
+            for page in range(1, pages + 1):
+                yield layer["id"], variant, page
+
+
+def export(store: str | Path | Store, out_dir: str | Path, progress: bool = True) -> ExportReport:
+    """Write the static site of every model in `store` to `out_dir` (created; files overwritten)."""
+    out = Path(out_dir)
+    if (out / "index.sqlite").exists():
+        raise MicrotomeError(f"{out} holds a store (index.sqlite); export into another folder")
+    owns = not isinstance(store, Store)
+    st = Store(store, create=False) if owns else store
+    try:
+        catalog = Catalog(st, registry=None)  # only what is built
+        models = catalog.all_models()
+        built = {m.id: _built_units(st, m.id) for m in models}
+        exported: Exported = {k: v for units, _ in built.values() for k, v in units.items()}
+        total = 1 + sum(1 + len(list(_layer_pages(m.layers))) + sum(len(u) for u in built[m.id][0].values())
+                        for m in models)
+        report = ExportReport(out=out, models=[m.id for m in models])
+        pages = Pages(st, catalog, exported=exported)
+        with tqdm(total=total, desc="export", unit="page", disable=not progress, dynamic_ncols=True) as bar:
+            site = _Site(out, Renderer(), bar)
+            site.page("index.html", {**pages.index(), "url": "/"}, "")
+            for model in models:
+                site.page("model.html", {**pages.model(model.id), "url": f"/models/{model.id}"}, f"models/{model.id}")
+                for layer_id, variant, page in _layer_pages(model.layers):
+                    data = {**pages.layer(model.id, layer_id, variant, page),
+                            "url": layer_url(model.id, layer_id, variant, page)}
+                    name = grid_file(variant, page)
+                    site.page("layer.html", data, f"models/{model.id}/{layer_id}",
+                              "index.html" if name is None else f"{name}.html")
+                for (_, layer_id), units in sorted(built[model.id][0].items()):
+                    for unit in units:
+                        site.page("unit.html", pages.unit(model.id, layer_id, unit),
+                                  f"models/{model.id}/{layer_id}/{unit}")
+                        report.units += 1
+            report.pages = site.pages
+        for urls in (u for _, u in built.values()):
+            for url in urls:
+                report.blobs += _copy_blob(st, url, out)
+        shutil.copytree(STATIC_DIR, out / "static", dirs_exist_ok=True)
+        return report
+    finally:
+        if owns:
+            st.close()
+
+
+def _copy_blob(store: Store, url: str, out: Path) -> int:
+    """Copy the blob behind `url` (`/blobs/<sha><ext>`) unless an equal-sized copy exists; 1 if copied."""
+    name = url.rsplit("/", 1)[1]
+    src = store.blob_path(name[:64])
+    dest = out / "blobs" / name
+    if dest.exists() and dest.stat().st_size == src.stat().st_size:
+        return 0
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dest)
+    return 1

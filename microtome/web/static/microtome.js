@@ -1,0 +1,112 @@
+// microtome: copy-link buttons, the on-demand render progress, and the jump box of a static export.
+(function () {
+  "use strict";
+  var isStatic = document.body.dataset.static === "true";
+
+  // Copy a unit's permanent link (the page's own address in a static export).
+  document.querySelectorAll("button.copy").forEach(function (button) {
+    button.addEventListener("click", function () {
+      var link = isStatic ? location.href.split("#")[0] : new URL(button.dataset.copy, location.origin).href;
+      var done = function () { button.textContent = "copied"; setTimeout(function () { button.textContent = "copy link"; }, 1500); };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(link).then(done, function () { window.prompt("Copy this link:", link); });
+      } else {
+        window.prompt("Copy this link:", link);
+      }
+    });
+  });
+
+  // On-demand rendering: poll the job every second; when it is done, swap in the rendered section.
+  var job = document.querySelector("[data-job]");
+  if (job && (job.dataset.state === "queued" || job.dataset.state === "running")) {
+    var stateText = job.querySelector(".job-state");
+    var poll = function () {
+      fetch(job.dataset.job, { headers: { Accept: "application/json" }, cache: "no-store" })
+        .then(function (r) { return r.json(); })
+        .then(function (s) {
+          job.dataset.state = s.state;
+          if (s.state === "queued" || s.state === "running") {
+            if (stateText) stateText.textContent = s.state + (s.position ? ", " + s.position + " ahead in the queue" : "");
+            setTimeout(poll, 1000);
+          } else if (s.state === "error") {
+            job.textContent = "Rendering this unit failed: " + (s.error || "unknown error");
+          } else {
+            refill();
+          }
+        })
+        .catch(function () { setTimeout(poll, 2000); });
+    };
+    var refill = function () {
+      fetch(location.href, { headers: { Accept: "text/html" }, cache: "no-store" })
+        .then(function (r) { return r.text(); })
+        .then(function (html) {
+          var fresh = new DOMParser().parseFromString(html, "text/html");
+          var body = fresh.getElementById("unit-body");
+          if (body) {
+            var old = document.getElementById("unit-body");
+            old.replaceWith(body);
+            body.classList.add("fill-in");
+          }
+          var next = fresh.querySelector("[data-job]");
+          if (next && (next.dataset.state === "queued" || next.dataset.state === "running")) {
+            setTimeout(poll, 1000);  // another technique was queued meanwhile
+          } else {
+            job.remove();
+          }
+        });
+    };
+    setTimeout(poll, 1000);
+  }
+
+  // The jump box of a static export: resolve MODEL/LAYER:UNIT with the exported JSON twins.
+  var form = document.querySelector("form.jump");
+  if (!isStatic || !form) return;
+  var root = document.body.dataset.root;
+  var msg = form.querySelector(".jump-msg");
+  var getJSON = function (url) {
+    return fetch(url).then(function (r) { if (!r.ok) throw new Error(url); return r.json(); });
+  };
+  var findLayer = function (model, name) {
+    return getJSON(root + "models/" + model + ".json").then(function (m) {
+      var hit = m.layers.filter(function (l) {
+        return l.id === name || l.module === name || (l.aliases || []).indexOf(name) >= 0;
+      })[0];
+      if (!hit) throw new Error("no layer " + name + " in " + model);
+      return hit;
+    });
+  };
+  var resolve = function (model, name, unit) {
+    return findLayer(model, name).then(function (layer) {
+      var path = "models/" + model + "/" + layer.id + "/";
+      if (unit === null) return path;
+      var u = parseInt(unit, 10);
+      return getJSON(root + "models/" + model + "/" + layer.id + "/" + u + ".json")
+        .then(function () { return path + u + "/"; });
+    });
+  };
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    msg.textContent = "";
+    var q = form.q.value.trim().replace(/^\/?(models\/)?/, "").replace(/\/$/, "");
+    var unit = null, head = q;
+    var colon = q.lastIndexOf(":");
+    if (colon >= 0) { head = q.slice(0, colon); unit = q.slice(colon + 1); }
+    var parts = head.split("/").filter(Boolean);
+    if (unit === null && parts.length === 3) { unit = parts.pop(); }
+    var ctx = form.dataset.model;
+    var target;
+    if (parts.length === 2) {
+      target = resolve(parts[0], parts[1], unit);
+    } else if (parts.length === 1 && unit !== null && ctx) {
+      target = resolve(ctx, parts[0], unit);
+    } else if (parts.length === 1 && unit === null) {
+      target = getJSON(root + "models/" + parts[0] + ".json")
+        .then(function () { return "models/" + parts[0] + "/"; })
+        .catch(function (e) { if (ctx) return resolve(ctx, parts[0], null); throw e; });
+    } else {
+      target = Promise.reject(new Error("cannot read " + q));
+    }
+    target.then(function (path) { location.href = root + path; })
+      .catch(function () { msg.textContent = "not in this export: " + form.q.value; });
+  });
+})();
