@@ -80,11 +80,11 @@ def _best_examples(store: Store, model: str, task: Task) -> dict[str, dict[int, 
 
 
 class LocalExecutor:
-    """Runs tasks one after another in this process, on one loaded model."""
+    """Runs tasks one after another in this process, on one loaded model (or a given worker)."""
 
-    def __init__(self, model: str, weights: str, device: str):
+    def __init__(self, model: str, weights: str, device: str, worker=None):
         from microtome.build.worker import Worker
-        self.worker = Worker(model, weights, device)
+        self.worker = worker or Worker(model, weights, device)
 
     def run(self, tasks: Sequence[Task], prepare: Callable[[Task], dict | None],
             tick: Callable[[float], None]) -> Iterator[tuple[Task, list[ArtifactResult] | BaseException]]:
@@ -119,8 +119,11 @@ def build(store: Store | str, model: str, layers: str | Sequence[str] = "all",
           preset: str = "standard", dataset: str = "samples", executor: str = "local",
           device: str = "cpu", weights: str = "default", seed: int = 0,
           ray_address: str | None = None, workers: int = 2,
-          progress: bool = True) -> BuildSummary:
-    """Compute every missing artifact of `model` for the selection and record it in `store`."""
+          progress: bool = True, worker=None) -> BuildSummary:
+    """Compute every missing artifact of `model` for the selection and record it in `store`.
+
+    `worker` (a loaded `microtome.build.worker.Worker`) lets a long-lived caller, such as the
+    web app's render queue, load the model once for many local builds."""
     from microtome.data import get_dataset
     from microtome.zoo import get_spec
 
@@ -158,7 +161,7 @@ def build(store: Store | str, model: str, layers: str | Sequence[str] = "all",
 
     bar = _bar(sum(t.cost for t in tasks), f"{spec.id} {preset}", progress)
     # workers load the model by the name given (a registry id or a module:function entry point)
-    runner = (LocalExecutor(model, weights, device) if executor == "local" else
+    runner = (LocalExecutor(model, weights, device, worker) if executor == "local" else
               _ray_executor(model, weights, device, ray_address, workers))
     meta = provenance(spec, preset, seed)
     try:
@@ -187,10 +190,24 @@ def build(store: Store | str, model: str, layers: str | Sequence[str] = "all",
 
 def build_unit(store: Store | str, model: str, layer: str, unit: int, preset: str = "quick",
                techniques: Sequence[str] = (FEATURE_VIS,), device: str = "cpu",
-               weights: str = "default") -> BuildSummary:
-    """Build one unit's artifacts (the web's on-demand render job)."""
+               weights: str | None = None, workers: dict | None = None) -> BuildSummary:
+    """Build one unit's artifacts (the web's on-demand render job).
+
+    `weights` defaults to those the store already holds for the model (else "default");
+    `workers` is the caller's cache of loaded models, keyed by (model, weights, device)."""
+    from microtome.build.worker import Worker
+
+    store = store if isinstance(store, Store) else Store(store)
+    if weights is None:
+        weights = (store.model(model) or {}).get("weights") or "default"
+    worker = None
+    if workers is not None:
+        key = (model, weights, device)
+        if key not in workers:
+            workers[key] = Worker(model, weights, device)
+        worker = workers[key]
     return build(store, model, layers=[layer], units=[unit], techniques=list(techniques),
-                 preset=preset, device=device, weights=weights, progress=False)
+                 preset=preset, device=device, weights=weights, progress=False, worker=worker)
 
 
 def _claim(store: Store, model: str, task: Task, owner: str, summary: BuildSummary) -> Task:
