@@ -1,0 +1,194 @@
+"""Dataset examples on a toy model with hand-set filters over a tiny synthetic image folder."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from microtome.data import get_dataset
+from microtome.errors import MicrotomeError
+from microtome.techniques.examples import QUANTILES, collect, dataset_examples, spatial_max
+from microtome.techniques.receptive import receptive_fields
+from microtome.zoo.hooks import forward_to
+from microtome.zoo.spec import LayerSpec, ModelSpec, chain_edges
+
+SIZE = 32  # the view; files are 37 x 37 = round(32 * 256 / 224), so the view is a plain crop
+OFFSET = 2  # of the centre crop
+REDNESS = (0.1, 0.9, 0.4, 0.7, 0.2, 0.6, 0.3, 0.8)  # red of the square in image i
+SQUARES = [(5 + 3 * i, 30 - 3 * i) for i in range(8)]  # top-left (y, x) of the 5 x 5 square
+
+
+def toy() -> tuple[nn.Module, ModelSpec]:
+    """conv 3x3 (unit 0: red - (green + blue) / 2, unit 1: green, unit 2: brightness) -> ReLU
+    -> max pool 2 -> conv 3x3 (2 units) -> global average -> linear (2)."""
+    conv = nn.Conv2d(3, 3, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.zero_()
+        conv.weight[0, :, 1, 1] = torch.tensor([1.0, -0.5, -0.5])
+        conv.weight[1, 1, 1, 1] = 1.0
+        conv.weight[2] = 1.0 / 27
+    torch.manual_seed(0)
+    model = nn.Sequential(conv, nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(3, 2, 3, padding=1),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2)).eval()
+    layers = (LayerSpec("colour", "1", "conv", 3, (32, 32)), LayerSpec("pool", "2", "pool", 3, (16, 16)),
+              LayerSpec("mix", "3", "conv", 2, (16, 16)), LayerSpec("logits", "6", "logits", 2, (1, 1)))
+    spec = ModelSpec(id="toy", title="toy", build=lambda: model, input_size=SIZE, layers=layers,
+                     edges=chain_edges([layer.id for layer in layers]), labels=("a", "b"),
+                     weights_source="hand-set", weights_sha256=None, mean=(0.0, 0.0, 0.0),
+                     std=(1.0, 1.0, 1.0), trained=False, weights="random")
+    return model, spec
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """8 grey images, each with a reddish 5 x 5 square; a corrupt file; a labels.tsv."""
+    rows = ["file\twnid\tclass_index\tclass_name"]
+    for i, (red, (y, x)) in enumerate(zip(REDNESS, SQUARES)):
+        image = np.full((37, 37, 3), 0.3)
+        image[y:y + 5, x:x + 5] = (red, 0.2, 0.2)
+        Image.fromarray((image * 255).round().astype(np.uint8)).save(tmp_path / f"img{i}.png")
+        rows.append(f"img{i}.png\tn{i % 2}\t{i % 2}\t{'odd' if i % 2 else 'even'}")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (tmp_path / "labels.tsv").write_text("\n".join(rows) + "\n")
+    return tmp_path
+
+
+@pytest.fixture
+def noisy_folder(tmp_path):
+    """10 random-noise images (no ties between images) and a corrupt one."""
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 256, (37, 37, 3), dtype=np.uint8)).save(tmp_path / f"n{i}.png")
+    (tmp_path / "broken.png").write_bytes(b"")
+    return tmp_path
+
+
+def brute_force(model, spec, data, layer):
+    """Every readable image at once: max activations [N, C], positions [N, C, 2], ids [N]."""
+    ids = [i for i, p in enumerate(data.paths) if p != "broken.png"]
+    images = torch.stack([data.load(i, SIZE) for i in ids])
+    with torch.no_grad():
+        act = forward_to(model, spec.preprocess(images), {layer: spec.layer(layer).module})[layer]
+    values, positions = spatial_max(act)
+    return values, positions, torch.tensor(ids)
+
+
+def test_top_example_of_the_red_unit_is_the_reddest_image(folder) -> None:
+    model, spec = toy()
+    data = get_dataset(f"folder:{folder}")
+    calls = []
+    threads = torch.get_num_threads()
+    with pytest.warns(UserWarning, match="broken.png"):
+        stats = collect(model, spec, ["colour", "mix", "logits"], data, batch_size=3, k=3,
+                        progress=lambda *a: calls.append(a))
+    assert [p for p, _ in data.skipped] == ["broken.png"]  # skipped, counted, not fatal
+    assert calls[-1] == ("collect", 8, 9) and torch.get_num_threads() == threads
+    red = stats["colour"]
+    assert red.images == 8 and red.grid == (32, 32) and red.channels == 3
+    order = np.argsort(REDNESS)[::-1]
+    assert [data.paths[i] for i in red.top.ids[0].tolist()] == [f"img{i}.png" for i in order[:3]]
+    y, x = SQUARES[order[0]]
+    assert red.top.positions[0, 0].tolist() == [y - OFFSET, x - OFFSET]  # first max in the square
+    assert red.top.values[0, 0] == pytest.approx(REDNESS[order[0]] - 0.2, abs=0.01)
+    assert [data.paths[i] for i in red.bottom.ids[0].tolist()] == [f"img{i}.png" for i in order[-1:-4:-1]]
+
+
+@pytest.mark.parametrize("layer", ["colour", "mix", "logits"])
+def test_collect_equals_brute_force(noisy_folder, layer) -> None:
+    model, spec = toy()
+    data = get_dataset(f"folder:{noisy_folder}")
+    with pytest.warns(UserWarning):
+        stats = collect(model, spec, ["colour", "mix", "logits"], data, batch_size=3, k=4, bins=8)
+    values, positions, ids = brute_force(model, spec, data, layer)
+    got = stats[layer]
+    for lists, largest in ((got.top, True), (got.bottom, False)):
+        want = torch.topk(values.T, 4, dim=1, largest=largest)  # [C, 4]
+        torch.testing.assert_close(lists.values, want.values)
+        # Where a value is unique in its channel (no tie to break), the image must agree.
+        unique = (values.T[:, None, :] == want.values[:, :, None]).sum(dim=2) == 1  # [C, 4]
+        assert unique.float().mean() > 0.5
+        assert torch.equal(lists.ids[unique], ids[want.indices][unique])
+        pos = positions.transpose(0, 1).gather(1, want.indices[:, :, None].expand(-1, -1, 2))
+        assert torch.equal(lists.positions[unique], pos[unique])
+    for c in range(values.shape[1]):
+        counts, _ = np.histogram(values[:, c].double().numpy(), bins=got.histogram.edges[c].numpy())
+        assert got.histogram.counts[c].tolist() == counts.tolist()
+
+
+def test_receptive_fields_by_geometry() -> None:
+    model, spec = toy()
+    fields = receptive_fields(model, spec, ["colour", "pool", "mix", "logits"], SIZE)
+    assert fields["colour"].extent == (3, 3) and fields["colour"].stride == (1.0, 1.0)
+    assert fields["pool"].extent == (4, 4) and fields["pool"].stride == (2.0, 2.0)
+    assert fields["mix"].extent == (8, 8)
+    assert fields["colour"].box(10, 20) == (9, 19, 12, 22)
+    assert fields["pool"].box(5, 0) == (9, 0, 13, 3)  # conv rows 10, 11 see input 9..12
+    assert fields["colour"].box(0, 31) == (0, 30, 2, 32)  # clipped to the image
+    assert fields["logits"].box(0, 0) == (0, 0, SIZE, SIZE)
+
+
+def test_dataset_examples_artifacts(folder) -> None:
+    model, spec = toy()
+    data = get_dataset(f"folder:{folder}")
+    with pytest.warns(UserWarning):
+        results = dataset_examples(model, spec, ["colour", "logits"], data, units=[0, 1], k=3,
+                                   batch_size=4, preset="quick")
+    assert [(r.layer, r.unit) for r in results] == [("colour", 0), ("colour", 1), ("logits", 0),
+                                                    ("logits", 1)]
+    red = results[0]
+    assert red.technique == "dataset_examples"
+    assert red.params == {"dataset": f"folder:{folder}", "k": 3, "size": SIZE, "preset": "quick"}
+    json.dumps(red.meta)  # JSON-ready
+    best = red.meta["top"][0]
+    reddest = int(np.argmax(REDNESS))
+    assert best["path"] == f"img{reddest}.png" and best["label"] == reddest % 2
+    assert best["class_name"] == ("odd" if reddest % 2 else "even")
+    y, x = best["position"]
+    assert best["box"] == [y - 1, x - 1, y + 2, x + 2]  # the 3 x 3 receptive field
+    crop = np.asarray(Image.open(io.BytesIO(red.files[best["files"]["crop"]])))
+    assert crop.shape == (3, 3, 3)  # centred on the square's top-left corner (its first max)
+    assert (crop[1:, 1:, 0] > 200).all() and (crop[0, :, 0] < 100).all()
+    heat = Image.open(io.BytesIO(red.files[best["files"]["heat"]]))
+    assert heat.size == (SIZE, SIZE) and heat.mode == "RGBA"
+    image = Image.open(io.BytesIO(red.files[best["files"]["image"]]))
+    assert image.size == (SIZE, SIZE)
+    assert len(red.meta["bottom"]) == 3 and len(red.meta["quantiles"]) == len(QUANTILES)
+    assert red.meta["skipped"] == 1 and red.meta["images"] == 8
+    assert sum(red.meta["histogram"]["counts"]) == 8
+    assert Image.open(io.BytesIO(red.files["histogram.png"])).format == "PNG"
+    logit = results[2]
+    assert "heat" not in logit.meta["top"][0]["files"]  # a flat layer has no map
+    assert logit.meta["top"][0]["box"] == [0, 0, SIZE, SIZE]
+
+
+def test_wrong_units_or_statistics_are_user_errors(folder) -> None:
+    model, spec = toy()
+    data = get_dataset(f"folder:{folder}")
+    with pytest.raises(MicrotomeError, match="no unit 7 in layer mix"):  # before any pass
+        dataset_examples(model, spec, "mix", data, units=[7], k=2)
+    with pytest.warns(UserWarning):
+        stats = collect(model, spec, ["mix"], data, k=2)
+    with pytest.raises(MicrotomeError, match="do not fit"):
+        dataset_examples(model, spec, "mix", data, k=3, stats=stats)
+    with pytest.raises(MicrotomeError, match="do not fit"):
+        dataset_examples(model, spec, "colour", data, k=2, stats=stats)
+
+
+def test_receptive_fields_of_efficientnet_follow_its_geometry() -> None:
+    from microtome.zoo import load_model
+
+    model, spec = load_model("efficientnet_lite0", weights="random")
+    fields = receptive_fields(model, spec, ["stem", "block1", "logits"], 64)
+    # 3x3 stride 2 "SAME" (padding at the bottom/right only): position 0 sees rows 0..2.
+    assert fields["stem"].extent == (3, 3) and fields["stem"].box(0, 0) == (0, 0, 3, 3)
+    # + depthwise 3x3 (stride 1) + depthwise 3x3 stride 2: 3 + 2 * 2 + 2 * 2 = 11, stride 4.
+    assert fields["block1"].extent == (11, 11) and fields["block1"].stride == (4.0, 4.0)
+    assert fields["block1"].grid == (16, 16)
+    assert fields["logits"].box(0, 0) == (0, 0, 64, 64)
