@@ -82,9 +82,12 @@ def _best_examples(store: Store, model: str, task: Task) -> dict[str, dict[int, 
 class LocalExecutor:
     """Runs tasks one after another in this process, on one loaded model (or a given worker)."""
 
-    def __init__(self, model: str, weights: str, device: str, worker=None):
+    def __init__(self, model: str, weights: str, device: str, worker=None, threads: int | None = None):
+        import torch
+
         from microtome.build.worker import Worker
-        self.worker = worker or Worker(model, weights, device)
+        self.threads_before = torch.get_num_threads()
+        self.worker = worker or Worker(model, weights, device, threads)
 
     def run(self, tasks: Sequence[Task], prepare: Callable[[Task], dict | None],
             tick: Callable[[float], None]) -> Iterator[tuple[Task, list[ArtifactResult] | BaseException]]:
@@ -111,7 +114,8 @@ class LocalExecutor:
             yield task, results
 
     def close(self) -> None:
-        pass
+        import torch
+        torch.set_num_threads(self.threads_before)
 
 
 def build(store: Store | str, model: str, layers: str | Sequence[str] = "all",
@@ -119,11 +123,12 @@ def build(store: Store | str, model: str, layers: str | Sequence[str] = "all",
           preset: str = "standard", dataset: str = "samples", executor: str = "local",
           device: str = "cpu", weights: str = "default", seed: int = 0,
           ray_address: str | None = None, workers: int = 2,
-          progress: bool = True, worker=None) -> BuildSummary:
+          progress: bool = True, worker=None, threads: int | None = None) -> BuildSummary:
     """Compute every missing artifact of `model` for the selection and record it in `store`.
 
     `worker` (a loaded `microtome.build.worker.Worker`) lets a long-lived caller, such as the
-    web app's render queue, load the model once for many local builds."""
+    web app's render queue, load the model once for many local builds. `threads` sets torch's
+    thread count of the local executor (Ray actors use one each)."""
     from microtome.data import get_dataset
     from microtome.zoo import get_spec
 
@@ -161,7 +166,7 @@ def build(store: Store | str, model: str, layers: str | Sequence[str] = "all",
 
     bar = _bar(sum(t.cost for t in tasks), f"{spec.id} {preset}", progress)
     # workers load the model by the name given (a registry id or a module:function entry point)
-    runner = (LocalExecutor(model, weights, device, worker) if executor == "local" else
+    runner = (LocalExecutor(model, weights, device, worker, threads) if executor == "local" else
               _ray_executor(model, weights, device, ray_address, workers))
     meta = provenance(spec, preset, seed)
     try:
