@@ -146,7 +146,7 @@ def sheet(model: str, target: str, out: str, steps: int, columns: int, device: s
 
 
 DEMO_MODEL = "efficientnet_lite0"
-DEMO_LAYERS = "stem,block2,block5,block10"
+DEMO_LAYERS = "stem,block2,block4"
 
 
 @main.command()
@@ -162,7 +162,7 @@ def demo(ctx: click.Context, store_root: str, layers: str, host: str, port: int,
     import subprocess
 
     build_cmd = [sys.executable, "-m", "microtome.cli", "build", DEMO_MODEL, "--layers", layers,
-                 "--preset", "quick", "--dataset", "samples", "--store", store_root]
+                 "--preset", "quick", "--dataset", "samples", "--store", store_root, "--threads", "1"]
     if no_serve:
         raise SystemExit(subprocess.call(build_cmd))
     from microtome.store import Store

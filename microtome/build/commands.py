@@ -34,14 +34,17 @@ def _open(store_root: str) -> Store:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--weights", default="default", show_default=True, help="default, random or PATH")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--threads", default=None, type=click.IntRange(1),
+              help="torch threads of the local executor (default: torch's); 1 leaves a core free")
 def build(model, layers, units, techniques, dataset, preset, store_root, executor, ray_address,
-          workers, device, weights, seed) -> None:
+          workers, device, weights, seed, threads) -> None:
     """Precompute every missing artifact of MODEL into the store (resumable)."""
     from microtome.build.pipeline import build as run_build
 
     summary = run_build(store_root, model, layers=layers, units=units, techniques=techniques,
                         preset=preset, dataset=dataset, executor=executor, device=device,
-                        weights=weights, seed=seed, ray_address=ray_address, workers=workers)
+                        weights=weights, seed=seed, ray_address=ray_address, workers=workers,
+                        threads=threads)
     for line in summary.lines():
         click.echo(line)
     if summary.interrupted:

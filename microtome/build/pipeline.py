@@ -195,7 +195,8 @@ def build(store: Store | str, model: str, layers: str | Sequence[str] = "all",
 
 def build_unit(store: Store | str, model: str, layer: str, unit: int, preset: str = "quick",
                techniques: Sequence[str] = (FEATURE_VIS,), device: str = "cpu",
-               weights: str | None = None, workers: dict | None = None) -> BuildSummary:
+               weights: str | None = None, workers: dict | None = None,
+               threads: int | None = None) -> BuildSummary:
     """Build one unit's artifacts (the web's on-demand render job).
 
     `weights` defaults to those the store already holds for the model (else "default");
@@ -209,10 +210,11 @@ def build_unit(store: Store | str, model: str, layer: str, unit: int, preset: st
     if workers is not None:
         key = (model, weights, device)
         if key not in workers:
-            workers[key] = Worker(model, weights, device)
+            workers[key] = Worker(model, weights, device, threads)
         worker = workers[key]
     return build(store, model, layers=[layer], units=[unit], techniques=list(techniques),
-                 preset=preset, device=device, weights=weights, progress=False, worker=worker)
+                 preset=preset, device=device, weights=weights, progress=False, worker=worker,
+                 threads=threads)
 
 
 def _claim(store: Store, model: str, task: Task, owner: str, summary: BuildSummary) -> Task:

@@ -179,5 +179,5 @@ def default_job(store: Any) -> JobFn:
             raise MicrotomeError(f"on-demand rendering is not available in this installation "
                                  f"(microtome.build.pipeline.build_unit: {exc}); run `microtome build`") from None
         build_unit(store, model, layer, unit, preset="quick", techniques=("feature_vis",), device="cpu",
-                   workers=workers)
+                   workers=workers, threads=1)  # one core; the other serves pages
     return job
