@@ -104,7 +104,7 @@ def view(artifact: Artifact) -> dict[str, Any]:
 
 EXAMPLE_GROUPS = ("top", "bottom", "quantiles")
 EXAMPLE_INFO = {"q": "quantile", "value": "activation", "activation": "activation", "class_name": "class",
-                "position": "position", "error": "error"}  # meta key -> label, in the order shown
+                "path": "image", "position": "position", "error": "error"}  # meta key -> label, in the order shown
 
 
 def _row(artifact: Artifact, index: int, files: dict[str, str], info: Any) -> dict[str, Any]:
@@ -120,7 +120,8 @@ def _row(artifact: Artifact, index: int, files: dict[str, str], info: Any) -> di
     order = {"crop": 0, "image": 1, "heat": 2}
     images.sort(key=lambda im: order.get(im["role"], 3))
     if isinstance(info, dict):
-        known = {EXAMPLE_INFO[k]: info[k] for k in EXAMPLE_INFO if k in info and _small(info[k])}
+        known = {EXAMPLE_INFO[k]: info[k] for k in EXAMPLE_INFO
+                 if k in info and info[k] is not None and _small(info[k])}
         info = known or {k: v for k, v in info.items() if k != "files" and _small(v)}
     return {"index": index, "overlay": overlay, "images": images, "info": info}
 
