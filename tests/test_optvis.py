@@ -113,6 +113,75 @@ def test_transforms_keep_shape_and_range():
     assert found
 
 
+def test_warp_is_the_standard_chain_in_one_resampling():
+    """The renderer's one-resampling warp against the five transforms it replaces, step by step:
+    the same random draws give the same size always, and the same pixels whenever the chain
+    itself resamples only once (no scale, or no rotation)."""
+    x = torch.rand(2, 3, 40, 40)
+    cases = [([1.0], T.STANDARD_ANGLES), (T.STANDARD_SCALES, [0]),
+             (T.STANDARD_SCALES, T.STANDARD_ANGLES)]
+    for scales, angles in cases:
+        chain = T.compose([T.pad(12, value=0.5), T.jitter(8), T.random_scale(scales),
+                           T.random_rotate(angles), T.jitter(4)])
+        warp = T.warp(12, 8, scales, angles, 4, fill=0.5)
+        for seed in range(4):
+            torch.manual_seed(seed)
+            expected = chain(x)
+            torch.manual_seed(seed)
+            got = warp(x)
+            assert got.shape == expected.shape
+            assert float(got.min()) >= 0.0 and float(got.max()) <= 1.0
+            if len(scales) == 1 or angles == [0]:
+                assert torch.allclose(got, expected, atol=1e-4)
+    with pytest.raises(MicrotomeError, match="pad_width >= jitter_before"):
+        T.warp(4, 8, [1.0], [0], 4)
+
+
+class ConvBN(nn.Module):
+    """conv -> BN -> relu -> conv -> BN -> out; with `leak`, the first conv's raw output is added
+    before `out`."""
+
+    def __init__(self, leak: bool = False):
+        super().__init__()
+        torch.manual_seed(2)
+        self.conv1, self.bn1 = nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4)
+        self.conv2, self.bn2 = nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)
+        for bn in (self.bn1, self.bn2):
+            bn.running_mean.uniform_(-1, 1)
+            bn.running_var.uniform_(0.5, 2)
+            nn.init.uniform_(bn.weight, 0.5, 2)
+            nn.init.uniform_(bn.bias, -1, 1)
+        self.out = nn.Identity()
+        self.leak = leak
+        self.eval()
+
+    def forward(self, x):
+        h = self.conv1(x)
+        y = self.bn2(self.conv2(torch.relu(self.bn1(h))))
+        return self.out(y + h if self.leak else y)
+
+
+def test_fast_model_computes_the_same_and_gives_the_model_back():
+    from microtome.optvis.render import _fast_model
+    from microtome.zoo.hooks import forward_to
+
+    x = torch.rand(2, 3, 12, 12)
+    for leak in (False, True):
+        model = ConvBN(leak)
+        params = {name: (p, p.clone()) for name, p in model.named_parameters()}
+        expected = forward_to(model, x, {"out": "out"})["out"]
+        with _fast_model(model, {"out": "out"}, torch.rand(1, 3, 12, 12)) as channels_last:
+            got = forward_to(model, x.contiguous(memory_format=torch.channels_last)
+                             if channels_last else x, {"out": "out"})["out"]
+            # folded, unless the raw conv output is read elsewhere: then the model as it is
+            assert ("forward" in model.bn1.__dict__) == (not leak)
+        assert torch.allclose(got, expected, atol=1e-5)
+        assert all(not ("forward" in m.__dict__) for m in model.modules())
+        for name, p in model.named_parameters():
+            assert p is params[name][0] and torch.equal(p, params[name][1])
+        assert render(model, "out:1", steps=3, size=16).values.shape == (1,)
+
+
 def test_fft_image_equals_direct_inverse_dft():
     torch.manual_seed(0)
     h, w, decay = 6, 8, 1.0

@@ -46,11 +46,11 @@ def fft_image(shape: tuple[int, int, int, int], sd: float = 0.01, decay: float =
     result divided by 4 so that typical values sit near unit scale before the sigmoid."""
     b, c, h, w = shape
     spectrum = (torch.randn(b, c, h, w // 2 + 1, 2, device=device) * sd).requires_grad_(True)
-    scale = spectrum_scale(h, w, decay, device)  # [H, W//2+1]
+    scale = spectrum_scale(h, w, decay, device) / 4.0  # [H, W//2+1]; the transform is linear
 
     def make_image() -> torch.Tensor:
         spec = torch.view_as_complex(spectrum) * scale  # [B, C, H, W//2+1]
-        return torch.fft.irfft2(spec, s=(h, w), norm="ortho") / 4.0
+        return torch.fft.irfft2(spec, s=(h, w), norm="ortho")
 
     return [spectrum], make_image
 
@@ -62,19 +62,25 @@ def pixel_image(shape: tuple[int, int, int, int], sd: float = 0.01,
     return [pixels], lambda: pixels
 
 
-def decorrelate(images: torch.Tensor) -> torch.Tensor:
-    """Map images from the decorrelated colour basis to RGB: `[B, 3, H, W] -> [B, 3, H, W]`."""
-    m = _color_matrix(images.device, images.dtype)
-    return torch.einsum("ij,bjhw->bihw", m, images)
+def decorrelate(images: torch.Tensor, matrix: torch.Tensor | None = None) -> torch.Tensor:
+    """Map images from the decorrelated colour basis to RGB: `[B, 3, H, W] -> [B, 3, H, W]`.
+
+    `matrix` is `_color_matrix` for the images' device and dtype, when the caller has it."""
+    m = _color_matrix(images.device, images.dtype) if matrix is None else matrix
+    return torch.matmul(m, images.flatten(2)).view_as(images)  # [3, 3] @ [B, 3, HW]
 
 
 def to_valid_rgb(make_image: MakeImage, decorrelated: bool = True) -> MakeImage:
     """Wrap `make_image` so its output is RGB in [0, 1]: optional colour decorrelation, then sigmoid."""
+    matrices: dict[tuple, torch.Tensor] = {}  # the colour matrix, made once per device and dtype
 
     def make() -> torch.Tensor:
         x = make_image()
         if decorrelated:
-            x = decorrelate(x)
+            key = (x.device, x.dtype)
+            if key not in matrices:
+                matrices[key] = _color_matrix(x.device, x.dtype)
+            x = decorrelate(x, matrices[key])
         return torch.sigmoid(x)
 
     return make
