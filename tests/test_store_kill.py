@@ -19,7 +19,7 @@ import pytest
 
 from microtome.store import Store
 
-N = 150
+N = 1500  # large enough that the random kills land before the writer finishes, even on an idle machine
 FILES = ("image.png", "curve.json", "big.bin", "legend.json")
 
 # Shared by the writer process and the test (the oracle): key of artifact i, bytes of its files.
