@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from microtome.build.pipeline import build
+from microtome.pipeline.executors import Execution
+from microtome.pipeline.pipeline import build
 from microtome.store import Store
 
 
@@ -37,7 +38,8 @@ def main() -> None:
             store = Store(Path(tmp) / executor)
             started = time.perf_counter()
             summary = build(store, args.model, layers=args.layer, units=args.units, techniques="feature_vis",
-                            preset=args.preset, executor=executor, workers=args.workers, progress=False)
+                            preset=args.preset,
+                            execution=Execution(executor, workers=args.workers, progress=False))
             seconds = time.perf_counter() - started  # includes model loads and, for Ray, its start-up
             if summary.failed:
                 sys.exit(f"{executor}: {summary.failed}")

@@ -173,16 +173,33 @@ def demo(ctx: click.Context, store_root: str, layers: str, host: str, port: int,
     with open(log_path, "ab") as log:
         builder = subprocess.Popen(build_cmd, stdout=log, stderr=log)
     click.echo(f"building {DEMO_MODEL} layers {layers} (quick preset) in the background; log: {log_path}")
+    _announce_when_done(builder, log_path)
     click.echo(f"microtome is serving at http://{host}:{port}/models/{DEMO_MODEL}  (Ctrl-C stops)")
     try:
         ctx.invoke(serve, store=store_root, host=host, port=port)
     finally:
         if builder.poll() is None:
             builder.terminate()
+        builder.wait()  # reaped: no zombie left behind
+
+
+def _announce_when_done(builder, log_path: Path) -> None:
+    """Wait for the background build on a daemon thread (which reaps it) and say how it ended."""
+    import threading
+
+    def wait() -> None:
+        code = builder.wait()
+        lines = log_path.read_text(errors="replace").strip().splitlines()
+        last = lines[-1] if lines else ""
+        if code == 0:
+            click.echo(f"background build finished: {last}", err=True)
+        elif code > 0:
+            click.echo(f"background build ended with exit code {code}; see {log_path}: {last}", err=True)
+    threading.Thread(target=wait, name="demo-build-watch", daemon=True).start()
 
 
 def _add_stage_commands() -> None:
-    from microtome.build.commands import COMMANDS
+    from microtome.pipeline.commands import COMMANDS
     from microtome.web.cli import export, serve
 
     for command in (*COMMANDS, serve, export):

@@ -15,14 +15,16 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from microtome.build.pipeline import build
-from microtome.build.plan import parse_techniques
+from microtome.pipeline.executors import Execution
+from microtome.pipeline.pipeline import build
+from microtome.pipeline.plan import parse_techniques
 from microtome.cli import main
 from microtome.errors import MicrotomeError
 from microtome.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "tests.toy_models:tiny_net"
+QUIET = Execution(progress=False)
 VARIANTS = 4  # feature-vis artifacts per unit: positive, negative, neuron, diversity
 
 
@@ -49,7 +51,7 @@ def test_build_records_everything_once_and_resumes(tmp_path, image_folder):
     store = Store(tmp_path / "store")
     techniques = ["dataset_examples", "feature_vis", "deepdream", "tuning"]
     summary = build(store, MODEL, layers="conv1,conv2", units="0-2", techniques=techniques,
-                    preset="quick", dataset=f"folder:{image_folder}", weights="random", progress=False)
+                    preset="quick", dataset=f"folder:{image_folder}", weights="random", execution=QUIET)
     expected = _expected({"conv1": 3, "conv2": 3}, techniques)
     assert not summary.failed, summary.failed
     assert summary.planned == summary.recorded == expected
@@ -63,7 +65,7 @@ def test_build_records_everything_once_and_resumes(tmp_path, image_folder):
     assert all(a.meta["best_example_activation"] is not None for a in fv)  # examples ran first
     assert store.model("tiny_net")["trained"] is False
     again = build(store, MODEL, layers="conv1,conv2", units="0-2", techniques=techniques,
-                  preset="quick", dataset=f"folder:{image_folder}", weights="random", progress=False)
+                  preset="quick", dataset=f"folder:{image_folder}", weights="random", execution=QUIET)
     assert again.planned == again.recorded == 0
     assert store.verify().ok
 
@@ -116,7 +118,7 @@ def test_empty_folder_is_a_clear_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MicrotomeError, match="no images"):
         build(tmp_path / "store", MODEL, techniques="dataset_examples", dataset=f"folder:{tmp_path / 'empty'}",
-              weights="random", progress=False)
+              weights="random", execution=QUIET)
     assert not (tmp_path / "store").exists()
     assert parse_techniques("all")[0] == "dataset_examples"
 
@@ -174,11 +176,11 @@ def test_two_concurrent_builds_share_the_work(tmp_path):
 def test_ray_executor_makes_the_same_artifacts_as_the_local_one(tmp_path, image_folder):
     pytest.importorskip("ray", reason="the ray extra (microtome[ray]) is installed by make test")
     options = dict(layers="conv1,conv2", units="0-1", preset="quick", weights="random",
-                   dataset=f"folder:{image_folder}", progress=False,
+                   dataset=f"folder:{image_folder}",
                    techniques="dataset_examples,feature_vis,deepdream,tuning,connections")
     local, remote = Store(tmp_path / "local"), Store(tmp_path / "ray")
-    a = build(local, MODEL, executor="local", threads=1, **options)  # one thread, as each actor
-    b = build(remote, MODEL, executor="ray", workers=2, **options)
+    a = build(local, MODEL, execution=Execution(threads=1, progress=False), **options)  # one thread, as each actor
+    b = build(remote, MODEL, execution=Execution("ray", workers=2, progress=False), **options)
     assert not a.failed and not b.failed, (a.failed, b.failed)
     assert a.recorded == b.recorded > 0
     by_key = {art.key: art for art in local.find(model="tiny_net")}

@@ -37,17 +37,11 @@ from torch.func import jvp, vjp, vmap
 
 from microtome.data.datasets import Dataset, get_dataset
 from microtome.errors import MicrotomeError, close_names
-from microtome.techniques.base import CONNECTIONS, ArtifactResult
+from microtome.techniques.base import ArtifactResult, Job
+from microtome.techniques.builtin import CONNECTIONS, CONNECTIONS_PRESETS
 from microtome.zoo.hooks import StopForward, forward_to, hooked, resolve_modules, run
 from microtome.zoo.spec import ModelSpec
 
-# `images`: dataset images for gradient attribution (spread evenly over the dataset);
-# `top`: entries per list. `dataset` defaults to "samples" (or the name of the dataset passed).
-CONNECTIONS_PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"top": 8, "images": 16},
-    "standard": {"top": 8, "images": 32},
-    "full": {"top": 8, "images": 64},
-}
 DEFAULT_DATASET = "samples"
 CHUNK_ELEMENTS = 2 ** 23  # per chunk of units: units × images × L1 activation elements
 WEIGHTS, GRADIENT = "weights", "gradient"
@@ -353,4 +347,14 @@ def connections(model: nn.Module, spec: ModelSpec, layer_id: str, units: Sequenc
                 "images": int(images[0].shape[0]) if images else 0}
         results.append(ArtifactResult(layer=layer.id, unit=unit, technique=CONNECTIONS,
                                       params=dict(params), meta=meta))
+    return results
+
+
+def run_connections(job: Job) -> list[ArtifactResult]:
+    """The connections runner: one layer's units; the dataset of its params for attribution."""
+    params = job.items[0].params
+    dataset = job.dataset(params["dataset"]) if params.get("dataset") else None
+    results = connections(job.model, job.spec, job.layers[0], job.units, params, dataset=dataset,
+                          device=job.device)
+    job.tick(1.0)
     return results

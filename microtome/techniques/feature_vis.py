@@ -7,54 +7,22 @@ a layer render together: one batch for the single-image variants, one for the di
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from microtome.errors import MicrotomeError
 from microtome.images import png_bytes
 from microtome.optvis import objectives as O
 from microtome.optvis.render import Progress, render
-from microtome.techniques.base import DEEPDREAM, FEATURE_VIS, ArtifactResult
+from microtome.techniques.base import ArtifactResult, Job
+from microtome.techniques.builtin import (DEEPDREAM, DIVERSITY_SET, DIVERSITY_WEIGHT, FEATURE_VIS,
+                                          FV_VARIANTS, dream_params, fv_params)
 from microtome.zoo.hooks import forward_to
 from microtome.zoo.spec import ModelSpec
 
-VARIANTS = ("positive", "negative", "neuron", "diversity")
-FV_PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"steps": 64, "size": 96},
-    "standard": {"steps": 512, "size": 128},
-    "full": {"steps": 1024, "size": 160},
-}
-DREAM_PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"steps": 64, "size": 128},
-    "standard": {"steps": 256, "size": 224},
-    "full": {"steps": 512, "size": 320},
-}
-DIVERSITY_SET = 4
-DIVERSITY_WEIGHT = 20.0
-
-
-def fv_params(preset: str, variant: str, seed: int = 0) -> dict[str, Any]:
-    """The params of one feature-visualization artifact (they determine the image exactly)."""
-    if preset not in FV_PRESETS:
-        raise MicrotomeError(f"unknown preset {preset!r}; valid: {', '.join(FV_PRESETS)}")
-    if variant not in VARIANTS:
-        raise MicrotomeError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
-    params = {"preset": preset, "variant": variant, **FV_PRESETS[preset], "lr": 0.05, "seed": seed,
-              "fft": True, "decorrelated": True, "transforms": "standard"}
-    if variant == "diversity":
-        params.update(images=DIVERSITY_SET, diversity_weight=DIVERSITY_WEIGHT)
-    return params
-
-
-def dream_params(preset: str, seed: int = 0) -> dict[str, Any]:
-    """The params of one DeepDream artifact."""
-    if preset not in DREAM_PRESETS:
-        raise MicrotomeError(f"unknown preset {preset!r}; valid: {', '.join(DREAM_PRESETS)}")
-    return {"preset": preset, **DREAM_PRESETS[preset], "lr": 0.05, "seed": seed, "fft": True,
-            "decorrelated": True, "transforms": "standard", "objective": "layer"}
+VARIANTS = FV_VARIANTS
 
 
 def _objectives(layer: str, unit: int, variant: str) -> list[O.Objective]:
@@ -132,8 +100,27 @@ def deepdream(model: nn.Module, spec: ModelSpec, layer_id: str, params: Mapping[
                           {"objective": repr(obj), "value": float(rendered.values[0])})
 
 
-def progress_adapter(callback: Callable[[int], None] | None) -> Progress | None:
-    """A renderer progress callback that reports one tick per optimization step."""
-    if callback is None:
-        return None
-    return lambda step, steps, values: callback(1)
+def run_feature_vis(job: Job) -> list[ArtifactResult]:
+    """The feature-vis runner: one layer's units, all planned variants; quality against the
+    best stored dataset example of each unit (the technique reads `dataset_examples`)."""
+    layer = job.layers[0]
+    params_list = job.distinct_params()
+    best = {}
+    for unit in job.units:
+        tops = [float(m["top"][0]["value"]) for m in job.input_metas("dataset_examples", layer, unit)
+                if m.get("top")]
+        if tops:
+            best[unit] = max(tops)
+    return feature_vis(job.model, job.spec, layer, job.units, params_list, device=job.device,
+                       best_examples=best, progress=job.step_progress(params_list[0]["steps"]))
+
+
+def run_deepdream(job: Job) -> list[ArtifactResult]:
+    """The DeepDream runner: one layer, one artifact per planned params."""
+    return [deepdream(job.model, job.spec, item.layer, item.params, device=job.device,
+                      progress=job.step_progress(item.params["steps"]))
+            for item in job.items]
+
+
+__all__ = ["VARIANTS", "deepdream", "dream_params", "feature_vis", "fv_params", "run_deepdream",
+           "run_feature_vis"]

@@ -27,7 +27,9 @@ from torch import nn
 
 from microtome.errors import MicrotomeError, NotFound, close_names
 from microtome.techniques import stimuli
-from microtome.techniques.base import TUNING, ArtifactResult, png_bytes
+from microtome.images import png_bytes
+from microtome.techniques.base import ArtifactResult, Job
+from microtome.techniques.builtin import TUNING, TUNING_PRESETS
 from microtome.zoo.hooks import forward_to, layer_paths
 from microtome.zoo.spec import ModelSpec
 
@@ -37,17 +39,6 @@ Response = Callable[[torch.Tensor], torch.Tensor]  # images [N, 3, S, S] -> [N, 
 # curves, at the same step; phases and hues are counts over 360°. Frequencies are in cycles
 # per pixel, curvatures in 1/pixel (1/radius), the line width in pixels. An optional "size"
 # (pixels) overrides the model's input size.
-TUNING_PRESETS: dict[str, dict[str, Any]] = {
-    "quick": {"orientations": 8, "frequencies": [0.02, 0.05, 0.1, 0.2], "phases": 4,
-              "curvatures": [0.0, 0.03125, 0.0625, 0.125], "hues": 12, "line_width": 2.0},
-    "standard": {"orientations": 16, "frequencies": [0.01, 0.02, 0.04, 0.08, 0.16, 0.32],
-                 "phases": 6, "curvatures": [0.0, 0.015625, 0.03125, 0.0625, 0.125, 0.25],
-                 "hues": 24, "line_width": 2.0},
-    "full": {"orientations": 32,
-             "frequencies": [0.01, 0.017, 0.029, 0.048, 0.082, 0.14, 0.24, 0.4], "phases": 8,
-             "curvatures": [0.0, 0.0078125, 0.015625, 0.03125, 0.046875, 0.0625, 0.125, 0.25],
-             "hues": 36, "line_width": 2.0},
-}
 FAMILIES = ("gratings", "edges", "lines", "curves", "hues")
 POLARITIES = (1.0, -1.0)  # light on dark / white on the normal's side, then the reverse
 HUE_KINDS = ("patch", "disk")
@@ -388,4 +379,11 @@ def tuning(model: nn.Module, spec: ModelSpec, layer_id: str, units: Sequence[int
         results.append(ArtifactResult(layer=layer.id, unit=unit, technique=TUNING,
                                       params=dict(sweep), files=files,
                                       meta=unit_meta(curves, column)))
+    return results
+
+
+def run_tuning(job: Job) -> list[ArtifactResult]:
+    """The tuning runner: one layer's units in one pass of the stimuli."""
+    results = tuning(job.model, job.spec, job.layers[0], job.units, job.items[0].params, device=job.device)
+    job.tick(1.0)
     return results

@@ -168,16 +168,16 @@ class RenderQueue:
 
 
 def default_job(store: Any) -> JobFn:
-    """The real renderer: `microtome.build.pipeline.build_unit` with the quick preset on CPU,
+    """The real renderer: `microtome.pipeline.pipeline.build_unit` with the quick preset on CPU,
     imported (with torch) on the first job only, so a server that renders nothing never loads it."""
     workers: dict = {}  # models loaded by this app's jobs, kept for the next ones
 
     def job(model: str, layer: str, unit: int) -> None:
         try:
-            from microtome.build.pipeline import build_unit
+            from microtome.pipeline.pipeline import build_unit
         except ImportError as exc:
             raise MicrotomeError(f"on-demand rendering is not available in this installation "
-                                 f"(microtome.build.pipeline.build_unit: {exc}); run `microtome build`") from None
-        build_unit(store, model, layer, unit, preset="quick", techniques=("feature_vis",), device="cpu",
+                                 f"(microtome.pipeline.pipeline.build_unit: {exc}); run `microtome build`") from None
+        build_unit(store, model, layer, unit, preset="quick", device="cpu",
                    workers=workers, threads=1)  # one core; the other serves pages
     return job

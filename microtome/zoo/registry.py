@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -97,11 +98,34 @@ def _load_entry_point(name: str, weights: str | Path) -> tuple[nn.Module, ModelS
     except (ImportError, AttributeError) as exc:
         raise MicrotomeError(f"cannot load custom model {name!r}: {exc}; expected "
                              "'package.module:function' returning (nn.Module, ModelSpec)") from exc
+    if weights == DEFAULT:
+        return func()
+    if not _takes_weights(func):
+        raise MicrotomeError(f"custom model {name!r} takes no `weights` argument, so it cannot load "
+                             f"weights={str(weights)!r}; add a `weights` parameter to {func_name}() "
+                             "or use the default weights")
+    return func(weights=weights)
+
+
+def _takes_weights(func: Callable) -> bool:
     try:
-        model, spec = func(weights=weights) if weights != DEFAULT else func()
-    except TypeError:
-        model, spec = func()
-    return model, spec
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):  # a builtin or C function: let the call decide
+        return True
+    return "weights" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def spec_with_weights(spec: ModelSpec, weights: str | Path) -> ModelSpec:
+    """`spec` as it is with `weights` ("default", "random" or a file, hashed), without loading them."""
+    if weights == RANDOM:
+        return spec.with_weights(RANDOM, trained=False)
+    if weights == DEFAULT:
+        return spec
+    if not Path(weights).is_file():
+        raise MicrotomeError(f"weights file {str(weights)!r} does not exist; pass an existing "
+                             "file, weights='default' or weights='random'")
+    return dataclasses.replace(spec.with_weights(str(weights), trained=True),
+                               weights_sha256=sha256_file(weights))
 
 
 def load_model(name: str, weights: str | Path = DEFAULT,
@@ -118,20 +142,16 @@ def load_model(name: str, weights: str | Path = DEFAULT,
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)  # random init is reproducible
             model = spec.build()
-        if weights == RANDOM:
-            spec = spec.with_weights(RANDOM, trained=False)
-        elif weights == DEFAULT:
+        if weights == DEFAULT:
             if spec.load_default is None:
                 raise MicrotomeError(f"{name} has no default weights; pass weights=PATH or 'random'")
             sha = spec.load_default(model)
             if spec.weights_sha256 and sha != spec.weights_sha256:
                 raise MicrotomeError(f"default weights of {name} have sha256 {sha}, expected "
                                      f"{spec.weights_sha256}: the weights package is corrupt")
-        else:
-            state = load_state_dict_file(weights)
-            load_strict(model, state, str(weights))
-            spec = dataclasses.replace(spec.with_weights(str(weights), trained=True),
-                                       weights_sha256=sha256_file(weights))
+        elif weights != RANDOM:
+            load_strict(model, load_state_dict_file(weights), str(weights))
+        spec = spec_with_weights(spec, weights)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)

@@ -2,17 +2,20 @@
 
 `--ray-address` joins a running cluster; without it a local Ray instance is started (and shut
 down afterwards). Actors request a GPU each when the cluster has GPUs and the device is cuda.
-Dataset examples run first (feature visualization's quality figure reads them), the rest as
-the actors free up.
+Tasks run in phases: a technique's tasks wait for the phase of every technique it `reads`
+(dataset examples before feature visualization, whose quality figure reads them); within a
+phase, as the actors free up.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 
-from microtome.build.plan import Task
 from microtome.errors import MicrotomeError
-from microtome.techniques.base import DATASET_EXAMPLES, ArtifactResult
+from microtome.pipeline.executors import Prepare
+from microtome.pipeline.plan import Task
+from microtome.techniques.base import ArtifactResult
+from microtome.techniques.registry import technique
 
 
 class RayExecutor:
@@ -23,7 +26,7 @@ class RayExecutor:
             import ray
         except ImportError as exc:
             raise MicrotomeError("the ray executor needs Ray: pip install 'microtome[ray]'") from exc
-        from microtome.build.worker import Worker
+        from microtome.pipeline.worker import Worker
 
         self.ray = ray
         self.started = not ray.is_initialized()
@@ -35,12 +38,17 @@ class RayExecutor:
         self.actors = [actor.remote(model, weights, device, 1) for _ in range(max(workers, 1))]
         ray.get([a.ping.remote() for a in self.actors])  # fail here if a worker cannot load the model
 
-    def run(self, tasks: Sequence[Task], prepare: Callable[[Task], dict | None],
+    def run(self, tasks: Sequence[Task], prepare: Prepare,
             tick: Callable[[float], None]) -> Iterator[tuple[Task, list[ArtifactResult] | BaseException]]:
-        first = [t for t in tasks if t.technique == DATASET_EXAMPLES]
-        rest = [t for t in tasks if t.technique != DATASET_EXAMPLES]
-        for phase in (first, rest):
-            yield from self._phase(phase, prepare, tick)
+        phases: dict[int, list[Task]] = {}
+        for task in tasks:
+            phases.setdefault(_phase_of(task.technique), []).append(task)
+        for number in sorted(phases):
+            yield from self._phase(phases[number], prepare, tick)
+
+    def skipped_files(self) -> list[tuple[str, str]]:
+        found = self.ray.get([a.skipped.remote() for a in self.actors])
+        return list(dict.fromkeys(entry for entries in found for entry in entries))
 
     def _phase(self, tasks: list[Task], prepare, tick) -> Iterator[tuple[Task, list | BaseException]]:
         ray = self.ray
@@ -50,12 +58,12 @@ class RayExecutor:
         while pending or running:
             while pending and idle:
                 task = pending.pop(0)
-                best = prepare(task)  # claims the task's keys
-                if best is None:
+                prepared = prepare(task)  # claims the task's keys
+                if prepared.skip:
                     tick(task.cost)
                     continue
                 actor = idle.pop(0)
-                running[actor.run.remote(task, best)] = (task, actor)
+                running[actor.run.remote(task, prepared.inputs)] = (task, actor)
             if not running:
                 break
             done, _ = ray.wait(list(running), num_returns=1)
@@ -73,3 +81,9 @@ class RayExecutor:
             self.ray.kill(actor)
         if self.started:
             self.ray.shutdown()
+
+
+def _phase_of(technique_id: str) -> int:
+    """0 for a technique that reads nothing, else one more than the deepest technique it reads."""
+    reads = technique(technique_id).reads
+    return 1 + max(_phase_of(r) for r in reads) if reads else 0

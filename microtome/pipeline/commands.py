@@ -10,7 +10,9 @@ import click
 
 from microtome.errors import MicrotomeError
 from microtome.store import DEFAULT_ROOT, Store
-from microtome.techniques.base import TECHNIQUES
+from microtome.techniques.registry import PRESETS
+from microtome.techniques.registry import techniques as all_techniques
+from microtome.techniques.registry import web_sections
 
 store_option = click.option("--store", "store_root", default=DEFAULT_ROOT, show_default=True,
                             type=click.Path(file_okay=False), help="artifact store directory")
@@ -24,9 +26,9 @@ def _open(store_root: str) -> Store:
 @click.argument("model")
 @click.option("--layers", default="all", show_default=True, help="layer ids, comma-separated, or all")
 @click.option("--units", default="all", show_default=True, help="e.g. 0-7 or 0,3,5, applied to every layer")
-@click.option("--techniques", default="all", show_default=True, help=",".join(TECHNIQUES) + " or all")
+@click.option("--techniques", default="all", show_default=True, help="comma-separated technique ids (`microtome techniques` lists them) or all")
 @click.option("--dataset", default="samples", show_default=True, help="samples or folder:PATH")
-@click.option("--preset", default="standard", show_default=True, type=click.Choice(["quick", "standard", "full"]))
+@click.option("--preset", default="standard", show_default=True, type=click.Choice(PRESETS))
 @store_option
 @click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "ray"]))
 @click.option("--ray-address", default=None, help="a running Ray cluster (default: start one here)")
@@ -39,12 +41,12 @@ def _open(store_root: str) -> Store:
 def build(model, layers, units, techniques, dataset, preset, store_root, executor, ray_address,
           workers, device, weights, seed, threads) -> None:
     """Precompute every missing artifact of MODEL into the store (resumable)."""
-    from microtome.build.pipeline import build as run_build
+    from microtome.pipeline.executors import Execution
+    from microtome.pipeline.pipeline import build as run_build
 
+    execution = Execution(executor, device, threads, ray_address, workers)
     summary = run_build(store_root, model, layers=layers, units=units, techniques=techniques,
-                        preset=preset, dataset=dataset, executor=executor, device=device,
-                        weights=weights, seed=seed, ray_address=ray_address, workers=workers,
-                        threads=threads)
+                        preset=preset, dataset=dataset, seed=seed, weights=weights, execution=execution)
     for line in summary.lines():
         click.echo(line)
     if summary.interrupted:
@@ -67,19 +69,31 @@ def status(model: str | None, store_root: str) -> None:
     for (m, layer, technique), _count in store.stats(model).items():
         found = store.find(model=m, layer=layer, technique=technique)
         units[(m, layer, technique)] = {a.key.unit for a in found}
+    shown = web_sections()  # the order pages show them in
     for m, summary in models.items():
         if model and m != model:
             continue
         trained = "" if summary.get("trained", True) else "  [untrained: random weights]"
         click.echo(f"{m} — {summary.get('title', m)}{trained}")
-        click.echo(f"  {'layer':14s} {'units':>6s} " + " ".join(f"{t:>16s}" for t in TECHNIQUES))
+        click.echo(f"  {'layer':14s} {'units':>6s} " + " ".join(f"{t.id:>16s}" for t in shown))
         for layer in summary["layers"]:
-            cells = []
-            for t in TECHNIQUES:
-                have = units.get((m, layer["id"], t), set())
-                cells.append(("done" if None in have else "-") if t == "deepdream"
-                             else (f"{len(have)}/{layer['channels']}" if have else "-"))
+            cells = [_cell(units.get((m, layer["id"], t.id), set()), t.scope, layer["channels"]) for t in shown]
             click.echo(f"  {layer['id']:14s} {layer['channels']:6d} " + " ".join(f"{c:>16s}" for c in cells))
+
+
+def _cell(have: set, scope: str, channels: int) -> str:
+    """"done"/"-" for a layer-level technique, "built/units" for a unit-level one."""
+    if scope == "layer":
+        return "done" if None in have else "-"
+    return f"{len(have - {None})}/{channels}" if have - {None} else "-"
+
+
+@click.command(name="techniques")
+def techniques_command() -> None:
+    """List the registered techniques: id, scope, variants, what the web calls them."""
+    for t in all_techniques():
+        variants = f"  variants: {', '.join(t.variants)}" if t.variants else ""
+        click.echo(f"{t.id:18s} per {t.scope:5s}  {t.title}{variants}")
 
 
 @click.command()
@@ -127,4 +141,4 @@ def unpack(archive: str, store_root: str) -> None:
     click.echo(f"unpacked into {store.root}")
 
 
-COMMANDS = (build, status, verify, gc, pack, unpack)
+COMMANDS = (build, status, verify, gc, pack, unpack, techniques_command)

@@ -1,0 +1,87 @@
+"""Executors: `run(tasks, prepare, tick)` yields `(task, results or exception)` as tasks finish.
+
+`prepare(task) -> Prepared` claims a task's keys just before it runs and says whether to skip
+it (another build holds them all) or what stored inputs it reads. The local executor runs
+tasks one after another on one loaded model; the Ray one (ray_executor.py) on actors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from microtome.errors import MicrotomeError
+from microtome.pipeline.plan import Task
+from microtome.techniques.base import ArtifactResult, Inputs
+
+EXECUTORS = ("local", "ray")
+Outcome = tuple[Task, "list[ArtifactResult] | BaseException"]
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a build runs: where (`executor`, `device`), with how many torch threads (the local
+    executor; Ray actors use one each), Ray's cluster and actors, and whether to show a bar."""
+
+    executor: str = "local"
+    device: str = "cpu"
+    threads: int | None = None
+    ray_address: str | None = None
+    workers: int = 2
+    progress: bool = True
+
+
+@dataclass
+class Prepared:
+    """A claimed task: `skip` when nothing of it is left to do here, else the inputs it reads."""
+
+    skip: bool
+    inputs: Inputs = field(default_factory=dict)
+
+
+Prepare = Callable[[Task], Prepared]
+
+
+class LocalExecutor:
+    """Runs tasks one after another in this process, on one loaded model (or a given worker)."""
+
+    def __init__(self, model: str, weights: str, device: str, worker=None):
+        from microtome.pipeline.worker import Worker
+        self.worker = worker or Worker(model, weights, device)
+
+    def run(self, tasks: Sequence[Task], prepare: Prepare, tick: Callable[[float], None]) -> Iterator[Outcome]:
+        for task in tasks:
+            prepared = prepare(task)
+            if prepared.skip:
+                tick(task.cost)
+                continue
+            done = 0.0
+
+            def task_tick(fraction: float, task=task) -> None:
+                nonlocal done
+                step = min(fraction, 1.0 - done)
+                done += step
+                tick(step * task.cost)
+
+            try:
+                results: list[ArtifactResult] | BaseException = self.worker.run(task, prepared.inputs, task_tick)
+            except MicrotomeError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - one failed task must not stop the build
+                results = exc
+            tick((1.0 - done) * task.cost)
+            yield task, results
+
+    def skipped_files(self) -> list[tuple[str, str]]:
+        return self.worker.skipped()
+
+    def close(self) -> None:
+        pass
+
+
+def open_executor(model: str, weights: str, execution: Execution, worker=None):
+    """The executor `execution` names, with its workers' models loaded."""
+    if execution.executor == "ray":
+        from microtome.pipeline.ray_executor import RayExecutor
+        return RayExecutor(model, weights, execution.device, execution.ray_address, execution.workers)
+    return LocalExecutor(model, weights, execution.device, worker)

@@ -1,0 +1,134 @@
+"""The built-in techniques, declared as data: `BUILTINS`, in run order (registry.py reads them).
+
+Each entry names its runner by import path; the modules that hold the runners import torch,
+this one does not. Preset tables live here, next to the declaration that uses them, and the
+technique modules import them from here. The params below are part of every stored artifact's
+key: changing one orphans what stores hold (tests/test_registry.py pins their hashes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from microtome.errors import unknown
+from microtome.techniques.registry import LAYER, check_preset, Context, Params, Section, Technique
+
+FEATURE_VIS = "feature_vis"
+DEEPDREAM = "deepdream"
+DATASET_EXAMPLES = "dataset_examples"
+TUNING = "tuning"
+CONNECTIONS = "connections"
+
+FV_VARIANTS = ("positive", "negative", "neuron", "diversity")
+FV_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"steps": 64, "size": 96},
+    "standard": {"steps": 512, "size": 128},
+    "full": {"steps": 1024, "size": 160},
+}
+DREAM_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"steps": 64, "size": 128},
+    "standard": {"steps": 256, "size": 224},
+    "full": {"steps": 512, "size": 320},
+}
+DIVERSITY_SET = 4
+DIVERSITY_WEIGHT = 20.0
+EXAMPLES_K = {"quick": 8, "standard": 16, "full": 32}
+TUNING_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"orientations": 8, "frequencies": [0.02, 0.05, 0.1, 0.2], "phases": 4,
+              "curvatures": [0.0, 0.03125, 0.0625, 0.125], "hues": 12, "line_width": 2.0},
+    "standard": {"orientations": 16, "frequencies": [0.01, 0.02, 0.04, 0.08, 0.16, 0.32],
+                 "phases": 6, "curvatures": [0.0, 0.015625, 0.03125, 0.0625, 0.125, 0.25],
+                 "hues": 24, "line_width": 2.0},
+    "full": {"orientations": 32,
+             "frequencies": [0.01, 0.017, 0.029, 0.048, 0.082, 0.14, 0.24, 0.4], "phases": 8,
+             "curvatures": [0.0, 0.0078125, 0.015625, 0.03125, 0.046875, 0.0625, 0.125, 0.25],
+             "hues": 36, "line_width": 2.0},
+}
+# `images`: dataset images for gradient attribution (spread evenly over the dataset);
+# `top`: entries per list.
+CONNECTIONS_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"top": 8, "images": 16},
+    "standard": {"top": 8, "images": 32},
+    "full": {"top": 8, "images": 64},
+}
+OPTIMIZATION = {"lr": 0.05}  # shared by feature vis and DeepDream
+IMAGE_MODEL = {"fft": True, "decorrelated": True, "transforms": "standard"}
+
+
+def fv_params(preset: str, variant: str, seed: int = 0) -> Params:
+    """The params of one feature-visualization artifact (they determine the image exactly)."""
+    check_preset(preset)
+    if variant not in FV_VARIANTS:
+        raise unknown("variant", variant, FV_VARIANTS)
+    params = {"preset": preset, "variant": variant, **FV_PRESETS[preset], **OPTIMIZATION,
+              "seed": seed, **IMAGE_MODEL}
+    if variant == "diversity":
+        params.update(images=DIVERSITY_SET, diversity_weight=DIVERSITY_WEIGHT)
+    return params
+
+
+def dream_params(preset: str, seed: int = 0) -> Params:
+    """The params of one DeepDream artifact."""
+    check_preset(preset)
+    return {"preset": preset, **DREAM_PRESETS[preset], **OPTIMIZATION, "seed": seed,
+            **IMAGE_MODEL, "objective": "layer"}
+
+
+def _optimization_cost(params: dict[str, Any]) -> float:
+    """Optimization steps x images x pixels, in rough seconds."""
+    return params.get("images", 1) * params["steps"] * (params["size"] / 128) ** 2 * 0.01
+
+
+FEATURE_VIS_ENTRY = Technique(
+    id=FEATURE_VIS, title="Feature visualization",
+    runner="microtome.techniques.feature_vis:run_feature_vis",
+    params=lambda ctx: [fv_params(ctx.preset, v, ctx.seed) for v in FV_VARIANTS],
+    variants=FV_VARIANTS, cost=_optimization_cost, task_overhead=0.0, units_per_task=8,
+    # single images and diversity sets render as separate batches
+    batch_key=lambda params: params.get("variant") == "diversity",
+    reads=(DATASET_EXAMPLES,), on_demand=True,
+    section=Section("Feature visualization", "sections/feature_vis.html", 10, "feature-vis"))
+
+DEEPDREAM_ENTRY = Technique(
+    id=DEEPDREAM, title="DeepDream", scope=LAYER,
+    runner="microtome.techniques.feature_vis:run_deepdream",
+    params=lambda ctx: [dream_params(ctx.preset, ctx.seed)],
+    cost=_optimization_cost, task_overhead=0.0, units_per_task=1,
+    section=Section("DeepDream", "sections/deepdream.html", 20, "deepdream"))
+
+DATASET_EXAMPLES_ENTRY = Technique(
+    id=DATASET_EXAMPLES, title="Dataset examples",
+    runner="microtome.techniques.examples:run_dataset_examples",
+    params=lambda ctx: [{"dataset": ctx.dataset, "k": EXAMPLES_K[ctx.preset],
+                         "size": ctx.input_size, "preset": ctx.preset}],
+    all_layers=True, units_per_task=1 << 30, uses_dataset=True,
+    section=Section("Dataset examples", "sections/dataset_examples.html", 30, "dataset-examples"))
+
+TUNING_ENTRY = Technique(
+    id=TUNING, title="Tuning curves",
+    runner="microtome.techniques.tuning:run_tuning",
+    params=lambda ctx: [_tuning_params(ctx.preset)],
+    units_per_task=256,
+    section=Section("Tuning curves", "sections/tuning.html", 40, "tuning"))
+
+CONNECTIONS_ENTRY = Technique(
+    id=CONNECTIONS, title="Connections",
+    runner="microtome.techniques.connections:run_connections",
+    params=lambda ctx: [{**CONNECTIONS_PRESETS[ctx.preset], "dataset": ctx.dataset, "preset": ctx.preset}],
+    units_per_task=64, uses_dataset=True,
+    section=Section("Connections", "sections/connections.html", 50, "connections"))
+
+
+def _tuning_params(preset: str) -> Params:
+    """A preset's sweep with numbers as floats where the sweep takes floats (as `check_sweep`
+    completes it; the stored key is of this form)."""
+    sweep = dict(TUNING_PRESETS["standard"])
+    sweep.update(TUNING_PRESETS[preset])
+    sweep["frequencies"] = [float(v) for v in sweep["frequencies"]]
+    sweep["curvatures"] = [float(v) for v in sweep["curvatures"]]
+    sweep["line_width"] = float(sweep["line_width"])
+    return sweep
+
+
+# run order: dataset examples first (feature vis reads their best activations)
+BUILTINS = (DATASET_EXAMPLES_ENTRY, FEATURE_VIS_ENTRY, DEEPDREAM_ENTRY, TUNING_ENTRY, CONNECTIONS_ENTRY)
