@@ -194,7 +194,7 @@ def test_unit_response_reads_vectors_and_errors_say_what_to_do():
     images = torch.rand(5, 3, SIZE, SIZE)
     assert unit_response(model, spec, "logits")(images).shape == (5, 3)
     assert unit_response(model, spec, "conv")(images).shape == (5, 4)
-    with pytest.raises(NotFound, match="0–3"):
+    with pytest.raises(NotFound, match="0-3"):
         tuning(model, spec, "relu", [4])
     with pytest.raises(NotFound, match="relu"):
         tuning(model, spec, "rlu", [0])

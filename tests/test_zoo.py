@@ -204,3 +204,13 @@ def test_real_weights_classify_photos(name: str) -> None:
     assert coffee[0] in {967, 968}, [spec.labels[i] for i in coffee]  # espresso, cup
     # missile, projectile, space shuttle
     assert {657, 744, 812} & set(rocket), [spec.labels[i] for i in rocket]
+
+
+def test_entry_points_never_drop_the_weights_silently():
+    from microtome.zoo import load_model
+    model, spec = load_model("tests.toy_models:tiny_net_fixed")  # default weights: no argument passed
+    assert spec.id == "tiny_net"
+    with pytest.raises(MicrotomeError, match="takes no `weights` argument"):
+        load_model("tests.toy_models:tiny_net_fixed", weights="random")
+    with pytest.raises(TypeError, match="broken inside"):  # not retried without weights
+        load_model("tests.toy_models:tiny_net_broken", weights="random")

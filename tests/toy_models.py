@@ -34,3 +34,13 @@ def tiny_net(weights: str = "random") -> tuple[nn.Module, ModelSpec]:
         torch.manual_seed(0)
         model = _build()
     return model, spec
+
+
+def tiny_net_fixed() -> tuple[nn.Module, ModelSpec]:
+    """The same toy from a function that takes no `weights` argument."""
+    return tiny_net()
+
+
+def tiny_net_broken(weights: str = "default") -> tuple[nn.Module, ModelSpec]:
+    """An entry point whose own code raises TypeError: that is its error, not a missing argument."""
+    raise TypeError("broken inside")

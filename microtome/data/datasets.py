@@ -23,12 +23,8 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from microtome.errors import MicrotomeError, unknown
+from microtome.errors import MicrotomeError
 
-_REGISTRY: dict[str, Callable[[], "Dataset"]] = {}
-# The one module-level table (as the model registry): filled by decorators at import.
-
-FOLDER_PREFIX = "folder:"
 
 
 @dataclass
@@ -195,34 +191,6 @@ def _prefetch(work: Callable[[list[int]], Batch | None], groups: list[list[int]]
         thread.join()
 
 
-# ---- the registry ------------------------------------------------------------------------
-
-def register_dataset(factory: Callable[[], Dataset]) -> Callable[[], Dataset]:
-    """Register a `() -> Dataset` under its function's name; a duplicate name is an error."""
-    name = factory.__name__
-    if name in _REGISTRY:
-        raise ValueError(f"dataset {name!r} is registered twice")
-    _REGISTRY[name] = factory
-    return factory
-
-
-def list_datasets() -> list[str]:
-    """Registered dataset names, plus the `folder:PATH` form."""
-    return list(_REGISTRY) + [FOLDER_PREFIX + "PATH"]
-
-
-def get_dataset(name: str) -> Dataset:
-    """The dataset called `name`: a registered name or `folder:PATH`."""
-    if name.startswith(FOLDER_PREFIX):
-        from microtome.data.folder import FolderDataset
-
-        return FolderDataset(name[len(FOLDER_PREFIX):], name=name)
-    if name not in _REGISTRY:
-        raise unknown("dataset", name, list_datasets(),
-                      hint="use folder:PATH for any folder of images")
-    return _REGISTRY[name]()
-
-
 # ---- samples: scikit-image's natural images ----------------------------------------------
 
 # Natural photographs shipped inside scikit-image (no download). Grayscale ones are repeated
@@ -258,8 +226,3 @@ class SamplesDataset(Dataset):
         if array.ndim == 2:
             array = np.repeat(array[:, :, None], 3, axis=2)
         return Image.fromarray(np.ascontiguousarray(array[:, :, :3]))
-
-
-@register_dataset
-def samples() -> Dataset:
-    return SamplesDataset()

@@ -16,7 +16,7 @@ from microtome.errors import MicrotomeError
 from microtome.store import ArtifactKey, Store
 from microtome.techniques.base import Item
 from microtome.techniques.registry import LAYER, Context, Technique, check_preset, technique, technique_ids, techniques
-from microtome.zoo.spec import ModelSpec, parse_units
+from microtome.zoo.spec import ModelSpec
 
 
 @dataclass
@@ -81,16 +81,6 @@ def parse_layers(spec: ModelSpec, text: str | Sequence[str]) -> list[str]:
     return list(dict.fromkeys(spec.layer(n).id for n in names))
 
 
-def units_of(spec: ModelSpec, layer_id: str, units: str | Sequence[int] | None) -> list[int]:
-    """The units of `layer_id` selected by `units` (None/"all", "0-7"-style text or a list);
-    units past the layer's channels are an error naming its range."""
-    layer = spec.layer(layer_id)
-    if units is None or units == "all":
-        return list(range(layer.channels))
-    text = units if isinstance(units, str) else ",".join(map(str, units))
-    return parse_units(text, layer.channels, f"{layer.id} of {spec.id}")
-
-
 def select(spec: ModelSpec, layers: str | Sequence[str] = "all", units: str | Sequence[int] | None = None,
            techniques_: str | Sequence[str] = "all", preset: str = "standard", dataset: str = "samples",
            seed: int = 0) -> Selection:
@@ -98,7 +88,7 @@ def select(spec: ModelSpec, layers: str | Sequence[str] = "all", units: str | Se
     check_preset(preset)
     ids = tuple(parse_techniques(techniques_))
     layer_ids = tuple(parse_layers(spec, layers))
-    chosen = {layer: units_of(spec, layer, units) for layer in layer_ids}
+    chosen = {layer: spec.units(layer, units)[1] for layer in layer_ids}
     return Selection(layer_ids, chosen, ids, preset, dataset, seed)
 
 

@@ -27,6 +27,7 @@ Two ways to get `A`, chosen per edge and recorded in `meta["method"]`:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -35,7 +36,8 @@ import torch
 from torch import nn
 from torch.func import jvp, vjp, vmap
 
-from microtome.data.datasets import Dataset, get_dataset
+from microtome.data.datasets import Dataset
+from microtome.data.registry import get_dataset
 from microtome.errors import MicrotomeError, close_names
 from microtome.techniques.base import ArtifactResult, Job
 from microtome.techniques.builtin import CONNECTIONS, CONNECTIONS_PRESETS
@@ -197,12 +199,22 @@ def _output_replaced(module: nn.Module, value: Callable[[], torch.Tensor]) -> It
         handle.remove()
 
 
+def _quiet_jvp_decompositions() -> None:
+    """torch's forward-mode decompositions run `torch.jit.script` when first imported, which
+    warns of its own deprecation (a torch-internal warning, nothing the user can act on):
+    import them once with that one warning silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+        import torch._decomp.decompositions_for_jvp  # noqa: F401
+
+
 def attribution(model: nn.Module, spec: ModelSpec, src: str, dst: str, images: torch.Tensor,
                 rows: Sequence[int] = (), cols: Sequence[int] = (),
                 device: str | torch.device = "cpu", batch_size: int = 8
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient × input attribution `A [C2, C1]` of the edge src -> dst over `images`
     `[N, 3, S, S]` in [0, 1]: returns `(A[rows, :] [R, C1], A[:, cols].T [K, C2])`."""
+    _quiet_jvp_decompositions()
     s_layer, d_layer = spec.layer(src), spec.layer(dst)
     src, dst = s_layer.id, d_layer.id  # canonical ids
     modules = resolve_modules(model, {src: s_layer.module})

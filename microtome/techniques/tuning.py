@@ -25,7 +25,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import nn
 
-from microtome.errors import MicrotomeError, NotFound, close_names
+from microtome.errors import MicrotomeError, close_names
 from microtome.techniques import stimuli
 from microtome.images import png_bytes
 from microtome.techniques.base import ArtifactResult, Job
@@ -357,12 +357,8 @@ def tuning(model: nn.Module, spec: ModelSpec, layer_id: str, units: Sequence[int
     `params` are a preset's values (`TUNING_PRESETS[...]`, default "standard"; missing keys
     come from "standard" and the result records the completed set). All units are measured
     in one pass of the stimuli. Files: "plot.png" and "preferred.png"; meta: `unit_meta`."""
-    layer = spec.layer(layer_id)
     units = list(units)
-    for u in units:
-        if not isinstance(u, int) or isinstance(u, bool) or not 0 <= u < layer.channels:
-            raise NotFound(f"no unit {u!r} in {spec.id}/{layer.id}, which has {layer.channels} "
-                           f"units (0–{layer.channels - 1})")
+    layer, units = spec.units(layer_id, units) if units else (spec.layer(layer_id), [])
     if not units:
         return []
     sweep = check_sweep(params)

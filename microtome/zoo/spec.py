@@ -7,7 +7,7 @@ Shape: `spec.preprocess(images [B,3,H,W] RGB in [0,1]) -> model input [B,3,H,W]`
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -84,10 +84,18 @@ class ModelSpec:
     def unit(self, layer_name: str, unit: int) -> tuple[LayerSpec, int]:
         """The layer and a checked unit index; a unit outside the layer names the valid range."""
         layer = self.layer(layer_name)
-        if not 0 <= unit < layer.channels:
-            raise NotFound(f"unit {unit} is out of range: {layer.id} of {self.id} has units "
-                           f"0-{layer.channels - 1}")
-        return layer, unit
+        return layer, check_unit(unit, layer.channels, f"{layer.id} of {self.id}")
+
+    def units(self, layer_name: str, units: str | Sequence[int] | None = None) -> tuple[LayerSpec, list[int]]:
+        """The layer and its units selected by `units` (None or "all": every unit; "0-7"-style
+        text; a list), each checked; the one place units are validated."""
+        layer = self.layer(layer_name)
+        where = f"{layer.id} of {self.id}"
+        if units is None or (isinstance(units, str) and units.strip() == "all"):
+            return layer, list(range(layer.channels))
+        if isinstance(units, str):
+            return layer, parse_units(units, layer.channels, where)
+        return layer, list(dict.fromkeys(check_unit(u, layer.channels, where) for u in units))
 
     def index_of(self, layer_id: str) -> int:
         return self.layer_ids.index(self.layer(layer_id).id)
@@ -127,6 +135,15 @@ def chain_edges(layer_ids: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(zip(layer_ids[:-1], layer_ids[1:]))
 
 
+def check_unit(unit: object, channels: int, where: str = "this layer") -> int:
+    """`unit` if it is a whole number in 0..channels-1, else an error naming the range."""
+    if not isinstance(unit, int) or isinstance(unit, bool):
+        raise MicrotomeError(f"unit {unit!r} is not a whole number: {where} has units 0-{channels - 1}")
+    if not 0 <= unit < channels:
+        raise NotFound(f"unit {unit} is out of range: {where} has units 0-{channels - 1}")
+    return unit
+
+
 def parse_units(text: str, channels: int, where: str = "this layer") -> list[int]:
     """Units from "0-7", "0,3,5", "2,10-12" or "all", checked against `channels` of `where`."""
     if text.strip() == "all":
@@ -142,9 +159,8 @@ def parse_units(text: str, channels: int, where: str = "this layer") -> list[int
                 units.append(int(part))
         except ValueError:
             raise MicrotomeError(f"bad unit list {text!r}: expected e.g. '0-7', '0,3,5' or 'all'") from None
-    bad = [u for u in units if not 0 <= u < channels]
-    if bad:
-        raise NotFound(f"unit {bad[0]} is out of range: {where} has units 0-{channels - 1}")
+    for u in units:
+        check_unit(u, channels, where)
     if not units:
         raise MicrotomeError(f"no units in {text!r}")
     return list(dict.fromkeys(units))

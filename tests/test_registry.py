@@ -1,0 +1,127 @@
+"""The technique registry: declarations every stage reads, a plug-in technique end to end, and
+the params (hence store keys) of the built-ins pinned to what stores already hold."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from microtome.errors import MicrotomeError
+from microtome.pipeline.executors import Execution
+from microtome.pipeline.pipeline import build
+from microtome.pipeline.plan import parse_techniques, plan, select
+from microtome.runtime import torch_threads
+from microtome.store import Store
+from microtome.store.keys import param_hash
+from microtome.techniques.registry import (Context, Technique, registered, technique, technique_ids,
+                                           techniques, web_sections)
+from microtome.zoo import get_spec
+from tests.plugin_technique import TOY_MEAN
+
+MODEL = "tests.toy_models:tiny_net"
+QUIET = Execution(progress=False)
+
+# param hashes of every built-in artifact at each preset, as stores built before the registry
+# hold them (computed with the code before it): a change here orphans stored artifacts
+PINNED = {
+    "feature_vis/quick": ["fc91cdd2db2d2289", "e1b68d2a9f893d4b", "ce9a276fc257ac1d", "f0d797da398c7c33"],
+    "feature_vis/standard": ["182b004f524d37b9", "d59ebda6298980c7", "ceed7b737ab02477", "0a80a04aa60eef7d"],
+    "feature_vis/full": ["ddf025df91dcffd7", "0c38804a099177c2", "a7821cb39285521d", "a7a0f1c2b81ccb64"],
+    "deepdream/quick": ["44cf66e8cb952cc5"], "deepdream/standard": ["898be60e3dd6bdf8"],
+    "deepdream/full": ["5865bfa4aca6e065"],
+    "dataset_examples/quick": ["e82f37e48f08a601"], "dataset_examples/standard": ["0de3df8ee3bcc354"],
+    "dataset_examples/full": ["9902d3a39ef8fa48"],
+    "tuning/quick": ["d3621e8d16dd8877"], "tuning/standard": ["32c43ae6180d74a0"],
+    "tuning/full": ["2b4b68bf46f8be62"],
+    "connections/quick": ["f20c61d9776f7068"], "connections/standard": ["1fab55e6ba0c5981"],
+    "connections/full": ["346a360c16921c42"],
+}
+
+
+def test_builtin_params_hash_as_before():
+    size = get_spec("efficientnet_lite0").input_size
+    for name, hashes in PINNED.items():
+        tid, preset = name.split("/")
+        got = [param_hash(p) for p in technique(tid).params(Context(preset, "samples", 0, size))]
+        assert got == hashes, name
+
+
+def test_declarations_drive_order_and_lookups():
+    assert technique_ids()[0] == "dataset_examples"  # feature vis reads its best examples
+    assert technique("feature_vis").reads == ("dataset_examples",)
+    assert [t.id for t in web_sections()] == ["feature_vis", "deepdream", "dataset_examples", "tuning",
+                                             "connections"]
+    assert technique("feature_vis").group({"variant": "neuron"}) == "feature_vis:neuron"
+    assert technique("feature_vis").group({}) == "feature_vis:positive"
+    assert technique("tuning").group({}) == "tuning"
+    with pytest.raises(MicrotomeError, match="did you mean feature_vis"):
+        technique("feature_viz")
+    with pytest.raises(MicrotomeError, match="already registered"):
+        with registered(Technique(id="tuning", title="again", runner="x:y", params=lambda ctx: [{}])):
+            pass
+    with pytest.raises(MicrotomeError, match="not registered before it"):
+        with registered(Technique(id="late", title="late", runner="x:y", params=lambda ctx: [{}],
+                                  reads=("nothing_yet",))):
+            pass
+    assert "late" not in technique_ids()
+
+
+def test_the_registry_is_torch_free():
+    import subprocess
+    import sys
+    code = ("import sys; import microtome.techniques.registry as r; r.techniques(); "
+            "import microtome.techniques.base; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_plugin_technique_is_planned_built_and_stored(tmp_path):
+    store = Store(tmp_path / "store")
+    with registered(TOY_MEAN):
+        assert "toy_mean" in parse_techniques("all")
+        spec = get_spec(MODEL)
+        tasks = plan(store, spec, select(spec, "conv1", "0-4", "toy_mean", "quick"))
+        assert [len(t.items) for t in tasks] == [2, 2, 1]  # units_per_task=2
+        summary = build(store, MODEL, layers="conv1", units="0-4", techniques="toy_mean", preset="quick",
+                        weights="random", execution=QUIET)
+        assert summary.recorded == summary.planned == 5 and not summary.failed
+        arts = store.find(model="tiny_net", technique="toy_mean")
+        assert sorted(a.key.unit for a in arts) == [0, 1, 2, 3, 4]
+        assert all("swatch.png" in a.files and "mean_on_grey" in a.meta for a in arts)
+        again = build(store, MODEL, layers="conv1", units="0-4", techniques="toy_mean", preset="quick",
+                      weights="random", execution=QUIET)
+        assert again.planned == 0
+    assert "toy_mean" not in technique_ids()
+    assert store.verify().ok
+
+
+def test_torch_threads_restores_and_nests():
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+        with torch_threads(2):
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    seen = []
+
+    def worker():
+        with torch_threads(1):
+            seen.append(torch.get_num_threads())
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == [1] * 4 and torch.get_num_threads() == before
+
+
+def test_every_technique_declares_what_the_stages_need():
+    for t in techniques():
+        assert t.scope in ("unit", "layer") and t.section.title and t.units_per_task >= 1
+        params = t.params(Context("quick"))
+        assert params and all(isinstance(p, dict) for p in params)
+        assert all(t.cost(p) >= 0 for p in params)
+        assert callable(t.load_runner())
