@@ -44,3 +44,28 @@ def tiny_net_fixed() -> tuple[nn.Module, ModelSpec]:
 def tiny_net_broken(weights: str = "default") -> tuple[nn.Module, ModelSpec]:
     """An entry point whose own code raises TypeError: that is its error, not a missing argument."""
     raise TypeError("broken inside")
+
+
+COLOURS = ("red", "green", "blue")
+
+
+def colour_net(weights: str = "default") -> tuple[nn.Module, ModelSpec]:
+    """Hand-set weights: unit c of `colour` is the excess of colour c over the other two
+    (ReLU), and logit c reads unit c, so class c = the dominant colour. Input `[B, 3, 32, 32]`
+    -> colour `[B, 3, 32, 32]` -> logits `[B, 3]`."""
+    if weights not in ("default", "random"):
+        raise MicrotomeError(f"colour_net has hand-set weights only, not {weights!r}")
+    conv = nn.Conv2d(3, 3, 1)
+    with torch.no_grad():
+        conv.weight.copy_((torch.eye(3) * 1.5 - 0.5).view(3, 3, 1, 1))
+        conv.bias.zero_()
+        linear = nn.Linear(3, 3)
+        linear.weight.copy_(torch.eye(3) * 4.0)
+        linear.bias.zero_()
+    model = nn.Sequential(conv, nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), linear)
+    layers = (LayerSpec("colour", "1", "conv", 3, (32, 32)), LayerSpec("logits", "4", "logits", 3, (1, 1)))
+    spec = ModelSpec(id="colour_net", title="Colour toy", build=lambda: model, input_size=32,
+                     layers=layers, edges=chain_edges(["colour", "logits"]), labels=COLOURS,
+                     weights_source="hand-set", weights_sha256=None, trained=True, weights="default",
+                     mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+    return model, spec

@@ -119,6 +119,15 @@ CONNECTIONS_ENTRY = Technique(
     section=Section("Connections", "sections/connections.html", 50, "connections"))
 
 
+LABELS = "labels"
+LABELS_ENTRY = Technique(
+    id=LABELS, title="Labels",
+    runner="microtome.techniques.labels:run_labels",
+    params=lambda ctx: [{"preset": ctx.preset, "dataset": ctx.dataset, "top": 8}],
+    units_per_task=256, uses_dataset=True, reads=(DATASET_EXAMPLES, CONNECTIONS),
+    section=Section("Labels", "sections/labels.html", 5, "labels"))
+
+
 def _tuning_params(preset: str) -> Params:
     """A preset's sweep with numbers as floats where the sweep takes floats (as `check_sweep`
     completes it; the stored key is of this form)."""
@@ -131,4 +140,5 @@ def _tuning_params(preset: str) -> Params:
 
 
 # run order: dataset examples first (feature vis reads their best activations)
-BUILTINS = (DATASET_EXAMPLES_ENTRY, FEATURE_VIS_ENTRY, DEEPDREAM_ENTRY, TUNING_ENTRY, CONNECTIONS_ENTRY)
+BUILTINS = (DATASET_EXAMPLES_ENTRY, FEATURE_VIS_ENTRY, DEEPDREAM_ENTRY, TUNING_ENTRY, CONNECTIONS_ENTRY,
+            LABELS_ENTRY)

@@ -11,3 +11,16 @@ def imagenet_labels() -> tuple[str, ...]:
     from torchvision.models._meta import _IMAGENET_CATEGORIES
 
     return tuple(_IMAGENET_CATEGORIES)
+
+
+@cache
+def imagenet_hierarchy() -> tuple[tuple[str, ...], tuple[tuple[int, ...], ...]]:
+    """WordNet's hypernyms of the 1000 classes: `(node names, per class index its ancestor
+    node indices)`, e.g. every dog breed has the node "dog". From the table shipped beside this
+    module (made by scripts/imagenet_hierarchy.py from WordNet 3.0); no torch, no nltk."""
+    import json
+    from pathlib import Path
+
+    table = json.loads((Path(__file__).parent / "imagenet_hierarchy.json").read_text())
+    names = tuple(node["name"] for node in table["nodes"])
+    return names, tuple(tuple(c["ancestors"]) for c in table["classes"])
