@@ -125,7 +125,7 @@ LABELS_ENTRY = Technique(
     runner="microtome.techniques.labels:run_labels",
     params=lambda ctx: [{"preset": ctx.preset, "dataset": ctx.dataset, "top": 8}],
     units_per_task=256, uses_dataset=True, reads=(DATASET_EXAMPLES, CONNECTIONS),
-    section=Section("Labels", "sections/labels.html", 5, "labels"))
+    section=Section("Labels", "sections/labels.html", 60, "labels"))
 
 
 def _tuning_params(preset: str) -> Params:
