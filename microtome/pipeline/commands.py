@@ -6,6 +6,8 @@ the main group); an interrupted build exits with 130 after recording what it fin
 
 from __future__ import annotations
 
+import time
+
 import click
 
 from microtome.errors import MicrotomeError
@@ -141,4 +143,34 @@ def unpack(archive: str, store_root: str) -> None:
     click.echo(f"unpacked into {store.root}")
 
 
-COMMANDS = (build, status, verify, gc, pack, unpack, techniques_command)
+@click.command()
+@click.argument("target", metavar="MODEL/LAYER:UNIT")
+@click.argument("text", required=False)
+@store_option
+def note(target: str, text: str | None, store_root: str) -> None:
+    """Attach a note (a claim, a link) to a unit; without TEXT, list the unit's notes."""
+    from microtome.store.notes import add_note, notes
+
+    model, layer, unit = _unit_target(target)
+    store = Store(store_root)
+    if text is not None:
+        add_note(store, model, layer, unit, text)
+        click.echo(f"noted on {model}/{layer}:{unit}")
+    for n in notes(store, model, layer, unit):
+        click.echo(f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(n.created))}  {n.text}")
+
+
+def _unit_target(target: str) -> tuple[str, str, int]:
+    """(model, canonical layer id, unit) of `MODEL/LAYER:UNIT`, checked against the zoo."""
+    from microtome.zoo import get_spec
+
+    model, slash, rest = target.partition("/")
+    layer, colon, unit_text = rest.rpartition(":")
+    if not slash or not colon or not unit_text.strip().isdigit():
+        raise MicrotomeError(f"{target!r} is not MODEL/LAYER:UNIT, e.g. efficientnet_lite0/block10:5")
+    spec = get_spec(model)
+    found, unit = spec.unit(layer, int(unit_text))
+    return spec.id, found.id, unit
+
+
+COMMANDS = (build, status, verify, gc, pack, unpack, techniques_command, note)

@@ -1,4 +1,4 @@
-"""The SQLite index `root/index.sqlite`: artifact rows, model summaries and build claims.
+"""The SQLite index `root/index.sqlite`: artifact rows, model summaries, build claims and notes.
 
 One row per artifact key; `unit` None is stored as -1, so the primary key treats every
 layer-level artifact as one value (SQLite counts NULLs as distinct in unique constraints).
@@ -34,6 +34,11 @@ SCHEMA = (
         owner TEXT NOT NULL, expires REAL NOT NULL,
         PRIMARY KEY ({KEY_COLUMNS}))""",
     "CREATE TABLE IF NOT EXISTS store_info (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # researchers' notes on units (added in place to older stores: no schema version change)
+    """CREATE TABLE IF NOT EXISTS notes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, layer TEXT NOT NULL,
+        unit INTEGER NOT NULL, text TEXT NOT NULL, created REAL NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS notes_by_unit ON notes (model, layer, unit)",
 )
 
 
