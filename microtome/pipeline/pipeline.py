@@ -9,6 +9,7 @@ only that.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -115,7 +116,7 @@ def build(store: Store | str, model: str, *, layers: str | Sequence[str] = "all"
     if any(technique(t).uses_dataset for t in selection.techniques):
         from microtome.data import get_dataset
         # bad paths fail before the store is touched; artifacts record the dataset's own name
-        selection = Selection(**{**selection.__dict__, "dataset": get_dataset(dataset).name})
+        selection = dataclasses.replace(selection, dataset=get_dataset(dataset).name)
     store = store if isinstance(store, Store) else Store(store)
     check_weights(store, resolved.spec)
     tasks = plan(store, resolved.spec, selection)

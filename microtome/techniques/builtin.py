@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from microtome.errors import unknown
-from microtome.techniques.registry import LAYER, check_preset, Context, Params, Section, Technique
+from microtome.techniques.registry import LAYER, Params, Section, Technique, check_preset
 
 FEATURE_VIS = "feature_vis"
 DEEPDREAM = "deepdream"
