@@ -11,10 +11,14 @@ from collections.abc import Callable
 
 import torch
 
+from microtome.errors import MicrotomeError
+from microtome.optvis.randomness import PerImage
+
 MakeImage = Callable[[], torch.Tensor]
 
 # Square root of ImageNet's colour covariance (from its SVD), as Lucid measured it: a colour
-# basis in which the channels are uncorrelated. Column norms are equalized by `_MAX_NORM`.
+# basis in which the channels are uncorrelated. `_color_matrix` divides it by its largest column
+# norm.
 COLOR_CORRELATION_SVD_SQRT = ((0.26, 0.09, 0.02),
                               (0.27, 0.00, -0.05),
                               (0.27, -0.09, 0.03))
@@ -38,14 +42,24 @@ def spectrum_scale(h: int, w: int, decay: float = 1.0, device=None) -> torch.Ten
     return 1.0 / torch.clamp(freqs, min=1.0 / max(h, w)) ** decay
 
 
+def _normal(shape: tuple[int, ...], rng: PerImage | None, device) -> torch.Tensor:
+    """Standard normal `shape` `[B, ...]`: image i from `rng`'s generator i, or from torch's
+    global generator without `rng`."""
+    if rng is None:
+        return torch.randn(*shape, device=device)
+    if len(rng) != shape[0]:
+        raise MicrotomeError(f"{len(rng)} image generators for a batch of {shape[0]} images")
+    return rng.normal(shape[1:]).to(device)
+
+
 def fft_image(shape: tuple[int, int, int, int], sd: float = 0.01, decay: float = 1.0,
-              device=None) -> tuple[list[torch.Tensor], MakeImage]:
+              device=None, rng: PerImage | None = None) -> tuple[list[torch.Tensor], MakeImage]:
     """Images as a 1/f-scaled spectrum: `params` `[B, C, H, W//2+1, 2]` (real, imaginary).
 
     `make_image() -> [B, C, H, W]`, unbounded; the inverse transform is orthonormal and the
     result divided by 4 so that typical values sit near unit scale before the sigmoid."""
     b, c, h, w = shape
-    spectrum = (torch.randn(b, c, h, w // 2 + 1, 2, device=device) * sd).requires_grad_(True)
+    spectrum = (_normal((b, c, h, w // 2 + 1, 2), rng, device) * sd).requires_grad_(True)
     scale = spectrum_scale(h, w, decay, device) / 4.0  # [H, W//2+1]; the transform is linear
 
     def make_image() -> torch.Tensor:
@@ -56,9 +70,9 @@ def fft_image(shape: tuple[int, int, int, int], sd: float = 0.01, decay: float =
 
 
 def pixel_image(shape: tuple[int, int, int, int], sd: float = 0.01,
-                device=None) -> tuple[list[torch.Tensor], MakeImage]:
+                device=None, rng: PerImage | None = None) -> tuple[list[torch.Tensor], MakeImage]:
     """Images as free pixels: `params` `[B, C, H, W]`, `make_image` returns them as they are."""
-    pixels = (torch.randn(*shape, device=device) * sd).requires_grad_(True)
+    pixels = (_normal(tuple(shape), rng, device) * sd).requires_grad_(True)
     return [pixels], lambda: pixels
 
 
@@ -87,10 +101,13 @@ def to_valid_rgb(make_image: MakeImage, decorrelated: bool = True) -> MakeImage:
 
 
 def image(size: int, batch: int = 1, fft: bool = True, decorrelated: bool = True,
-          decay: float = 1.0, sd: float = 0.01, device=None) -> tuple[list[torch.Tensor], MakeImage]:
+          decay: float = 1.0, sd: float = 0.01, device=None,
+          rng: PerImage | None = None) -> tuple[list[torch.Tensor], MakeImage]:
     """The standard parameterization: `batch` images `[batch, 3, size, size]` valid RGB.
 
-    Draws its initial values from torch's current generator (the renderer seeds it)."""
+    Image i draws its initial values from `rng`'s generator i (the renderer's), or without
+    `rng` from torch's global generator."""
     shape = (batch, 3, size, size)
-    params, make = fft_image(shape, sd, decay, device) if fft else pixel_image(shape, sd, device)
+    params, make = (fft_image(shape, sd, decay, device, rng) if fft
+                    else pixel_image(shape, sd, device, rng))
     return params, to_valid_rgb(make, decorrelated)
