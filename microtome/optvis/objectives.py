@@ -133,6 +133,9 @@ def layer(layer: str) -> Objective:
     return Objective(lambda acts: acts[layer].pow(2).flatten(1).mean(1), f"layer({layer})", [layer])
 
 
+deepdream = layer  # Lucid's and Lucent's name for it
+
+
 def class_logit(label: int, layer: str = "logits") -> Objective:
     """The logit of class `label` (from the model's logits layer)."""
     return Objective(lambda acts: acts[layer][:, label], f"class_logit({label})", [layer])

@@ -14,6 +14,8 @@ patched, and another thread running the same model meanwhile is not affected. Co
 `F.relu6`, `F.hardtanh` (so `nn.ReLU`, `nn.ReLU6`, `nn.Hardtanh`), `torch.relu`, `torch.clamp`,
 `torch.clip` and their Tensor methods, with scalar bounds. `inplace=True` calls are computed out of
 place (the same values, returned); the trailing-underscore in-place methods are not redirected.
+The renderer redirects during the first steps (Lucid: 16) and, after them, for any image whose
+objective is still exactly 0 (a unit not yet brought to life); see `render`.
 """
 
 from __future__ import annotations
@@ -64,14 +66,15 @@ _RULES = {  # intercepted function -> (its bounds from its arguments, out-of-pla
 }
 
 
-def redirected_grad(x: torch.Tensor, grad: torch.Tensor, lo: float | None, hi: float | None
-                    ) -> torch.Tensor:
+def redirected_grad(x: torch.Tensor, grad: torch.Tensor, lo: float | None, hi: float | None,
+                    allow: torch.Tensor | None = None) -> torch.Tensor:
     """The gradient of the loss (to be MINIMIZED) w.r.t. the input `x` `[B, ...]` of
     `clamp(x, lo, hi)`, given `grad` w.r.t. its output `[B, ...]`.
 
     Per image: the ordinary gradient if it is non-zero anywhere in the image, else `grad` itself
     except where it would push `x` further out of the active range (below `lo` and positive, or
-    above `hi` and negative: a descent step moves against the gradient)."""
+    above `hi` and negative: a descent step moves against the gradient). `allow` `[B]` bool:
+    the images that may be redirected (all by default); the others get the ordinary gradient."""
     inside = torch.ones_like(x, dtype=torch.bool)
     blocked = torch.zeros_like(x, dtype=torch.bool)
     if lo is not None:
@@ -84,23 +87,25 @@ def redirected_grad(x: torch.Tensor, grad: torch.Tensor, lo: float | None, hi: f
     redirected = grad.masked_fill(blocked, 0.0)
     if x.dim() == 0:
         return ordinary if bool(ordinary.ne(0)) else redirected
-    live = ordinary.ne(0).flatten(1).any(1).view(-1, *([1] * (x.dim() - 1)))  # [B, 1, ...]
-    return torch.where(live, ordinary, redirected)
+    keep = ordinary.ne(0).flatten(1).any(1)  # [B]: a live image keeps its ordinary gradient
+    if allow is not None and allow.shape == keep.shape:
+        keep = keep | ~allow.to(keep.device)
+    return torch.where(keep.view(-1, *([1] * (x.dim() - 1))), ordinary, redirected)
 
 
 class _Redirected(torch.autograd.Function):
     """`call(x, lo, hi)` forward as it is; `redirected_grad` backward."""
 
     @staticmethod
-    def forward(ctx, x, call, lo, hi):
+    def forward(ctx, x, call, lo, hi, allow):
         ctx.save_for_backward(x)
-        ctx.bounds = (lo, hi)
+        ctx.bounds = (lo, hi, allow)
         return call(x, lo, hi)
 
     @staticmethod
     def backward(ctx, grad):
         (x,) = ctx.saved_tensors
-        return redirected_grad(x, grad, *ctx.bounds), None, None, None
+        return redirected_grad(x, grad, *ctx.bounds), None, None, None, None
 
 
 def _scalar(v) -> bool:
@@ -109,7 +114,12 @@ def _scalar(v) -> bool:
 
 class redirected_relus(TorchFunctionMode):
     """Inside the block (this thread only), ReLU-family activations backpropagate Lucid's
-    redirected gradient; everything else runs as usual."""
+    redirected gradient for the images that `allow` `[B]` marks (all by default); everything
+    else runs as usual."""
+
+    def __init__(self, allow: torch.Tensor | None = None):
+        super().__init__()
+        self.allow = allow
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -122,4 +132,4 @@ class redirected_relus(TorchFunctionMode):
         lo, hi = bounds(args, kwargs)
         if not (_scalar(lo) and _scalar(hi)):  # tensor bounds: left as they are
             return func(*args, **kwargs)
-        return _Redirected.apply(x, call, lo, hi)
+        return _Redirected.apply(x, call, lo, hi, self.allow)

@@ -8,8 +8,11 @@ deepest layer the objectives read.
 Each image is its own: its initial values and its transforms come from a generator of its own,
 seeded from (seed, the objective's description, its occurrence) (`randomness.image_seeds`), so a
 unit's image is the same alone or anywhere in any batch, up to float rounding. During the first
-`redirect_steps` steps ReLU-family activations backpropagate Lucid's redirected gradient
-(`redirect.redirected_relus`), so a unit inactive at the initial image still gets a gradient.
+`redirect_steps` steps, and after them for any image whose value is still exactly 0, ReLU-family
+activations backpropagate Lucid's redirected gradient (`redirect.redirected_relus`), so a unit
+inactive at the initial image still gets a gradient.
+The one batch-dependent kernel of a step, a first conv's input gradient, is computed image by
+image (`invariant.batch_invariant`).
 
 The caller's model is never modified: the renderer works on `private_copy(model)` (own modules
 and hooks, shared weights), which it arranges for speed (`fast._fast_model`: BatchNorm folding,
@@ -29,6 +32,7 @@ from torch import nn
 from microtome.errors import MicrotomeError
 from microtome.optvis import param as param_mod
 from microtome.optvis.fast import _fast_model, private_copy
+from microtome.optvis.invariant import batch_invariant
 from microtome.optvis.objectives import INPUT, Acts, Objective, as_objective
 from microtome.optvis.randomness import PerImage, image_seeds
 from microtome.optvis.redirect import redirected_relus
@@ -83,6 +87,18 @@ def _values(objectives: list[Objective], acts: Acts) -> torch.Tensor:
             runs.append([obj, 1])
     chunks = {name: torch.split(t, [n for _, n in runs]) for name, t in acts.items()}
     return torch.cat([obj({name: c[j] for name, c in chunks.items()}) for j, (obj, _) in enumerate(runs)])
+
+
+def _redirected(step: int, redirect_steps: int, values: torch.Tensor) -> torch.Tensor | None:
+    """The images `[N]` whose ReLU gradients are redirected at `step`: all during the first
+    `redirect_steps`, then those whose value at the previous step was exactly 0; None for none.
+    An image's own history decides, whatever its batch (a live image's gradient is unchanged)."""
+    if redirect_steps <= 0:
+        return None
+    if step <= redirect_steps:
+        return torch.ones(values.shape, dtype=torch.bool)
+    dead = values.detach().cpu() == 0
+    return dead if bool(dead.any()) else None
 
 
 def _batch_objectives(objectives, batch: int | None, n_images: int | None) -> list[Objective]:
@@ -143,6 +159,7 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     probe = preprocess(torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(seed))
                        .to(device))
     snapshots: dict[int, torch.Tensor] = {}
+    values = torch.zeros(len(objs))  # [N] at the previous step
     with _fast_model(work, paths, probe) as channels_last, \
             hooked(work, paths, stop=True) as captured:
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -150,7 +167,9 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
             opt.zero_grad(set_to_none=True)
             images = make_image()  # [N, 3, H, W]
             x = preprocess(apply(transform, images, rng)).contiguous(memory_format=memory_format)
-            with redirected_relus() if step <= redirect_steps else nullcontext():
+            allow = _redirected(step, redirect_steps, values)
+            with batch_invariant(), \
+                    redirected_relus(allow) if allow is not None else nullcontext():
                 acts = run(work, x, captured) if paths else {}
             acts[INPUT] = images  # penalties see the untransformed image
             values = _values(objs, acts)
