@@ -44,3 +44,38 @@ def test_feature_visualizations_beat_photos_on_efficientnet_lite0():
     z = (fv_acts - photo_acts.mean(0)) / (photo_acts.std(0) + 1e-6)  # [8, C]
     hits = int((z.argmax(1) == torch.tensor(UNITS)).sum())
     assert hits >= 6, f"target unit was the most activated for only {hits} of 8: {z.argmax(1).tolist()}"
+
+
+DEAD_START = [14, 26, 29]  # inactive at the initial image; photos drive them to 5.6, 6.0, 4.8
+
+
+@pytest.mark.slow
+def test_dead_start_stem_units_come_alive_at_the_standard_preset():
+    """With the redirected ReLU gradient, `stem:14`, `:26`, `:29` reach a maximum activation above
+    0 and at least their best scikit-image photo's (or ReLU6's cap, 6): the quality figure the
+    build records. Without it they stay at exactly 0."""
+    model, spec = load_model("efficientnet_lite0")
+    photos = torch.cat([b.images for b in get_dataset("samples").batches(spec.input_size, 32)])
+    module = {"stem": spec.layer("stem").module}
+    with torch.no_grad():
+        best = forward_to(model, spec.preprocess(photos), module)["stem"].flatten(2).amax(2).max(0).values
+    objs = [O.channel("stem", u) for u in DEAD_START]
+    result = render(model, objs, spec=spec, size=128, steps=512, seed=0)
+    with torch.no_grad():
+        peak = forward_to(model, spec.preprocess(result.images), module)["stem"].flatten(2).amax(2)
+    reached = peak[torch.arange(3), DEAD_START]
+    assert bool((result.values > 0).all()), result.values
+    assert bool((reached >= torch.clamp(best[DEAD_START], max=6.0) - 1e-4).all()), (reached, best[DEAD_START])
+    dead = render(model, objs, spec=spec, size=128, steps=32, seed=0, redirect_steps=0)
+    assert bool((dead.values == 0).all())
+
+
+@pytest.mark.slow
+def test_a_real_unit_is_the_same_alone_or_last_of_a_batch():
+    """block2 of efficientnet_lite0 (its first conv has 3 input channels): the image of unit 5
+    alone and last of 4 agree within 1/255 per pixel after 128 steps."""
+    model, spec = load_model("efficientnet_lite0")
+    kw = dict(spec=spec, size=64, steps=128, seed=0)
+    alone = render(model, [O.channel("block2", 5)], **kw).images[0]
+    last = render(model, [O.channel("block2", u) for u in (0, 1, 2, 5)], **kw).images[3]
+    assert float((alone - last).abs().max()) * 255 <= 1.0

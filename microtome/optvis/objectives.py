@@ -1,10 +1,13 @@
 """Objectives: `(activations) -> scalar per image [B]`, to be MAXIMIZED.
 
 One sign convention, here and everywhere: the renderer maximizes. Penalties (`tv`, `l1`, `l2`,
-`blur`) return a positive measure of what they penalize, so they are subtracted:
+`blur`, `alignment`) return a positive measure of what they penalize, so they are subtracted:
 `channel("block10", 5) - 0.1 * tv()`. Objectives are values: they add, subtract, negate,
 multiply and divide (by scalars or each other), `sum()` over a list, and describe themselves
 ("channel(block10, 5) - 0.1·tv()"). `parse("block10:5")` is `channel("block10", 5)`.
+Lucent's objectives keep their names and signatures (`direction`, `direction_neuron`,
+`channel_interpolate`, `alignment`, `deepdream`); port Lucent code by flipping the penalties'
+sign: Lucent's `channel_interpolate(...) + 0.1 * alignment(...)` is ours with `- 0.1 * ...`.
 
 Activations are a dict `{layer name: [B, C, H, W] or [B, C]}`; the special name "input"
 holds the images `[B, 3, H, W]` in [0, 1] before any transform.
@@ -115,22 +118,100 @@ def neuron(layer: str, unit: int, x: int | None = None, y: int | None = None) ->
     return Objective(fn, f"neuron({layer}, {unit}{where})", [layer])
 
 
-def direction(layer: str, vector: Sequence[float] | torch.Tensor) -> Objective:
-    """Mean over positions of the dot product of the activation vector with `vector` `[C]`."""
-    vec = torch.as_tensor(vector, dtype=torch.float32)
+def _only(batch: int | None, fn: Callable[[Acts], torch.Tensor]) -> Callable[[Acts], torch.Tensor]:
+    """`fn` on image `batch` alone (Lucent's `batch=`), 0 for the others; all images for None."""
+    if batch is None:
+        return fn
+
+    def one(acts: Acts) -> torch.Tensor:
+        sliced = {name: t[batch:batch + 1] for name, t in acts.items()}
+        value = fn(sliced)  # [1]
+        out = torch.zeros(next(iter(acts.values())).shape[0], device=value.device, dtype=value.dtype)
+        return out.index_put((torch.tensor([batch], device=value.device),), value)
+
+    return one
+
+
+def _cosine(t: torch.Tensor, vec: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of each activation vector with `vec` `[C]`: `[B, C, ...] -> [B, ...]`."""
+    v = vec.to(t.device, t.dtype).view(1, -1, *([1] * (t.dim() - 2)))
+    return F.cosine_similarity(t, v, dim=1)
+
+
+def direction(layer: str, direction: Sequence[float] | torch.Tensor,
+              batch: int | None = None) -> Objective:
+    """Lucent's `direction`: mean over positions of the cosine similarity between the activation
+    vector `[C]` at each position and `direction` `[C]`."""
+    vec = torch.as_tensor(direction, dtype=torch.float32).flatten()
+
+    def fn(acts: Acts) -> torch.Tensor:
+        sim = _cosine(acts[layer], vec)  # [B, H, W] or [B]
+        return sim.flatten(1).mean(1) if sim.dim() > 1 else sim
+
+    where = "" if batch is None else f", batch={batch}"
+    return Objective(_only(batch, fn), f"direction({layer}, [{len(vec)}]{where})", [layer])
+
+
+def direction_neuron(layer: str, direction: Sequence[float] | torch.Tensor, x: int | None = None,
+                     y: int | None = None, batch: int | None = None) -> Objective:
+    """Lucent's `direction_neuron`: the cosine similarity between the activation vector at one
+    position (x, y; the centre by default) and `direction` `[C]`."""
+    vec = torch.as_tensor(direction, dtype=torch.float32).flatten()
 
     def fn(acts: Acts) -> torch.Tensor:
         t = acts[layer]
-        v = vec.to(t.device, t.dtype)
-        return _spatial_mean(torch.einsum("bc...,c->b...", t, v).unsqueeze(1))[:, 0] \
-            if t.dim() == 4 else t @ v
+        if t.dim() == 4:
+            h, w = t.shape[-2:]
+            t = t[:, :, h // 2 if y is None else y, w // 2 if x is None else x]  # [B, C]
+        return _cosine(t, vec)
 
-    return Objective(fn, f"direction({layer}, [{len(vec)}])", [layer])
+    where = "" if x is None and y is None else f", x={x}, y={y}"
+    where += "" if batch is None else f", batch={batch}"
+    return Objective(_only(batch, fn), f"direction_neuron({layer}, [{len(vec)}]{where})", [layer])
+
+
+def channel_interpolate(layer1: str, n_channel1: int, layer2: str, n_channel2: int) -> Objective:
+    """Lucent's `channel_interpolate`: image i of a batch of B maximizes `(1 - w_i)·channel1 +
+    w_i·channel2` with `w_i = i / (B - 1)`: a walk from one unit to the other. Use it as the
+    single objective of a batch (`batch=B`), with `alignment` to keep neighbours alike."""
+
+    def fn(acts: Acts) -> torch.Tensor:
+        a = _spatial_mean(acts[layer1][:, n_channel1:n_channel1 + 1])[:, 0]  # [B]
+        b = _spatial_mean(acts[layer2][:, n_channel2:n_channel2 + 1])[:, 0]
+        n = a.shape[0]
+        w = torch.arange(n, device=a.device, dtype=a.dtype) / max(n - 1, 1)
+        return (1 - w) * a + w * b
+
+    return Objective(fn, f"channel_interpolate({layer1}, {n_channel1}, {layer2}, {n_channel2})",
+                     [layer1, layer2])
+
+
+def alignment(layer: str, decay_ratio: float = 2) -> Objective:
+    """Lucent's `alignment`, a penalty (positive; subtract it): the mean squared difference of
+    `layer`'s activations between images d = 1..4 apart in the batch, weighted by
+    `1 / decay_ratio^d`. Each pair's term is shared equally by its two images `[B]`, so the
+    values sum to Lucent's scalar."""
+
+    def fn(acts: Acts) -> torch.Tensor:
+        t = acts[layer]
+        n = t.shape[0]
+        out = torch.zeros(n, device=t.device, dtype=t.dtype)
+        for d in range(1, 5):
+            if n <= d:
+                break
+            term = (t[:-d] - t[d:]).pow(2).flatten(1).mean(1) / decay_ratio ** float(d)  # [B - d]
+            out = out + F.pad(term, (0, d)) / 2 + F.pad(term, (d, 0)) / 2
+        return out
+
+    return Objective(fn, f"alignment({layer}, decay_ratio={_num(float(decay_ratio))})", [layer])
 
 
 def layer(layer: str) -> Objective:
     """DeepDream: mean squared activation over all channels and positions of `layer`."""
     return Objective(lambda acts: acts[layer].pow(2).flatten(1).mean(1), f"layer({layer})", [layer])
+
+
+deepdream = layer  # Lucid's and Lucent's name for it
 
 
 def class_logit(label: int, layer: str = "logits") -> Objective:

@@ -2,19 +2,26 @@
 
 The optimizer's parameters are explicit (`params`, a list of leaf tensors); `make_image` maps
 them to images. `image(...)` is the usual stack: FFT with 1/f^decay scaling (or pixels), then
-decorrelated colour, then a sigmoid to valid RGB in [0, 1].
+decorrelated colour, then a sigmoid to valid RGB in [0, 1]. Lucent's `lowres_tensor` and `cppn`
+keep its names and signatures, so they plug into `render(param_f=...)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
+from torch import nn
+
+from microtome.errors import MicrotomeError
+from microtome.optvis.randomness import PerImage
 
 MakeImage = Callable[[], torch.Tensor]
 
 # Square root of ImageNet's colour covariance (from its SVD), as Lucid measured it: a colour
-# basis in which the channels are uncorrelated. Column norms are equalized by `_MAX_NORM`.
+# basis in which the channels are uncorrelated. `_color_matrix` divides it by its largest column
+# norm.
 COLOR_CORRELATION_SVD_SQRT = ((0.26, 0.09, 0.02),
                               (0.27, 0.00, -0.05),
                               (0.27, -0.09, 0.03))
@@ -38,14 +45,24 @@ def spectrum_scale(h: int, w: int, decay: float = 1.0, device=None) -> torch.Ten
     return 1.0 / torch.clamp(freqs, min=1.0 / max(h, w)) ** decay
 
 
+def _normal(shape: tuple[int, ...], rng: PerImage | None, device) -> torch.Tensor:
+    """Standard normal `shape` `[B, ...]`: image i from `rng`'s generator i, or from torch's
+    global generator without `rng`."""
+    if rng is None:
+        return torch.randn(*shape, device=device)
+    if len(rng) != shape[0]:
+        raise MicrotomeError(f"{len(rng)} image generators for a batch of {shape[0]} images")
+    return rng.normal(shape[1:]).to(device)
+
+
 def fft_image(shape: tuple[int, int, int, int], sd: float = 0.01, decay: float = 1.0,
-              device=None) -> tuple[list[torch.Tensor], MakeImage]:
+              device=None, rng: PerImage | None = None) -> tuple[list[torch.Tensor], MakeImage]:
     """Images as a 1/f-scaled spectrum: `params` `[B, C, H, W//2+1, 2]` (real, imaginary).
 
     `make_image() -> [B, C, H, W]`, unbounded; the inverse transform is orthonormal and the
     result divided by 4 so that typical values sit near unit scale before the sigmoid."""
     b, c, h, w = shape
-    spectrum = (torch.randn(b, c, h, w // 2 + 1, 2, device=device) * sd).requires_grad_(True)
+    spectrum = (_normal((b, c, h, w // 2 + 1, 2), rng, device) * sd).requires_grad_(True)
     scale = spectrum_scale(h, w, decay, device) / 4.0  # [H, W//2+1]; the transform is linear
 
     def make_image() -> torch.Tensor:
@@ -56,9 +73,9 @@ def fft_image(shape: tuple[int, int, int, int], sd: float = 0.01, decay: float =
 
 
 def pixel_image(shape: tuple[int, int, int, int], sd: float = 0.01,
-                device=None) -> tuple[list[torch.Tensor], MakeImage]:
+                device=None, rng: PerImage | None = None) -> tuple[list[torch.Tensor], MakeImage]:
     """Images as free pixels: `params` `[B, C, H, W]`, `make_image` returns them as they are."""
-    pixels = (torch.randn(*shape, device=device) * sd).requires_grad_(True)
+    pixels = (_normal(tuple(shape), rng, device) * sd).requires_grad_(True)
     return [pixels], lambda: pixels
 
 
@@ -87,10 +104,97 @@ def to_valid_rgb(make_image: MakeImage, decorrelated: bool = True) -> MakeImage:
 
 
 def image(size: int, batch: int = 1, fft: bool = True, decorrelated: bool = True,
-          decay: float = 1.0, sd: float = 0.01, device=None) -> tuple[list[torch.Tensor], MakeImage]:
+          decay: float = 1.0, sd: float = 0.01, device=None,
+          rng: PerImage | None = None) -> tuple[list[torch.Tensor], MakeImage]:
     """The standard parameterization: `batch` images `[batch, 3, size, size]` valid RGB.
 
-    Draws its initial values from torch's current generator (the renderer seeds it)."""
+    Image i draws its initial values from `rng`'s generator i (the renderer's), or without
+    `rng` from torch's global generator."""
     shape = (batch, 3, size, size)
-    params, make = fft_image(shape, sd, decay, device) if fft else pixel_image(shape, sd, device)
+    params, make = (fft_image(shape, sd, decay, device, rng) if fft
+                    else pixel_image(shape, sd, device, rng))
     return params, to_valid_rgb(make, decorrelated)
+
+
+# ---- Lucent's other parameterizations: `(...) -> (params, image_f)` ----------------------------
+def resize_linear_nd(t: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """Linear interpolation of `t` to `shape` (same rank), one dimension at a time (half-pixel
+    centres, as `F.interpolate(align_corners=False)`); in linear interpolation the order of the
+    dimensions does not matter."""
+    for d, n in enumerate(shape):
+        if t.shape[d] == n:
+            continue
+        moved = t.movedim(d, -1)  # [..., m]
+        flat = F.interpolate(moved.reshape(-1, 1, moved.shape[-1]), size=n, mode="linear",
+                             align_corners=False)  # [prod, 1, n]
+        t = flat.reshape(*moved.shape[:-1], n).movedim(-1, d)
+    return t
+
+
+def _offsets(offset, shape: Sequence[int], underlying: Sequence[int]) -> list[int]:
+    """Lucent's `offset`: None/False none, True half the upsampling ratio, a number or a list."""
+    entries = list(offset) if isinstance(offset, (list, tuple)) else [offset] * len(shape)
+    out = []
+    for o, n, m in zip(entries, shape, underlying):
+        if o is True:
+            o = n / m / 2
+        out.append(int(o or 0))
+    return out
+
+
+def lowres_tensor(shape: Sequence[int], underlying_shape: Sequence[int], offset=None,
+                  sd: float | None = None) -> tuple[list[torch.Tensor], MakeImage]:
+    """Lucent's `lowres_tensor`: a tensor of `shape` linearly interpolated from a parameter of
+    `underlying_shape` (same rank), e.g. `[1, 3, 128, 128]` from `[1, 3, 16, 16]`; `offset`
+    shifts the interpolation grid (padding by reflection at the start, cropping the excess).
+    `params` `[underlying_shape]`; `image_f() -> [shape]`, unbounded (wrap it with
+    `to_valid_rgb` for images). Initial values from torch's global generator, `sd` 0.01."""
+    if len(shape) != len(underlying_shape):
+        raise MicrotomeError(f"lowres_tensor: shape {tuple(shape)} and underlying_shape "
+                             f"{tuple(underlying_shape)} must have the same rank")
+    low = (torch.randn(*underlying_shape) * (sd or 0.01)).requires_grad_(True)
+    offsets = _offsets(offset, shape, underlying_shape)
+
+    def image_f() -> torch.Tensor:
+        t = resize_linear_nd(low, shape)
+        for d, o in enumerate(offsets):
+            if o > 0:  # symmetric padding at the start of dimension d, then crop to shape
+                head = t.narrow(d, 0, min(o, t.shape[d])).flip(d)
+                t = torch.cat([head, t], dim=d).narrow(d, 0, shape[d])
+        return t
+
+    return [low], image_f
+
+
+class CompositeActivation(nn.Module):
+    """CPPN activation: `atan(x)` and its square, normalized: `[B, C, H, W] -> [B, 2C, H, W]`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.atan(x)
+        return torch.cat([x / 0.67, (x * x) / 0.6], 1)
+
+
+def cppn(size: int, num_output_channels: int = 3, num_hidden_channels: int = 24,
+         num_layers: int = 8, activation_fn=CompositeActivation, normalize: bool = False,
+         device=None) -> tuple[list[torch.Tensor], MakeImage]:
+    """Lucent's `cppn`: an image `[1, C, size, size]` in (0, 1) drawn by a small network of 1x1
+    convolutions from the pixels' coordinates (x, y in ±√3). `params`: the network's weights
+    (normal, std 1/√in; the last layer zero, so the first image is grey 0.5). Lucent
+    optimizes it with Adam at lr 0.005. Initial weights from torch's global generator."""
+    r = 3 ** 0.5
+    coords = torch.linspace(-r, r, size, device=device)
+    grid = torch.stack(torch.meshgrid(coords, coords, indexing="ij"), 0)[None]  # [1, 2, S, S]
+    layers: list[nn.Module] = []
+    for i in range(num_layers):
+        c_in = 2 if i == 0 else num_hidden_channels * 2  # composite activations double it
+        c_out = num_output_channels if i == num_layers - 1 else num_hidden_channels
+        conv = nn.Conv2d(c_in, c_out, 1)
+        nn.init.normal_(conv.weight, 0.0, (1.0 / c_in) ** 0.5)
+        nn.init.zeros_(conv.bias)
+        layers.append(conv)
+        if normalize:
+            layers.append(nn.InstanceNorm2d(c_out))
+        layers.append(activation_fn() if i < num_layers - 1 else nn.Sigmoid())
+    nn.init.zeros_(layers[-2 - int(normalize)].weight)
+    net = nn.Sequential(*layers).to(device)
+    return list(net.parameters()), lambda: net(grid)

@@ -36,6 +36,20 @@ def _objectives(layer: str, unit: int, variant: str) -> list[O.Objective]:
     return [O.channel(layer, unit) + DIVERSITY_WEIGHT * grouped] * DIVERSITY_SET
 
 
+TRANSFORM_SETS = {"standard": None, "none": []}  # stored name -> render's `transforms`
+
+
+def _render_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The `render` arguments that stored params decide: every one of them is passed."""
+    name = params.get("transforms", "standard")
+    if name not in TRANSFORM_SETS:
+        raise MicrotomeError(f"unknown transforms {name!r} in params; valid: {', '.join(TRANSFORM_SETS)}")
+    return {"size": params["size"], "steps": params["steps"], "lr": params["lr"],
+            "seed": params["seed"], "fft": params.get("fft", True),
+            "decorrelated": params.get("decorrelated", True),
+            "transforms": TRANSFORM_SETS[name]}
+
+
 def _unit_maxima(model: nn.Module, spec: ModelSpec, layer: str, images: torch.Tensor,
                  units: Sequence[int]) -> list[float]:
     """Image i's maximum activation of unit units[i] over positions (the dataset examples' measure)."""
@@ -65,9 +79,12 @@ def feature_vis(model: nn.Module, spec: ModelSpec, layer_id: str, units: Sequenc
         if not jobs:
             continue
         first = jobs[0][1]
+        if any(_render_kwargs(p) != _render_kwargs(first) for _, p in jobs):
+            raise MicrotomeError("feature_vis renders one batch per kind: all params must share "
+                                 "size, steps, lr, seed, fft, decorrelated and transforms")
         objectives = [o for u, p in jobs for o in _objectives(layer, u, p["variant"])]
-        rendered = render(model, objectives, spec=spec, size=first["size"], steps=first["steps"],
-                          lr=first["lr"], seed=first["seed"], device=device, progress=progress)
+        rendered = render(model, objectives, spec=spec, **_render_kwargs(first), device=device,
+                          progress=progress)
         per_job = DIVERSITY_SET if diverse else 1
         target_units = [u for u, _ in jobs for _ in range(per_job)]
         maxima = _unit_maxima(model, spec, layer, rendered.images, target_units)
@@ -93,8 +110,8 @@ def deepdream(model: nn.Module, spec: ModelSpec, layer_id: str, params: Mapping[
     """DeepDream of one layer: maximize its mean squared activation from noise."""
     layer = spec.layer(layer_id).id
     obj = O.layer(layer)
-    rendered = render(model, obj, spec=spec, size=params["size"], steps=params["steps"],
-                      lr=params["lr"], seed=params["seed"], device=device, progress=progress)
+    rendered = render(model, obj, spec=spec, **_render_kwargs(params), device=device,
+                      progress=progress)
     return ArtifactResult(layer, None, DEEPDREAM, dict(params),
                           {"image.png": png_bytes(rendered.images[0])},
                           {"objective": repr(obj), "value": float(rendered.values[0])})

@@ -1,13 +1,15 @@
 """Named hook points: read layer outputs `{layer id: [B, C, H, W] or [B, C]}` during a forward pass.
 
 Hooks are global state on the module tree, so they are attached inside a context manager and
-removed in `finally`, even when the forward pass raises. `forward_to` stops the pass as soon
+removed in `finally`, even when the forward pass raises, and they act only for the thread that
+attached them: two threads reading one model at once each see their own pass. `forward_to` stops the pass as soon
 as every requested layer has been seen, so nothing past the deepest one is computed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+import threading
 from contextlib import contextmanager
 
 import torch
@@ -42,9 +44,12 @@ def hooked(model: nn.Module, paths: Mapping[str, str], stop: bool = False
     captured: dict[str, torch.Tensor] = {}
     wanted = set(paths)
     handles = []
+    owner = threading.get_ident()
 
     def make_hook(layer_id: str):
         def hook(_module, _inputs, output):
+            if threading.get_ident() != owner:  # another thread's forward pass
+                return
             captured[layer_id] = output
             if stop and wanted <= captured.keys():
                 raise StopForward
