@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from microtome.errors import MicrotomeError
 from microtome.images import png_bytes
 from microtome.optvis import objectives as O
 from microtome.optvis.render import Progress, render
