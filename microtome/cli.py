@@ -147,6 +147,8 @@ def sheet(model: str, target: str, out: str, steps: int, columns: int, device: s
 
 DEMO_MODEL = "efficientnet_lite0"
 DEMO_LAYERS = "stem,block2,block4"
+# then, where labels mean something: the logits' dataset examples and labels (cheap: no renders)
+DEMO_LABELLED = ("logits", "dataset_examples,connections,labels")
 
 
 @main.command()
@@ -161,8 +163,13 @@ def demo(ctx: click.Context, store_root: str, layers: str, host: str, port: int,
     photos) in the background and serve the microscope at once; unbuilt units render on demand."""
     import subprocess
 
-    build_cmd = [sys.executable, "-m", "microtome.cli", "build", DEMO_MODEL, "--layers", layers,
-                 "--preset", "quick", "--dataset", "samples", "--store", store_root, "--threads", "1"]
+    import shlex
+
+    common = ["--preset", "quick", "--dataset", "samples", "--store", store_root, "--threads", "1"]
+    base = [sys.executable, "-m", "microtome.cli", "build", DEMO_MODEL]
+    steps = [[*base, "--layers", layers, *common],
+             [*base, "--layers", DEMO_LABELLED[0], "--techniques", DEMO_LABELLED[1], *common]]
+    build_cmd = ["sh", "-c", " && ".join(shlex.join(step) for step in steps)]
     if no_serve:
         raise SystemExit(subprocess.call(build_cmd))
     from microtome.store import Store
@@ -172,7 +179,8 @@ def demo(ctx: click.Context, store_root: str, layers: str, host: str, port: int,
     log_path = Path(store_root) / "demo-build.log"
     with open(log_path, "ab") as log:
         builder = subprocess.Popen(build_cmd, stdout=log, stderr=log)
-    click.echo(f"building {DEMO_MODEL} layers {layers} (quick preset) in the background; log: {log_path}")
+    click.echo(f"building {DEMO_MODEL} layers {layers}, then the labels of {DEMO_LABELLED[0]} "
+               f"(quick preset) in the background; log: {log_path}")
     _announce_when_done(builder, log_path)
     click.echo(f"microtome is serving at http://{host}:{port}/models/{DEMO_MODEL}  (Ctrl-C stops)")
     try:
