@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from functools import cached_property
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,13 +46,13 @@ class Route:
     registry: bool = True
     headers: Mapping[str, str] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def last_value(self) -> str | None:
         """The path value that a `.json` suffix ends (None: the path has no trailing value)."""
         m = re.search(r"\{(\w+)\}$", self.path)
         return m[1] if m else None
 
-    @property
+    @cached_property
     def query_names(self) -> tuple[str, ...]:
         """The view's keyword parameters besides the state: path, query or header values."""
         return tuple(inspect.signature(self.view).parameters)[1:]
