@@ -1,8 +1,10 @@
 """Stored artifacts as JSON-ready views: `view(artifact) -> {technique, params, meta, images, ...}`.
 
 Images are linked as `/blobs/<sha256><ext>` (content-addressed, so the URL never goes stale).
-`pick(artifacts)` groups one unit's artifacts by technique (and feature-vis variant) and keeps,
-per group, the most expensive preset (`full` > `standard` > `quick`), then the newest.
+`pick(artifacts)` groups one unit's artifacts by technique (and variant, as the technique
+registry declares them) and keeps, per group, the most expensive preset (`full` > `standard` >
+`quick`), then the newest. `dead_on(dataset examples)` names the dataset a unit is never
+active on. Nothing here reads the store: the views ask it, then lay out what it answered.
 """
 
 from __future__ import annotations
@@ -12,12 +14,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from microtome.store import Artifact
+from microtome.techniques.registry import find
 
 PRESET_RANK = {"quick": 0, "standard": 1, "full": 2}
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
-FEATURE_VIS = "feature_vis"
-VARIANTS = ("positive", "negative", "neuron", "diversity")
-GRID_VARIANTS = ("positive", "negative", "neuron")
 
 # "top_3_heat.png", "bottom-0.png", "quantile_2_1.png", "top/3/crop.png": group, index, role
 _INDEXED = re.compile(r"^(?P<group>[a-z]+(?:_[a-z]+)*?)_(?P<index>\d+)(?:_(?P<role>[a-z0-9_]+))?$")
@@ -37,10 +37,10 @@ def _ext(name: str) -> str:
 
 
 def group_key(artifact: Artifact) -> str:
-    """`technique`, or `feature_vis:<variant>` (positive when the params name none)."""
-    if artifact.key.technique == FEATURE_VIS:
-        return f"{FEATURE_VIS}:{artifact.params.get('variant', 'positive')}"
-    return artifact.key.technique
+    """`technique`, or `technique:<variant>` for a technique with variants (its first variant
+    when the params name none): `Technique.group`. Unregistered techniques group by id."""
+    entry = find(artifact.key.technique)
+    return entry.group(artifact.params) if entry is not None else artifact.key.technique
 
 
 def _rank(artifact: Artifact) -> tuple[int, float]:
@@ -171,3 +171,25 @@ def examples_view(artifact: Artifact) -> dict[str, Any]:
     hist = meta.get("histogram")
     histogram = hist if isinstance(hist, dict) and isinstance(hist.get("counts"), list) else None
     return {"groups": groups, "other": other, "histogram": histogram}
+
+
+def dead_on(examples: Artifact | None) -> str | None:
+    """The dataset a unit is never active on, from its dataset examples (None: active, or not
+    known): its best example's activation is 0, or its activation is the same on every image
+    (min == max, or a histogram with one non-empty bin over more than one image)."""
+    if examples is None:
+        return None
+    meta = examples.meta
+    dataset = str(examples.params.get("dataset") or meta.get("dataset") or "the dataset")
+    top, bottom = meta.get("top"), meta.get("bottom")
+    best = top[0].get("value") if isinstance(top, list) and top and isinstance(top[0], dict) else None
+    worst = bottom[0].get("value") if isinstance(bottom, list) and bottom and isinstance(bottom[0], dict) else None
+    if isinstance(best, (int, float)) and (best == 0 or best == worst):
+        return dataset
+    hist = meta.get("histogram")
+    if isinstance(hist, dict) and isinstance(hist.get("counts"), list):
+        counts = [c for c in hist["counts"] if isinstance(c, (int, float))]
+        edges = hist.get("edges") if isinstance(hist.get("edges"), list) else []
+        if sum(counts) > 1 and (sum(1 for c in counts if c) == 1 or (len(edges) > 1 and edges[0] == edges[-1])):
+            return dataset
+    return None

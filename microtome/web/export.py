@@ -23,10 +23,12 @@ from tqdm import tqdm
 
 from microtome.errors import MicrotomeError
 from microtome.store import Store
-from microtome.web import artifacts as A
-from microtome.web.catalog import Catalog
-from microtome.web.pages import GRID_PAGE_SIZE, Exported, Pages, layer_url
+from microtome.web import views
+from microtome.web.artifacts import blob_url
+from microtome.web.links import Exported
+from microtome.web.state import AppState
 from microtome.web.templating import Href, Renderer, json_twin, to_json
+from microtome.web.views import GRID_PAGE_SIZE, GRID_VARIANTS, Redirect
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -88,7 +90,10 @@ class _Site:
         self.out, self.renderer, self.bar = out, renderer, bar
         self.pages = 0
 
-    def page(self, template: str, data: dict[str, Any], page_dir: str, html_name: str = "index.html") -> None:
+    def page(self, template: str, data: dict[str, Any] | Redirect, page_dir: str,
+             html_name: str = "index.html") -> None:
+        if isinstance(data, Redirect):  # pragma: no cover - the export asks for canonical names only
+            raise MicrotomeError(f"export: {page_dir} is not a canonical page (it redirects to {data.url})")
         html = self.renderer.html(template, data, static_href(page_dir), static=True)
         _write(self.out / page_dir / html_name, html)
         json_target, _ = site_target(json_twin(data["url"]))
@@ -104,16 +109,31 @@ def _built_units(store: Store, model: str) -> tuple[Exported, set[str]]:
     for art in store.find(model):
         if art.key.unit is not None:
             units.setdefault((model, art.key.layer), []).append(art.key.unit)
-        urls.update(A.blob_url(sha, name) for name, sha in art.files.items())
+        urls.update(blob_url(sha, name) for name, sha in art.files.items())
     return {k: sorted(set(v)) for k, v in units.items()}, urls
 
 
 def _layer_pages(layers: list[dict[str, Any]]) -> Iterator[tuple[str, str, int]]:
     for layer in layers:
         pages = max(1, -(-int(layer["channels"]) // GRID_PAGE_SIZE))
-        for variant in A.GRID_VARIANTS:
+        for variant in GRID_VARIANTS:
             for page in range(1, pages + 1):
                 yield layer["id"], variant, page
+
+
+def _model_pages(site: _Site, state: AppState, model: str, layers: list[dict[str, Any]], units: Exported) -> int:
+    """Write a model's page, its layers' grid pages and its built units' pages; the unit count."""
+    site.page("model.html", views.model(state, model), f"models/{model}")
+    for layer_id, variant, page in _layer_pages(layers):
+        name = grid_file(variant, page)
+        site.page("layer.html", views.layer(state, model, layer_id, variant, str(page)),
+                  f"models/{model}/{layer_id}", "index.html" if name is None else f"{name}.html")
+    count = 0
+    for (_, layer_id), built in sorted(units.items()):
+        for unit in built:
+            site.page("unit.html", views.unit(state, model, layer_id, str(unit)), f"models/{model}/{layer_id}/{unit}")
+            count += 1
+    return count
 
 
 def export(store: str | Path | Store, out_dir: str | Path, progress: bool = True) -> ExportReport:
@@ -124,30 +144,18 @@ def export(store: str | Path | Store, out_dir: str | Path, progress: bool = True
     owns = not isinstance(store, Store)
     st = Store(store, create=False) if owns else store
     try:
-        catalog = Catalog(st, registry=None)  # only what is built
-        models = catalog.all_models()
+        state = AppState.over(st, registry=None)  # only what is built
+        models = state.catalog.all_models()
         built = {m.id: _built_units(st, m.id) for m in models}
-        exported: Exported = {k: v for units, _ in built.values() for k, v in units.items()}
+        state.exported = {k: v for units, _ in built.values() for k, v in units.items()}
         total = 1 + sum(1 + len(list(_layer_pages(m.layers))) + sum(len(u) for u in built[m.id][0].values())
                         for m in models)
         report = ExportReport(out=out, models=[m.id for m in models])
-        pages = Pages(st, catalog, exported=exported)
         with tqdm(total=total, desc="export", unit="page", disable=not progress, dynamic_ncols=True) as bar:
-            site = _Site(out, Renderer(), bar)
-            site.page("index.html", {**pages.index(), "url": "/"}, "")
+            site = _Site(out, state.renderer, bar)
+            site.page("index.html", views.index(state), "")
             for model in models:
-                site.page("model.html", {**pages.model(model.id), "url": f"/models/{model.id}"}, f"models/{model.id}")
-                for layer_id, variant, page in _layer_pages(model.layers):
-                    data = {**pages.layer(model.id, layer_id, variant, page),
-                            "url": layer_url(model.id, layer_id, variant, page)}
-                    name = grid_file(variant, page)
-                    site.page("layer.html", data, f"models/{model.id}/{layer_id}",
-                              "index.html" if name is None else f"{name}.html")
-                for (_, layer_id), units in sorted(built[model.id][0].items()):
-                    for unit in units:
-                        site.page("unit.html", pages.unit(model.id, layer_id, unit),
-                                  f"models/{model.id}/{layer_id}/{unit}")
-                        report.units += 1
+                report.units += _model_pages(site, state, model.id, model.layers, built[model.id][0])
             report.pages = site.pages
         for urls in (u for _, u in built.values()):
             for url in urls:

@@ -1,5 +1,7 @@
 """Rendering one page's data dict as HTML: `Renderer().html(template, data, href) -> str`.
 
+The unit page's sections are the registry's techniques in `web_sections()` order
+(`unit_sections()`, sections.py), each rendered by its own `section.template`.
 `href(site_url) -> link` is how a page writes links: the server keeps site URLs as they are
 (`server_href`); a static export maps them to relative file links (export.py). The JSON twin
 is the same dict, dumped (`to_json`).
@@ -15,6 +17,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from markupsafe import Markup
 
 from microtome.web.graph import graph_svg
+from microtome.web.sections import shown
 
 Href = Callable[[str], str]
 
@@ -51,7 +54,7 @@ class Renderer:
                                autoescape=select_autoescape(default=True), undefined=StrictUndefined,
                                trim_blocks=True, lstrip_blocks=True)
         self.env.filters.update(pretty=_pretty, num=_number)
-        self.env.globals.update(shape=_shape, graph_svg=graph_svg)
+        self.env.globals.update(shape=_shape, graph_svg=graph_svg, unit_sections=shown)
 
     def html(self, template: str, data: dict[str, Any], href: Href = server_href, *,
              static: bool = False, status: int = 200) -> str:

@@ -1,0 +1,61 @@
+"""Site URLs and the small summaries pages link with: `unit_url(m, l, u) -> "/models/m/l/u"`.
+
+Every page writes site URLs (`/models/M/L/U`, `/blobs/<sha>.png`); the renderer maps them for
+a static export. `Exported` (a static export's units) limits unit links to what is exported.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from microtome.web.catalog import ModelView
+
+Exported = dict[tuple[str, str], list[int]]  # (model, layer) -> sorted units in a static export
+
+
+def model_url(m: str) -> str:
+    return f"/models/{m}"
+
+
+def layer_url(m: str, layer: str, variant: str = "positive", page: int = 1) -> str:
+    query = [f"variant={variant}"] if variant != "positive" else []
+    query += [f"page={page}"] if page != 1 else []
+    return f"/models/{m}/{layer}" + ("?" + "&".join(query) if query else "")
+
+
+def unit_url(m: str, layer: str, unit: int) -> str:
+    return f"/models/{m}/{layer}/{unit}"
+
+
+def model_brief(model: ModelView) -> dict[str, Any]:
+    s = model.summary
+    return {"id": model.id, "title": model.title, "url": model_url(model.id), "trained": model.trained,
+            "weights": s.get("weights"), "built": model.built, "input_size": s.get("input_size"),
+            "num_classes": s.get("num_classes"), "weights_source": s.get("weights_source")}
+
+
+def layer_brief(model: ModelView, layer: dict[str, Any]) -> dict[str, Any]:
+    return {"id": layer["id"], "kind": layer.get("kind"), "module": layer.get("module"),
+            "aliases": list(layer.get("aliases") or ()), "channels": layer["channels"],
+            "size": list(layer.get("size") or (1, 1)), "url": layer_url(model.id, layer["id"])}
+
+
+def unit_link(exported: Exported | None, m: str, layer: str, unit: int) -> str | None:
+    """The unit's URL, or None when a static export does not hold it."""
+    if exported is not None and unit not in exported.get((m, layer), ()):
+        return None
+    return unit_url(m, layer, unit)
+
+
+def neighbours(exported: Exported | None, m: str, layer: dict[str, Any],
+               unit: int) -> tuple[str | None, str | None]:
+    """(previous, next) unit URLs: the adjacent channels, or in an export the adjacent exported units."""
+    if exported is None:
+        prev = unit_url(m, layer["id"], unit - 1) if unit > 0 else None
+        nxt = unit_url(m, layer["id"], unit + 1) if unit + 1 < layer["channels"] else None
+        return prev, nxt
+    units = exported.get((m, layer["id"]), [])
+    before = [u for u in units if u < unit]
+    after = [u for u in units if u > unit]
+    return (unit_url(m, layer["id"], before[-1]) if before else None,
+            unit_url(m, layer["id"], after[0]) if after else None)

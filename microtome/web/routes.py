@@ -1,0 +1,151 @@
+"""The URL table: `routes() -> [Route(path, view, template)]`, and how a view's answer is sent.
+
+`endpoint(route, state)` turns a view (views.py) into a request handler: it passes the URL's
+path values (a final `.json` cut off: the twin) and the query values the view names, renders
+the view's data with the route's template or as JSON (a `.json` URL, or an Accept header
+asking for JSON), and keeps rendered pages until the store changes (pages showing a render
+job are not kept: they change as it runs). Errors are `MicrotomeError`s carrying their HTTP
+status (or Starlette's own); `error_response` renders them as a page or as
+`{"error", "status", "suggestions"}`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from functools import cached_property
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from microtome.web import views
+from microtome.web.state import AppState
+from microtome.web.templating import Renderer, to_json
+from microtome.web.views import Redirect
+
+JSON = "application/json"
+NO_STORE = {"Cache-Control": "no-store"}
+TITLES = {400: "bad request", 404: "not found", 405: "method not allowed", 500: "server error",
+          503: "busy"}
+
+
+@dataclass(frozen=True)
+class Route:
+    """`path` (Starlette syntax) answered by `view`. `template` renders its data as HTML (None:
+    JSON only); `cached` keeps the answer until the store changes; `twin` lets the last path
+    value end in `.json`; `registry` loads the model registry first if the answer needs it."""
+
+    path: str
+    view: Callable[..., Any]
+    template: str | None = None
+    cached: bool = True
+    twin: bool = True
+    registry: bool = True
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def last_value(self) -> str | None:
+        """The path value that a `.json` suffix ends (None: the path has no trailing value)."""
+        m = re.search(r"\{(\w+)\}$", self.path)
+        return m[1] if m else None
+
+    @cached_property
+    def query_names(self) -> tuple[str, ...]:
+        """The view's keyword parameters besides the state: path, query or header values."""
+        return tuple(inspect.signature(self.view).parameters)[1:]
+
+
+def routes() -> list[Route]:
+    """Every page of the web microscope, in matching order (`/static` is mounted apart)."""
+    return [
+        Route("/", views.index, "index.html"),
+        Route("/index.json", views.index, "index.html"),
+        Route("/.json", views.index, "index.html"),
+        Route("/models", views.models_root, cached=False, registry=False),
+        Route("/models/{model}", views.model, "model.html"),
+        Route("/models/{model}/{layer}", views.layer, "layer.html"),
+        Route("/models/{model}/{layer}/{unit}", views.unit, "unit.html"),
+        Route("/jobs/{model}/{layer}/{unit}", views.job, cached=False, headers=NO_STORE),
+        Route("/jump", views.jump, cached=False),
+        Route("/jump.json", views.jump, cached=False),
+        Route("/blobs/{name}", views.blob, cached=False, twin=False, registry=False),
+    ]
+
+
+def wants_json(request: Request) -> bool:
+    """A `.json` URL, or an Accept header asking for JSON rather than HTML."""
+    if request.url.path.endswith(".json"):
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def arguments(route: Route, request: Request) -> tuple[dict[str, str | None], bool]:
+    """(the view's keyword arguments, whether the path asked for the `.json` twin)."""
+    values: dict[str, str | None] = dict(request.path_params)
+    suffix = False
+    last = route.last_value
+    if route.twin and last is not None and str(values[last]).endswith(".json"):
+        values[last], suffix = str(values[last])[:-5], True
+    for name in route.query_names:
+        if name not in values and name in request.query_params:
+            values[name] = request.query_params[name]
+    if "if_none_match" in route.query_names:
+        values["if_none_match"] = request.headers.get("if-none-match")
+    return values, suffix
+
+
+def _answer(route: Route, state: AppState, values: dict[str, Any], as_json: bool) -> tuple[Any, bool]:
+    """(the view's answer, rendered when it is page data; whether it may be kept)."""
+    result = route.view(state, **values)
+    if isinstance(result, (Redirect, Response)):
+        return result, False
+    if as_json or route.template is None:
+        return (to_json(result), JSON), result.get("job") is None
+    return (state.renderer.html(route.template, result).encode(), "text/html; charset=utf-8"), \
+        result.get("job") is None
+
+
+def _send(result: Any, request: Request, route: Route, suffix: bool) -> Response:
+    if isinstance(result, Response):
+        return result
+    if isinstance(result, Redirect):
+        if result.data is not None and wants_json(request):
+            return Response(to_json(result.data), media_type=JSON)
+        path, sep, query = result.url.partition("?")
+        target = path + (".json" if suffix and result.data is None else "") + sep + query
+        return RedirectResponse(target, status_code=302)
+    body, media_type = result
+    return Response(body, media_type=media_type, headers=dict(route.headers) or None)
+
+
+def endpoint(route: Route, state: AppState) -> Callable[[Request], Awaitable[Response]]:
+    """The request handler of `route` over `state`."""
+    async def handle(request: Request) -> Response:
+        values, suffix = arguments(route, request)
+        if route.registry:
+            await state.ready(values.get("model"))
+        as_json = route.template is None or wants_json(request)
+        if route.cached and state.cache is not None:
+            key = (route.path, tuple(values.items()), as_json)
+            result, _ = state.cache.get(key, lambda: _answer(route, state, values, as_json), keep=lambda v: v[1])
+        else:
+            result, _ = _answer(route, state, values, as_json)
+        return _send(result, request, route, suffix)
+    handle.__name__ = getattr(route.view, "__name__", "view")
+    return handle
+
+
+def error_response(request: Request, renderer: Renderer, status: int, message: str,
+                   suggestions: Sequence[str] = (), headers: dict[str, str] | None = None) -> Response:
+    """An error as JSON (when asked for) or as the error page, with its status."""
+    data = {"error": message, "status": status, "suggestions": list(suggestions)}
+    if wants_json(request):
+        return Response(to_json(data), status, headers, media_type=JSON)
+    page = {**data, "page": "error", "title": TITLES.get(status, "error")}
+    if headers and "Retry-After" in headers:  # the page retries by itself
+        page["retry_after"] = headers["Retry-After"]
+    return HTMLResponse(renderer.html("error.html", page, status=status), status, headers)

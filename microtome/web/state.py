@@ -1,0 +1,58 @@
+"""What every view reads: `AppState(store, catalog, renderer, cache, queue, exported)`, one per app.
+
+Views are functions of this state and a URL's values (views.py); the app (app.py) makes one
+state and hands it to every route instead of closing over its parts. A static export makes
+one too, with no queue and `exported` set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import anyio
+
+from microtome.store import Store
+from microtome.techniques.registry import techniques
+from microtome.web.cache import StoreCache
+from microtome.web.catalog import Catalog, Registry
+from microtome.web.links import Exported
+from microtome.web.render_queue import RenderQueue
+from microtome.web.templating import Renderer
+
+PAGE_CACHE_SIZE = 512
+
+
+@dataclass
+class AppState:
+    """The store and what is derived from it. `queue` renders missing units on demand (None:
+    serve only what is built); `render_techniques` are the techniques whose absence queues a
+    unit (None: those the registry declares `on_demand`, read at each request); `exported`
+    limits unit links to a static export's units."""
+
+    store: Store
+    catalog: Catalog
+    renderer: Renderer = field(default_factory=Renderer)
+    cache: StoreCache | None = None  # rendered pages, until the store changes
+    queue: RenderQueue | None = None
+    exported: Exported | None = None
+    render_techniques: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.cache is None:
+            self.cache = StoreCache(self.store.root, maxsize=PAGE_CACHE_SIZE)
+
+    @classmethod
+    def over(cls, store: Store, registry: Registry | None = None, **kw: object) -> AppState:
+        """The state of `store`, with a catalog of its models (and `registry`'s, if given)."""
+        return cls(store, Catalog(store, registry), **kw)  # type: ignore[arg-type]
+
+    def on_demand(self) -> tuple[str, ...]:
+        """The techniques whose absence from a unit page queues the unit for rendering."""
+        if self.render_techniques is not None:
+            return self.render_techniques
+        return tuple(t.id for t in techniques() if t.on_demand)
+
+    async def ready(self, model: str | None) -> None:
+        """Load the model registry (off the event loop) if answering about `model` needs it."""
+        if self.catalog.needs_registry(model):
+            await anyio.to_thread.run_sync(self.catalog.registry)
