@@ -93,8 +93,33 @@ def test_a_plugin_technique_is_planned_built_and_stored(tmp_path):
         again = build(store, MODEL, layers="conv1", units="0-4", techniques="toy_mean", preset="quick",
                       weights="random", execution=QUIET)
         assert again.planned == 0
+        _shown_and_exported(store, tmp_path / "site")
     assert "toy_mean" not in technique_ids()
     assert store.verify().ok
+
+
+def _shown_and_exported(store: Store, site):
+    """The plug-in's section on the unit page (HTML and JSON) and in the static export."""
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from microtome.web import create_app, export
+
+    art = store.find(model="tiny_net", layer="conv1", unit=3, technique="toy_mean")[0]
+    with TestClient(create_app(store, on_demand=False, registry=None)) as client:
+        page = client.get("/models/tiny_net/conv1/3")
+        data = client.get("/models/tiny_net/conv1/3.json").json()
+    assert page.status_code == 200 and "Mean activation on a grey image" in page.text
+    assert f"/blobs/{art.files['swatch.png']}.png" in page.text
+    assert data["toy_mean"]["summary"]["mean_on_grey"] == art.meta["mean_on_grey"]
+    assert "toy_mean" not in data["missing"]
+    export(store, site, progress=False)
+    exported = json.loads((site / "models/tiny_net/conv1/3.json").read_text())
+    assert exported["toy_mean"]["summary"]["mean_on_grey"] == art.meta["mean_on_grey"]
+    html = next(p for p in (site / "models/tiny_net/conv1/3").parent.glob("3*") if p.suffix != ".json")
+    html = html / "index.html" if html.is_dir() else html
+    assert "Mean activation on a grey image" in html.read_text()
 
 
 def test_torch_threads_restores_and_nests():
