@@ -304,12 +304,7 @@ def connections(model: nn.Module, spec: ModelSpec, layer_id: str, units: Sequenc
     |weight| first), `classes` `[{index, label, weight}]` (largest weight first), `method`
     per list ("weights", "gradient", "mixed" or None for an empty list), `layer_methods`
     `{connected layer: method}`, `images` (used, 0 when none were needed)."""
-    layer = spec.layer(layer_id)
-    units = list(units)
-    for u in units:
-        if not isinstance(u, int) or isinstance(u, bool):
-            raise MicrotomeError(f"units are whole numbers, not {u!r}")
-        spec.unit(layer.id, u)  # NotFound naming the valid range
+    layer, units = spec.units(layer_id, list(units)) if units else (spec.layer(layer_id), [])
     params = check_params(params, dataset)
     if not units:
         return []
@@ -344,22 +339,24 @@ def connections(model: nn.Module, spec: ModelSpec, layer_id: str, units: Sequenc
               "outputs": _method([methods[t] for t in targets]),
               "classes": _method([methods[t] for t in logits])}
 
-    results = []
-    for row, unit in enumerate(units):
-        classes = []
-        for t in logits:
-            for index, w in enumerate(outputs[t][row].tolist()):
-                label = spec.labels[index] if index < len(spec.labels) else f"class {index}"
-                classes.append({"index": index, "label": label, "weight": float(w)})
-        classes.sort(key=lambda c: -c["weight"])
-        meta = {"inputs": _entries([inputs[s][row] for s in sources], sources, params["top"]),
-                "outputs": _entries([outputs[t][row] for t in targets], targets, params["top"]),
-                "classes": classes[:params["top"]], "method": method,
-                "layer_methods": dict(methods),
-                "images": int(images[0].shape[0]) if images else 0}
-        results.append(ArtifactResult(layer=layer.id, unit=unit, technique=CONNECTIONS,
-                                      params=dict(params), meta=meta))
-    return results
+    used = int(images[0].shape[0]) if images else 0
+    return [ArtifactResult(layer=layer.id, unit=unit, technique=CONNECTIONS, params=dict(params),
+                           meta={"inputs": _entries([inputs[s][row] for s in sources], sources, params["top"]),
+                                 "outputs": _entries([outputs[t][row] for t in targets], targets, params["top"]),
+                                 "classes": _classes(spec, [outputs[t][row] for t in logits], params["top"]),
+                                 "method": method, "layer_methods": dict(methods), "images": used})
+            for row, unit in enumerate(units)]
+
+
+def _classes(spec: ModelSpec, rows: Sequence[torch.Tensor], top: int) -> list[dict[str, Any]]:
+    """The `top` classes a unit raises most, from its rows `[K]` into logits layers."""
+    classes = []
+    for row in rows:
+        for index, w in enumerate(row.tolist()):
+            label = spec.labels[index] if index < len(spec.labels) else f"class {index}"
+            classes.append({"index": index, "label": label, "weight": float(w)})
+    classes.sort(key=lambda c: -c["weight"])
+    return classes[:top]
 
 
 def run_connections(job: Job) -> list[ArtifactResult]:

@@ -279,17 +279,8 @@ def unit_meta(curves: Mapping[str, Any], unit: int) -> dict[str, Any]:
 
 
 # ---- the plot ------------------------------------------------------------------------------
-def plot(curves: Mapping[str, Any], unit: int, stimulus: torch.Tensor, title: str = "") -> bytes:
-    """PNG of column `unit`'s curves: grating orientation and frequency curves at the
-    preferred frequency / orientation, edge and line orientation curves, the curvature heat
-    map of the preferred polarity, the hue curve in hue colours, and `stimulus [3, S, S]`."""
-    fam = {name: {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in f.items()}
-           for name, f in curves["families"].items()}  # matplotlib wants arrays
-    fig = Figure(figsize=(9.6, 5.6), dpi=80)
-    FigureCanvasAgg(fig)
-    (a_ori, a_freq, a_el), (a_curv, a_hue, a_img) = fig.subplots(2, 3)
-
-    g = fam["gratings"]
+def _plot_gratings(a_ori, a_freq, g: Mapping[str, Any], unit: int) -> None:
+    """Orientation curve at the preferred frequency and frequency curve at the preferred orientation."""
     o, f = _argmax(g["response"][unit])
     a_ori.plot(g["orientation"], g["response"][unit][:, f], "o-", ms=3, label="mean over phase")
     a_ori.plot(g["orientation"], g["response_max"][unit][:, f], "--", label="max over phase")
@@ -300,14 +291,9 @@ def plot(curves: Mapping[str, Any], unit: int, stimulus: torch.Tensor, title: st
     a_freq.set_title(f"gratings, {float(g['orientation'][o]):.0f}°", fontsize=9)
     a_freq.set_xlabel("spatial frequency (cycles/px)", fontsize=8)
 
-    for name, labels in (("edges", ("edge +", "edge −")), ("lines", ("light line", "dark line"))):
-        for p, label in enumerate(labels):
-            a_el.plot(fam[name]["orientation"], fam[name]["response"][unit][p],
-                      "-" if name == "edges" else ":", marker=".", label=label)
-    a_el.set_title("edges and lines", fontsize=9)
-    a_el.set_xlabel("orientation (°)", fontsize=8)
 
-    c = fam["curves"]
+def _plot_curves(fig, a_curv, c: Mapping[str, Any], unit: int) -> None:
+    """Heat map of the response to curves (orientation x curvature) at the preferred polarity."""
     p, _, _ = _argmax(c["response"][unit])
     heat = c["response"][unit][p].T  # [K, 2O]
     step = float(c["orientation"][1] - c["orientation"][0]) if len(c["orientation"]) > 1 else 360.0
@@ -318,6 +304,28 @@ def plot(curves: Mapping[str, Any], unit: int, stimulus: torch.Tensor, title: st
     a_curv.set_xlabel("orientation (°)", fontsize=8)
     a_curv.set_ylabel("curvature (1/px)", fontsize=8)
     fig.colorbar(shown, ax=a_curv, fraction=0.05)
+
+
+def plot(curves: Mapping[str, Any], unit: int, stimulus: torch.Tensor, title: str = "") -> bytes:
+    """PNG of column `unit`'s curves: grating orientation and frequency curves at the
+    preferred frequency / orientation, edge and line orientation curves, the curvature heat
+    map of the preferred polarity, the hue curve in hue colours, and `stimulus [3, S, S]`."""
+    fam = {name: {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in f.items()}
+           for name, f in curves["families"].items()}  # matplotlib wants arrays
+    fig = Figure(figsize=(9.6, 5.6), dpi=80)
+    FigureCanvasAgg(fig)
+    (a_ori, a_freq, a_el), (a_curv, a_hue, a_img) = fig.subplots(2, 3)
+
+    _plot_gratings(a_ori, a_freq, fam["gratings"], unit)
+
+    for name, labels in (("edges", ("edge +", "edge −")), ("lines", ("light line", "dark line"))):
+        for p, label in enumerate(labels):
+            a_el.plot(fam[name]["orientation"], fam[name]["response"][unit][p],
+                      "-" if name == "edges" else ":", marker=".", label=label)
+    a_el.set_title("edges and lines", fontsize=9)
+    a_el.set_xlabel("orientation (°)", fontsize=8)
+
+    _plot_curves(fig, a_curv, fam["curves"], unit)
 
     hues = fam["hues"]
     colours = stimuli.hue_to_rgb(torch.from_numpy(hues["hue"])).numpy()
