@@ -19,7 +19,7 @@ from typing import Any
 from microtome import __version__
 from microtome.build.plan import Task, check_preset, check_units, parse_layers, parse_techniques, plan
 from microtome.errors import MicrotomeError
-from microtome.store import ArtifactKey, Store
+from microtome.store import ArtifactKey, PutEntry, Store
 from microtome.techniques.base import DATASET_EXAMPLES, FEATURE_VIS, ArtifactResult
 from microtome.zoo.spec import ModelSpec
 
@@ -174,10 +174,9 @@ def build(store: Store | str, model: str, layers: str | Sequence[str] = "all",
             if isinstance(results, BaseException):
                 summary.failed.append(f"{task.describe()}: {type(results).__name__}: {results}")
             else:
-                for r in results:
-                    store.put(ArtifactKey.for_params(spec.id, r.layer, r.unit, r.technique, r.params),
-                              r.params, r.files, {**r.meta, "provenance": meta})
-                    summary.recorded += 1
+                store.put_many(PutEntry(ArtifactKey.for_params(spec.id, r.layer, r.unit, r.technique, r.params),
+                                        r.params, r.files, {**r.meta, "provenance": meta}) for r in results)
+                summary.recorded += len(results)
             _release(store, spec.id, task, owner)
             bar.set_postfix_str(f"{summary.recorded}/{summary.planned} artifacts")
     except KeyboardInterrupt:
