@@ -287,9 +287,11 @@ def _views(chosen: dict[str, list[int]], stats: dict[str, LayerStats],
     views = _Views(dataset, size)
     done = 0
     for batch in dataset.batches(size, batch_size, indices=sorted(boxes)):
-        for index, image in zip(batch.indices.tolist(), batch.images):
+        with _one_thread():  # [B, 3, S, S] -> [B, S, S, 3] uint8, one op for the batch
+            batch_pixels = example_files.pixels(batch.images)  # [B, S, S, 3]
+        for index, view in zip(batch.indices.tolist(), batch_pixels):
             for box in boxes[index]:
-                views.files[(index, box)] = example_files.encode_box(image, box)
+                views.files[(index, box)] = example_files.encode_box(view, box)
         done += len(batch.indices)
         if progress:
             progress("examples", done, len(boxes))
