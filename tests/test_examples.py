@@ -242,3 +242,22 @@ def test_a_photo_shown_by_many_units_is_encoded_once(folder) -> None:
         for entry in r.meta["top"]:
             images.setdefault(entry["index"], set()).add(id(r.files[entry["files"]["image"]]))
     assert len(images) == 8 and all(len(objects) == 1 for objects in images.values())
+
+
+def test_a_store_built_before_is_skipped_by_the_build(tmp_path) -> None:
+    """The key of dataset examples is what it was (params written out literally here, as the
+    build made them before files changed format): an old artifact is not planned again."""
+    from microtome.build.plan import plan
+    from microtome.store import ArtifactKey, Store
+    from microtome.zoo import get_spec
+
+    spec = get_spec("efficientnet_lite0")
+    old_params = {"dataset": "samples", "k": 16, "size": 224, "preset": "standard"}
+    files = {"top_00_crop.png": b"old crop", "top_00_image.png": b"old image",
+             "top_00_heat.png": b"old heat", "histogram.png": b"old plot"}
+    with Store(tmp_path / "store") as store:
+        for unit in (0, 1):
+            key = ArtifactKey.for_params(spec.id, "block10", unit, "dataset_examples", old_params)
+            store.put(key, old_params, files, {"histogram": {"edges": [0.0, 1.0], "counts": [3]}})
+        tasks = plan(store, spec, ["block10"], [0, 1, 2], ["dataset_examples"], "standard", "samples")
+    assert [item[:2] for task in tasks for item in task.items] == [("block10", 2)]

@@ -10,7 +10,6 @@ so a task's thousands of small blobs do not pay a journal commit each.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import hashlib
 import os
 import secrets
@@ -42,10 +41,8 @@ def _fsync_dir(path: Path) -> None:
 def _syncfs(path: Path) -> bool:
     """Flush every dirty file of the filesystem holding `path` (Linux `syncfs(2)`, which Python's
     `os` lacks); False where it is unavailable, so the caller fsyncs file by file instead."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
-        syncfs = libc.syncfs
+        syncfs = ctypes.CDLL(None, use_errno=True).syncfs  # this process's libc
     except (OSError, AttributeError, TypeError):
         return False
     fd = os.open(path, os.O_RDONLY)
@@ -55,7 +52,7 @@ def _syncfs(path: Path) -> bool:
         os.close(fd)
 
 
-def _fsync_path(path: Path) -> None:
+def _fsync_path(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -125,12 +122,17 @@ class BlobDir:
             raise
         _fsync_dir(dest.parent)
 
+    def _file(self, sha: str) -> str:
+        """`path(sha)` as a string, for shas this process computed (no check, no pathlib: the
+        batch paths below run once per file, hundreds of thousands of times in a build)."""
+        return f"{self.blobs}{os.sep}{sha[:2]}{os.sep}{sha[2:]}"
+
     def missing(self, blobs: dict[str, bytes]) -> dict[str, bytes]:
         """The blobs of `{sha: data}` not on disk yet (a present file of the same size is kept)."""
         todo = {}
         for sha, data in blobs.items():
             try:
-                if self.path(sha).stat().st_size == len(data):
+                if os.stat(self._file(sha)).st_size == len(data):
                     continue
             except FileNotFoundError:
                 pass
@@ -140,25 +142,29 @@ class BlobDir:
     def write_many(self, blobs: dict[str, bytes]) -> int:
         """Store `{sha: data}` (each sha the sha256 of its data) and return how many were new.
 
-        All temp files are written, made durable in one pass, then renamed into place, then
-        the renames are made durable: a kill at any instant leaves each blob absent or complete."""
+        All temp files are written (in `tmp/`: one directory is several times cheaper to create
+        files in than 256), made durable in one pass, then renamed into place, then the
+        renames are made durable: a kill at any instant leaves each blob absent or complete."""
         todo = self.missing(blobs)
         if not todo:
             return 0
         self.tmp.mkdir(parents=True, exist_ok=True)
-        temps: list[tuple[Path, Path]] = []  # (temp file, destination)
+        prefix = str(self.temp_path())[:-len(TEMP_SUFFIX)]
+        temps: list[tuple[str, str]] = []  # (temp file, destination)
         try:
-            for sha, data in todo.items():
-                tmp = self.temp_path()
+            for n, (sha, data) in enumerate(todo.items()):
+                tmp = f"{prefix}-{n}{TEMP_SUFFIX}"
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                temps.append((tmp, self.path(sha)))
+                temps.append((tmp, self._file(sha)))
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
-            self._sync([tmp for tmp, _ in temps])  # contents durable before any name points at them
+            self._sync([tmp for tmp, _ in temps])  # contents durable before names point at them
+            folders = sorted({os.path.dirname(dest) for _, dest in temps})
+            for folder in folders:
+                os.makedirs(folder, exist_ok=True)
             for tmp, dest in temps:
-                dest.parent.mkdir(exist_ok=True)
                 os.replace(tmp, dest)
-            self._sync([self.blobs, *sorted({dest.parent for _, dest in temps})])  # the renames durable
+            self._sync([str(self.blobs), *folders])  # the renames durable
         except BaseException:
             for tmp, _ in temps:
                 with suppress(OSError):
@@ -166,13 +172,13 @@ class BlobDir:
             raise
         return len(todo)
 
-    def _sync(self, paths: list[Path]) -> None:
+    def _sync(self, paths: list[str]) -> None:
         """Make `paths` (files or directories) durable: one syncfs for many, else one fsync each."""
         if len(paths) >= SYNCFS_MIN_FILES and _syncfs(self.tmp):
             return
         for path in paths:
-            if path.is_dir():
-                _fsync_dir(path)
+            if os.path.isdir(path):
+                _fsync_dir(Path(path))
             else:
                 _fsync_path(path)
 

@@ -139,57 +139,58 @@ class Store:
 
         `params` must hash to `key.params_hash`. When two writers race on one key, the first
         row wins and both get it back (the loser's blobs become orphans for `gc`)."""
-        return self.put_many([PutEntry(key, params, files, meta)])[0]
+        self.put_many([PutEntry(key, params, files, meta)])
+        stored = self.get(key)
+        if stored is None:  # pragma: no cover - rows are never deleted
+            raise RuntimeError(f"artifact {key} vanished while being written")
+        return stored
 
-    def put_many(self, entries: Iterable[PutEntry | tuple]) -> list[Artifact]:
-        """Store many artifacts, `PutEntry(key, params, files, meta)` each, and return them in
-        order; keys already stored are returned unchanged (as `put` does).
+    def put_many(self, entries: Iterable[PutEntry | tuple]) -> int:
+        """Store many artifacts, `PutEntry(key, params, files, meta)` each; keys already stored
+        are left as they are. Returns how many artifacts were new.
 
         Blobs already in the store are not written again; the new ones are written with one
         durability pass for them all, then every row is inserted in one transaction."""
-        entries = [PutEntry(*e) for e in entries]
-        rows, blobs = batch.prepare(entries)
-        found = self._get_many([r.key for r in rows])
-        todo = [r for r in rows if r.key not in found]
-        needed = {sha: blobs[sha] for r in todo for sha in r.shas.values()}
+        rows, blobs = batch.prepare(PutEntry(*e) for e in entries)
+        stored = self._stored([r.key for r in rows])
+        rows = [r for r in rows if r.key not in stored]
+        needed = {sha: blobs[sha] for r in rows for sha in r.shas.values()}
+        generation = self._gc_generation(None)
         self._blobs.write_many(needed)
-        created = time.time()
-        inserted = self._commit(todo, needed, created)
-        for r in todo:
-            if r.key in inserted:
-                found[r.key] = Artifact(r.key, json.loads(r.params_json), json.loads(r.meta_json), r.shas, created)
-            else:
-                stored = self.get(r.key)
-                if stored is None:  # pragma: no cover - rows are never deleted
-                    raise RuntimeError(f"artifact {r.key} vanished while being written")
-                found[r.key] = stored
-        return [found[e.key] for e in entries]
+        return self._commit(rows, needed, generation)
 
-    def _commit(self, rows: list[batch.Row], blobs: dict[str, bytes], created: float) -> set[ArtifactKey]:
-        """Insert the rows whose keys are new; returns those keys. Blobs are re-checked inside
-        the transaction: `gc` deletes orphans under the same write lock, so none can vanish after."""
-        inserted = set()
+    def _commit(self, rows: list[batch.Row], blobs: dict[str, bytes], generation: int) -> int:
+        """Insert the rows whose keys are new; returns how many. If `gc` ran since the blobs
+        were written (its generation moved), they are re-checked inside the transaction: gc
+        deletes orphans under the same write lock, so none can vanish after."""
+        created, inserted = time.time(), 0
         with self._write() as db:
-            self._blobs.write_many(blobs)  # only what gc removed meanwhile (usually nothing)
+            if self._gc_generation(db) != generation:
+                self._blobs.write_many(blobs)  # only what gc removed meanwhile
             for r in rows:
                 cur = db.execute(
                     f"INSERT OR IGNORE INTO artifacts ({_ROW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (*_key_row(r.key), r.params_json, r.meta_json, canonical_json(r.shas), created),
                 )
-                if cur.rowcount == 1:
-                    inserted.add(r.key)
+                inserted += cur.rowcount
             db.executemany(f"DELETE FROM claims WHERE {KEY_WHERE}", [_key_row(r.key) for r in rows])
         return inserted
 
-    def _get_many(self, keys: list[ArtifactKey]) -> dict[ArtifactKey, Artifact]:
-        """The stored artifacts among `keys`, read under one lock."""
-        out = {}
+    def _gc_generation(self, db: sqlite3.Connection | None) -> int:
+        """How many times `gc` has deleted blobs from this store (0 for a store that never did)."""
+        sql = "SELECT value FROM store_info WHERE name = 'gc_generation'"
+        if db is None:
+            with self._read() as conn:
+                row = conn.execute(sql).fetchone()
+        else:
+            row = db.execute(sql).fetchone()
+        return int(row[0]) if row else 0
+
+    def _stored(self, keys: list[ArtifactKey]) -> set[ArtifactKey]:
+        """Those of `keys` already stored, read under one lock."""
         with self._read() as db:
-            for key in keys:
-                row = db.execute(f"SELECT {_ROW} FROM artifacts WHERE {KEY_WHERE}", _key_row(key)).fetchone()
-                if row:
-                    out[key] = _artifact(row)
-        return out
+            return {key for key in keys
+                    if db.execute(f"SELECT 1 FROM artifacts WHERE {KEY_WHERE}", _key_row(key)).fetchone()}
 
     def get(self, key: ArtifactKey) -> Artifact | None:
         with self._read() as db:
@@ -320,7 +321,9 @@ class Store:
 
         Holds the index write lock while deleting, so a concurrent `put` cannot lose a blob."""
         report = GcReport()
-        with self._write():
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO store_info VALUES ('gc_generation', ?)",
+                       (str(self._gc_generation(db) + 1),))  # tells writers to re-check their blobs
             refs = self._referenced()
             on_disk, _ = self._blobs.scan()
             for sha in sorted(on_disk - refs):
