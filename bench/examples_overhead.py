@@ -1,16 +1,19 @@
-"""Dataset examples for ALL layers of efficientnet_lite0 against a bare forward pass.
+"""Dataset examples end to end against a plain forward pass of the same model, same photos.
 
-Both sides read the same JPEGs through the same loader (decode, resize 256, centre crop 224,
-prefetched one batch ahead) with the same batch size; the examples side adds hooks on every
-layer, the per-image spatial max and the streaming top-k/bottom-k/histogram of all 4120 units.
-Each configuration runs in its own subprocess so its peak RSS (ru_maxrss) is its own; 250 and
-1000 images show that memory does not grow with the number of images. Target: time ratio
-<= 1.3x.
+The technique side runs what `microtome build --techniques dataset_examples` runs for all
+layers of efficientnet_lite0 (4120 units): the pass with every layer hooked and the streaming
+statistics, the second pass for crops and heat maps, every artifact's files, and the store
+writes (into a fresh store). The peer is a plain forward of the same model over the same
+photos through the same loader (decode, resize 256, centre crop 224, prefetched) with the
+same batch size, in the same run. Each side runs in its own subprocess (its own peak RSS).
 
-    python bench/examples_overhead.py [--images 250 1000] [--batch-size 32] [--render]
+Two photo counts N1 < N2 split the technique's time into a fixed part (per unit) and a
+per-photo part, T(N) = fixed + N * per_photo; the ratio is per_photo over the forward's time
+per photo. Targets: per photo <= 1.3x a forward pass, fixed <= 10 ms per unit.
 
-`--render` also times turning the statistics into artifacts (crops, heat maps, histograms)
-for every unit, once, at the smallest image count.
+    python bench/examples_overhead.py [--images 250 1000] [--layers all] [--keep DIR]
+
+`--keep DIR` keeps the store of the largest run (to time `microtome verify` and `gc` on it).
 """
 
 from __future__ import annotations
@@ -19,8 +22,10 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,92 +34,112 @@ DATA = ROOT.parent / "shared" / "data" / "imagenet-sample"
 MODEL = "efficientnet_lite0"
 
 
-def rss_mb() -> float:
-    """The current resident set size, from /proc."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def child(mode: str, images: int, batch_size: int) -> dict:
-    """Run one configuration in this process and return its measurements."""
+def child(mode: str, images: int, batch_size: int, layers: str, store_dir: str) -> dict:
+    """Run one side in this process and return its measurements."""
     import torch
 
     from microtome.data import FolderDataset
-    from microtome.techniques.examples import collect, dataset_examples
+    from microtome.store import ArtifactKey, Store
+    from microtome.store.blobs import BlobDir
+    from microtome.techniques.examples import dataset_examples
     from microtome.zoo import load_model
 
     model, spec = load_model(MODEL)
     data = FolderDataset(DATA, name=f"folder:{DATA}")
-    data.paths, data.labels = data.paths[:images], data.labels[:images]  # the first N images
+    data.paths, data.labels = data.paths[:images], data.labels[:images]  # the first N photos
+    layer_ids = spec.layer_ids if layers == "all" else layers.split(",")
     with torch.no_grad():  # warm up the allocator and kernels alike for both sides
         model(spec.preprocess(torch.rand(batch_size, 3, spec.input_size, spec.input_size)))
-    before = rss_mb()
-    cpu0, start = time.process_time(), time.perf_counter()
     out: dict = {"mode": mode, "images": images}
+    start = time.perf_counter()
     if mode == "forward":
         with torch.no_grad():
             for batch in data.batches(spec.input_size, batch_size):
                 model(spec.preprocess(batch.images))
     else:
-        stats = collect(model, spec, spec.layer_ids, data, batch_size=batch_size, k=16)
-        out["units"] = sum(s.channels for s in stats.values())
-        if mode == "render":
-            cpu0, start = time.process_time(), time.perf_counter()
-            results = dataset_examples(model, spec, spec.layer_ids, data, batch_size=batch_size,
-                                       k=16, stats=stats)
-            out["artifacts"] = len(results)
-            out["files"] = sum(len(r.files) for r in results)
-            unique = {id(b): len(b) for r in results for b in r.files.values()}  # shared bytes once
-            out["megabytes"] = sum(unique.values()) / 2**20
+        temps = []  # every blob write goes through one temp file
+        real_temp_path = BlobDir.temp_path
+        BlobDir.temp_path = lambda self, suffix="": temps.append(1) or real_temp_path(self, suffix)
+        results = dataset_examples(model, spec, layer_ids, data, batch_size=batch_size, k=16)
+        out["technique_seconds"] = time.perf_counter() - start
+        entries = [(ArtifactKey.for_params(MODEL, r.layer, r.unit, r.technique, r.params),
+                    r.params, r.files, r.meta) for r in results]
+        with Store(store_dir) as store:
+            if hasattr(store, "put_many"):
+                store.put_many(entries)
+            else:  # the store before put_many, for before/after figures
+                for entry in entries:
+                    store.put(*entry)
+        out["units"] = len(results)
+        out["files_per_unit"] = sum(len(r.files) for r in results) / len(results)
+        out["blob_writes"] = len(temps)
+        blobs = [p for p in Path(store_dir, "blobs").rglob("*") if p.is_file()]
+        out["blobs"] = len(blobs)
+        out["bytes"] = sum(p.stat().st_size for p in blobs)
     out["seconds"] = time.perf_counter() - start
-    out["cpu_seconds"] = time.process_time() - cpu0
-    out["rss_before_mb"] = before
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
-def run(mode: str, images: int, batch_size: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", mode, "--images", str(images),
-           "--batch-size", str(batch_size)]
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def run(mode: str, images: int, args: argparse.Namespace, store_dir: str) -> dict:
+    cmd = [sys.executable, __file__, "--child", mode, "--images", str(images), "--batch-size",
+           str(args.batch_size), "--layers", args.layers, "--store", store_dir]
+    env = dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH") or str(ROOT))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         sys.exit(f"{mode} with {images} images failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def report(sizes: list[int], fwd: dict[int, dict], ex: dict[int, dict]) -> None:
+    for n in sizes:
+        e, f = ex[n], fwd[n]
+        print(f"{n:5d} photos: forward {f['seconds']:7.1f} s ({1e3 * f['seconds'] / n:5.1f} ms/photo, "
+              f"peak RSS {f['peak_rss_mb']:5.0f} MB) | examples {e['seconds']:7.1f} s (technique "
+              f"{e['technique_seconds']:.1f} s + store {e['seconds'] - e['technique_seconds']:.1f} s, "
+              f"peak RSS {e['peak_rss_mb']:5.0f} MB) | {e['units']} units, per unit "
+              f"{e['files_per_unit']:.1f} files, {e['blob_writes'] / e['units']:.1f} blob writes, "
+              f"{e['blobs'] / e['units']:.1f} blobs, {e['bytes'] / e['units'] / 1024:.0f} KiB")
+    if len(sizes) < 2:
+        return
+    n1, n2 = sizes[0], sizes[-1]
+    per_photo = (ex[n2]["seconds"] - ex[n1]["seconds"]) / (n2 - n1)
+    fixed = ex[n1]["seconds"] - per_photo * n1
+    forward = (fwd[n1]["seconds"] + fwd[n2]["seconds"]) / (n1 + n2)
+    units = ex[n2]["units"]
+    print(f"per photo {1e3 * per_photo:.1f} ms = {per_photo / forward:.2f}x the forward's "
+          f"{1e3 * forward:.1f} ms (target <= 1.3x) | fixed {fixed:.1f} s = "
+          f"{1e3 * fixed / units:.1f} ms per unit (target <= 10 ms)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, nargs="+", default=[250, 1000])
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--render", action="store_true")
-    parser.add_argument("--child", choices=["forward", "examples", "render"])
+    parser.add_argument("--layers", default="all", help="all, or layer ids joined by commas")
+    parser.add_argument("--keep", help="keep the store of the largest run here")
+    parser.add_argument("--child", choices=["forward", "examples"])
+    parser.add_argument("--store")
     args = parser.parse_args()
     if not DATA.is_dir():
         print(f"skipped: {DATA} is absent (the ImageNet sample lives in ../shared/data)")
         return
     if args.child:
-        print(json.dumps(child(args.child, args.images[0], args.batch_size)))
+        print(json.dumps(child(args.child, args.images[0], args.batch_size, args.layers, args.store)))
         return
-    print(f"{MODEL}, all layers, batch {args.batch_size}, {os.cpu_count()} CPUs, "
-          f"torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
-    for images in args.images:
-        bare = run("forward", images, args.batch_size)
-        ex = run("examples", images, args.batch_size)
-        print(f"{images:5d} images: forward {bare['seconds']:7.1f} s "
-              f"(cpu {bare['cpu_seconds']:7.1f} s, peak RSS {bare['peak_rss_mb']:6.0f} MB) | "
-              f"examples {ex['seconds']:7.1f} s (cpu {ex['cpu_seconds']:7.1f} s, "
-              f"peak RSS {ex['peak_rss_mb']:6.0f} MB, {ex['units']} units) | "
-              f"ratio {ex['seconds'] / bare['seconds']:.2f}x wall, "
-              f"{ex['cpu_seconds'] / bare['cpu_seconds']:.2f}x cpu (target <= 1.3x)")
-    if args.render:
-        images = min(args.images)
-        out = run("render", images, args.batch_size)
-        print(f"{images:5d} images: artifacts for {out['artifacts']} units in "
-              f"{out['seconds']:.1f} s after the pass ({out['files']} files, "
-              f"{out['megabytes']:.0f} MB of distinct content), peak RSS {out['peak_rss_mb']:.0f} MB")
+    sizes = sorted(args.images)
+    print(f"{MODEL}, layers {args.layers}, batch {args.batch_size}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
+    fwd, ex = {}, {}
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix="examples-bench-") as tmp:
+            fwd[n] = run("forward", n, args, tmp)
+            ex[n] = run("examples", n, args, str(Path(tmp) / "store"))
+            if args.keep and n == sizes[-1]:
+                shutil.rmtree(args.keep, ignore_errors=True)
+                shutil.copytree(Path(tmp) / "store", args.keep)
+    report(sizes, fwd, ex)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

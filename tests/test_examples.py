@@ -13,6 +13,7 @@ from torch import nn
 
 from microtome.data import get_dataset
 from microtome.errors import MicrotomeError
+from microtome.techniques import example_files
 from microtome.techniques.examples import QUANTILES, collect, dataset_examples, spatial_max
 from microtome.techniques.receptive import receptive_fields
 from microtome.zoo.hooks import forward_to
@@ -162,7 +163,7 @@ def test_dataset_examples_artifacts(folder) -> None:
     assert len(red.meta["bottom"]) == 3 and len(red.meta["quantiles"]) == len(QUANTILES)
     assert red.meta["skipped"] == 1 and red.meta["images"] == 8
     assert sum(red.meta["histogram"]["counts"]) == 8
-    assert Image.open(io.BytesIO(red.files["histogram.png"])).format == "PNG"
+    assert "histogram.png" not in red.files  # the page draws the counts
     logit = results[2]
     assert "heat" not in logit.meta["top"][0]["files"]  # a flat layer has no map
     assert logit.meta["top"][0]["box"] == [0, 0, SIZE, SIZE]
@@ -192,3 +193,71 @@ def test_receptive_fields_of_efficientnet_follow_its_geometry() -> None:
     assert fields["block1"].extent == (11, 11) and fields["block1"].stride == (4.0, 4.0)
     assert fields["block1"].grid == (16, 16)
     assert fields["logits"].box(0, 0) == (0, 0, 64, 64)
+
+
+def test_examples_and_heat_maps_equal_brute_force(noisy_folder) -> None:
+    """Lists, quantiles and counts in meta are the pass's statistics (checked against brute
+    force above); each heat map is the brute-force map of its image, coloured."""
+    model, spec = toy()
+    data = get_dataset(f"folder:{noisy_folder}")
+    layers = ["colour", "mix", "logits"]
+    with pytest.warns(UserWarning):
+        plain = collect(model, spec, layers, data, batch_size=3, k=4)
+        stats = collect(model, spec, layers, data, batch_size=3, k=4, maps=True)
+        results = dataset_examples(model, spec, layers, data, k=4, batch_size=3, stats=stats)
+    table = example_files.inferno()
+    for r in results:
+        got, want = stats[r.layer], plain[r.layer]
+        for kind in ("top", "bottom"):  # keeping maps changes no statistic
+            for field in ("values", "ids", "positions"):
+                assert torch.equal(getattr(getattr(got, kind), field), getattr(getattr(want, kind), field))
+            assert [e["index"] for e in r.meta[kind]] == getattr(got, kind).ids[r.unit].tolist()
+        assert r.meta["histogram"]["counts"] == want.histogram.counts[r.unit].tolist()
+        q_ids = want.histogram.quantile_examples(list(QUANTILES))[0][r.unit].tolist()
+        assert [e["index"] for e in r.meta["quantiles"]] == [i for i in q_ids if i >= 0]
+        if r.layer == "logits":
+            continue
+        values, _, ids = brute_force(model, spec, data, r.layer)
+        with torch.no_grad():
+            images = torch.stack([data.load(i, SIZE) for i in ids.tolist()])
+            acts = forward_to(model, spec.preprocess(images), {r.layer: spec.layer(r.layer).module})[r.layer]
+        for kind in ("top", "bottom"):
+            kept = getattr(stats[r.layer], f"{kind}_maps")[r.unit]  # [k, H, W] float16
+            for rank, entry in enumerate(r.meta[kind]):
+                amap = acts[ids.tolist().index(entry["index"]), r.unit]  # [H, W], brute force
+                torch.testing.assert_close(kept[rank].float(), amap, rtol=2e-3, atol=1e-3)
+                scale = torch.tensor([r.meta["heat_scale"]])
+                want_rgba = example_files.heat_rgba(kept[rank][None], scale, table)[0]
+                heat = np.asarray(Image.open(io.BytesIO(r.files[entry["files"]["heat"]])))
+                assert np.array_equal(heat, want_rgba)
+
+
+def test_a_photo_shown_by_many_units_is_encoded_once(folder) -> None:
+    model, spec = toy()
+    data = get_dataset(f"folder:{folder}")
+    with pytest.warns(UserWarning):
+        results = dataset_examples(model, spec, ["colour", "mix"], data, k=8, batch_size=4)
+    images = {}  # image index -> the bytes objects of its whole view
+    for r in results:
+        for entry in r.meta["top"]:
+            images.setdefault(entry["index"], set()).add(id(r.files[entry["files"]["image"]]))
+    assert len(images) == 8 and all(len(objects) == 1 for objects in images.values())
+
+
+def test_a_store_built_before_is_skipped_by_the_build(tmp_path) -> None:
+    """The key of dataset examples is what it was (params written out literally here, as the
+    build made them before files changed format): an old artifact is not planned again."""
+    from microtome.build.plan import plan
+    from microtome.store import ArtifactKey, Store
+    from microtome.zoo import get_spec
+
+    spec = get_spec("efficientnet_lite0")
+    old_params = {"dataset": "samples", "k": 16, "size": 224, "preset": "standard"}
+    files = {"top_00_crop.png": b"old crop", "top_00_image.png": b"old image",
+             "top_00_heat.png": b"old heat", "histogram.png": b"old plot"}
+    with Store(tmp_path / "store") as store:
+        for unit in (0, 1):
+            key = ArtifactKey.for_params(spec.id, "block10", unit, "dataset_examples", old_params)
+            store.put(key, old_params, files, {"histogram": {"edges": [0.0, 1.0], "counts": [3]}})
+        tasks = plan(store, spec, ["block10"], [0, 1, 2], ["dataset_examples"], "standard", "samples")
+    assert [item[:2] for task in tasks for item in task.items] == [("block10", 2)]

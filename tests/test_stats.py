@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from microtome.techniques.stats import StreamingHistogram, StreamingTopK
+from microtome.techniques.stats import StreamingHistogram, StreamingMaps, StreamingTopK
 
 
 def random_stream(n: int, channels: int, seed: int, kind: str = "normal"):
@@ -111,3 +111,23 @@ def test_quantile_examples_come_from_the_quantile_bins() -> None:
             item = (ids == q_ids[c, j]).nonzero().item()
             assert data[item, c] == q_values[c, j]
             assert q_pos[c, j].tolist() == positions[item, c].tolist()
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_streaming_maps_follow_the_top_k(largest):
+    """The maps kept for a top-k's items are exactly the items' maps (brute force: keep all)."""
+    gen = torch.Generator().manual_seed(3)
+    channels, k, n = 5, 4, 23
+    values = torch.rand(n, channels, generator=gen)  # [N, C]
+    maps = torch.rand(n, channels, 3, 2, generator=gen)  # [N, C, H, W]
+    ids = torch.randperm(100, generator=gen)[:n]  # arbitrary distinct dataset indices
+    top = StreamingTopK(channels, k, largest=largest)
+    kept = StreamingMaps(channels, k, (3, 2), dtype=torch.float32)
+    for start in range(0, n, 3):  # batches of 3, the first smaller than k
+        part = slice(start, start + 3)
+        top.update(values[part], ids[part])
+        kept.update(top.ids, ids[part], maps[part])
+    result = top.result()
+    row = {int(i): r for r, i in enumerate(ids)}
+    want = torch.stack([torch.stack([maps[row[int(i)], c] for i in result.ids[c]]) for c in range(channels)])
+    assert torch.equal(kept.result(result.ids), want)  # [C, k, H, W]

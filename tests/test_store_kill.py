@@ -155,3 +155,131 @@ def test_killed_writer_leaves_a_consistent_store(tmp_path: Path):
     assert {a.key for a in store.find()} == {key_of(i)[0] for i in range(N)}
     final = store.verify()
     assert final.ok and final.checked == 3 * N + 1 and not final.orphans and not final.temp_files
+
+
+# ---- batched writes: Store.put_many, one durability pass per batch ----------------------------
+
+BATCH_N, BATCH = 3000, 40  # enough batches that random kills land mid-run on an idle machine
+BATCH_ORACLE = ORACLE + r'''
+def batch_payload(key, name, i):
+    if name == "photo.png":  # shared by 7 neighbouring artifacts, across batch boundaries
+        return hashlib.sha256(f"photo {i // 7}".encode()).digest() * 64
+    return payload(key, name)
+'''
+BATCH_FILES = ("image.png", "big.bin", "legend.json", "photo.png")
+
+BATCH_WRITER = BATCH_ORACLE + r'''
+import os, sys, time
+import microtome.store.blobs as blobs
+from microtome.store import PutEntry, Store
+
+root, n, size, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+FILES = ("image.png", "big.bin", "legend.json", "photo.png")
+calls = {"n": 0}
+
+def stall_at(count, marker):
+    calls["n"] += 1
+    if calls["n"] == count:
+        print(marker, flush=True)
+        time.sleep(60)
+
+if mode == "in-sync":  # inside the 2nd batch's durability pass: temps written, none renamed
+    real_syncfs = blobs._syncfs
+    def stalled_syncfs(path):
+        stall_at(3, "IN-SYNC")
+        return real_syncfs(path)
+    blobs._syncfs = stalled_syncfs
+elif mode == "mid-rename":  # half way through the 2nd batch's renames
+    real_replace = os.replace
+    def stalled_replace(src, dst):
+        stall_at(200, "MID-RENAME")
+        return real_replace(src, dst)
+    os.replace = stalled_replace
+elif mode == "before-index":  # the 2nd batch's blobs all in place, its rows not inserted
+    real_commit = Store._commit
+    def stalled_commit(self, *args, **kwargs):
+        stall_at(2, "BLOBS-WRITTEN")
+        return real_commit(self, *args, **kwargs)
+    Store._commit = stalled_commit
+store = Store(root)
+print("READY", flush=True)
+wrote = 0
+for start in range(0, n, size):
+    todo = []
+    for i in range(start, min(start + size, n)):
+        key, params = key_of(i)
+        if not store.has(key):
+            todo.append(PutEntry(key, params, {f: batch_payload(key, f, i) for f in FILES}, {"i": i}))
+    if todo:
+        store.put_many(todo)
+        wrote += len(todo)
+print("DONE", wrote, flush=True)
+'''
+
+batch_oracle: dict = {}
+exec(BATCH_ORACLE, batch_oracle)
+
+
+def spawn_batched(root: Path, mode: str = "plain") -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", BATCH_WRITER, str(root), str(BATCH_N), str(BATCH), mode],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "READY"
+    return proc
+
+
+def check_batched(store: Store) -> int:
+    """Every indexed artifact reads back exactly, each key once; returns how many there are."""
+    expected = {key_of(i)[0]: i for i in range(BATCH_N)}
+    artifacts = store.find()
+    for a in artifacts:
+        i = expected[a.key]
+        assert a.meta == {"i": i}
+        got = {name: store.read(sha) for name, sha in a.files.items()}
+        assert got == {n: batch_oracle["batch_payload"](a.key, n, i) for n in BATCH_FILES}
+    assert len({a.key for a in artifacts}) == len(artifacts)
+    return len(artifacts)
+
+
+@pytest.mark.slow
+def test_killed_batched_writer_leaves_a_consistent_store(tmp_path: Path):
+    root = tmp_path / "store"
+    stored = 0
+    for mode, marker in (("in-sync", "IN-SYNC"), ("mid-rename", "MID-RENAME"),
+                         ("before-index", "BLOBS-WRITTEN")):
+        proc = spawn_batched(root, mode)
+        assert proc.stdout.readline().strip() == marker
+        kill(proc)
+        check_blobs_complete(root)
+        with Store(root, create=False) as store:
+            report = store.verify()
+            assert report.ok and not report.strays
+            now = check_batched(store)
+            assert now > stored and now % BATCH == 0  # whole batches: the stalled one got no row
+            stored = now
+            if mode != "in-sync":
+                assert report.orphans  # the 2nd batch's blobs, renamed but not indexed
+            if mode != "before-index":
+                assert report.temp_files  # temps not renamed yet
+    rng = random.Random(99)
+    for _ in range(4):
+        proc = spawn_batched(root)
+        time.sleep(rng.uniform(0.02, 0.3))
+        kill(proc)
+        check_blobs_complete(root)
+        with Store(root, create=False) as store:
+            assert store.verify().ok
+            check_batched(store)
+    store = Store(root, create=False)
+    before = check_batched(store)
+    assert BATCH <= before < BATCH_N
+    proc = spawn_batched(root)  # the rerun: skips what exists, writes the rest once
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and out.split() == ["DONE", str(BATCH_N - before)]
+    assert check_batched(store) == BATCH_N
+    distinct = {sha for a in store.find() for sha in a.files.values()}
+    assert len(distinct) == 2 * BATCH_N + 1 + (BATCH_N + 6) // 7  # nothing missing, nothing doubled
+    store.gc()
+    final = store.verify()
+    assert final.ok and final.checked == len(distinct) and not final.orphans and not final.temp_files
+    on_disk = [p for p in (root / "blobs").rglob("*") if p.is_file()]
+    assert len(on_disk) == len(distinct)

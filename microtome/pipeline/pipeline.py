@@ -23,7 +23,7 @@ from microtome.errors import MicrotomeError
 from microtome.pipeline.executors import EXECUTORS, Execution, Prepared, open_executor
 from microtome.pipeline.plan import Selection, Task, plan, select
 from microtome.runtime import torch_threads
-from microtome.store import ArtifactKey, Store
+from microtome.store import ArtifactKey, PutEntry, Store
 from microtome.techniques.base import Inputs
 from microtome.techniques.registry import technique
 from microtome.zoo.spec import ModelSpec
@@ -168,10 +168,9 @@ def _record(store: Store, model: str, task: Task, results: list | BaseException,
     if isinstance(results, BaseException):
         summary.failed.append(f"{task.describe()}: {type(results).__name__}: {results}")
         return
-    for r in results:
-        store.put(ArtifactKey.for_params(model, r.layer, r.unit, r.technique, r.params),
-                  r.params, r.files, {**r.meta, "provenance": meta})
-        summary.recorded += 1
+    store.put_many(PutEntry(ArtifactKey.for_params(model, r.layer, r.unit, r.technique, r.params),
+                            r.params, r.files, {**r.meta, "provenance": meta}) for r in results)
+    summary.recorded += len(results)
 
 
 def build_unit(store: Store | str, model: str, layer: str, unit: int, preset: str = "quick",

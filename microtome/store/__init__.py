@@ -4,7 +4,8 @@ A directory with `index.sqlite` (WAL) and content-addressed blobs `blobs/ab/cdef
 `Store`. The build writes it, the web app reads it, `pack`/`unpack` move it as one archive.
 """
 
+from microtome.store.batch import PutEntry
 from microtome.store.keys import ANY, Artifact, ArtifactKey, param_hash
 from microtome.store.store import DEFAULT_ROOT, GcReport, Store, VerifyReport
 
-__all__ = ["ANY", "DEFAULT_ROOT", "Artifact", "ArtifactKey", "GcReport", "Store", "VerifyReport", "param_hash"]
+__all__ = ["ANY", "DEFAULT_ROOT", "Artifact", "ArtifactKey", "GcReport", "PutEntry", "Store", "VerifyReport", "param_hash"]

@@ -1,7 +1,8 @@
 """The artifact store: `root/index.sqlite` (rows) + `root/blobs/ab/cdef...` (content, by sha256).
 
 `put(key, params, files, meta) -> Artifact` writes every blob atomically first, then the row in
-one transaction, so a process killed at any instant leaves no row pointing at a missing or
+one transaction (`put_many([PutEntry...])` does the same for a batch: one durability pass for
+all new blobs, one transaction for all rows), so a process killed at any instant leaves no row pointing at a missing or
 truncated blob: at worst an orphan blob or a temp file, which `verify` reports and `gc` removes.
 Several processes may use one store at once; `claim` keeps two builds from computing one key.
 """
@@ -15,46 +16,21 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from microtome.errors import MicrotomeError, NotFound, unknown
-from microtome.store import archive, index
+from microtome.store import archive, batch, index
+from microtome.store.batch import PutEntry
 from microtome.store.blobs import BlobDir
 from microtome.store.index import KEY_COLUMNS, KEY_WHERE, LAYER_UNIT, key_row
-from microtome.store.keys import ANY, Artifact, ArtifactKey, canonical_json, check_unit, param_hash
+from microtome.store.keys import ANY, Artifact, ArtifactKey, canonical_json, check_unit
+from microtome.store.reports import GcReport, VerifyReport
 
 DEFAULT_ROOT = "./microtome-store"
 _ROW = f"{KEY_COLUMNS}, params, meta, files, created"
-
-
-@dataclass
-class VerifyReport:
-    """What `Store.verify` found; lists hold blob shas except `temp_files`/`strays` (paths)."""
-
-    checked: int = 0
-    corrupt: list[str] = field(default_factory=list)  # indexed, content does not match its sha
-    missing: list[str] = field(default_factory=list)  # indexed, not on disk
-    orphans: list[str] = field(default_factory=list)  # on disk, no artifact refers to it
-    temp_files: list[str] = field(default_factory=list)  # left in tmp/ by interrupted writes
-    strays: list[str] = field(default_factory=list)  # files under blobs/ that are not blobs
-
-    @property
-    def ok(self) -> bool:
-        """True when every indexed artifact reads back intact (orphans and temp files are harmless)."""
-        return not self.corrupt and not self.missing
-
-
-@dataclass
-class GcReport:
-    """What `Store.gc` removed."""
-
-    orphans: list[str] = field(default_factory=list)
-    temp_files: list[str] = field(default_factory=list)
-    bytes_freed: int = 0
 
 
 def _alive(owner: str) -> bool:
@@ -163,44 +139,58 @@ class Store:
 
         `params` must hash to `key.params_hash`. When two writers race on one key, the first
         row wins and both get it back (the loser's blobs become orphans for `gc`)."""
-        if param_hash(params) != key.params_hash:
-            raise MicrotomeError(
-                f"params hash to {param_hash(params)} but the key says {key.params_hash}; "
-                f"make the key with ArtifactKey.for_params(..., params)"
-            )
-        if not isinstance(files, dict) or not all(isinstance(n, str) and n for n in files):
-            raise TypeError("files must be a dict of non-empty file names to bytes")
-        payload = {name: bytes(data) for name, data in files.items()}
-        params_json = canonical_json(params, "params")
-        meta_json = canonical_json({} if meta is None else meta, "meta")
-        existing = self.get(key)
-        if existing is not None:
-            return existing
-        shas = {name: self._blobs.write(data) for name, data in payload.items()}
-        created = time.time()
-        if self._commit(key, params_json, meta_json, shas, payload, created):
-            return Artifact(key, json.loads(params_json), json.loads(meta_json), shas, created)
+        self.put_many([PutEntry(key, params, files, meta)])
         stored = self.get(key)
         if stored is None:  # pragma: no cover - rows are never deleted
             raise RuntimeError(f"artifact {key} vanished while being written")
         return stored
 
-    def _commit(
-        self, key: ArtifactKey, params_json: str, meta_json: str, shas: dict[str, str],
-        payload: dict[str, bytes], created: float,
-    ) -> bool:
-        """Insert the row (True) unless the key exists (False). Blobs are re-checked inside the
-        transaction: `gc` deletes orphans under the same write lock, so none can vanish after."""
+    def put_many(self, entries: Iterable[PutEntry | tuple]) -> int:
+        """Store many artifacts, `PutEntry(key, params, files, meta)` each; keys already stored
+        are left as they are. Returns how many artifacts were new.
+
+        Blobs already in the store are not written again; the new ones are written with one
+        durability pass for them all, then every row is inserted in one transaction."""
+        rows, blobs = batch.prepare(PutEntry(*e) for e in entries)
+        stored = self._stored([r.key for r in rows])
+        rows = [r for r in rows if r.key not in stored]
+        needed = {sha: blobs[sha] for r in rows for sha in r.shas.values()}
+        generation = self._gc_generation(None)
+        self._blobs.write_many(needed)
+        return self._commit(rows, needed, generation)
+
+    def _commit(self, rows: list[batch.Row], blobs: dict[str, bytes], generation: int) -> int:
+        """Insert the rows whose keys are new; returns how many. If `gc` ran since the blobs
+        were written (its generation moved), they are re-checked inside the transaction: gc
+        deletes orphans under the same write lock, so none can vanish after."""
+        created, inserted = time.time(), 0
         with self._write() as db:
-            for name, sha in shas.items():
-                if not self._blobs.exists(sha):
-                    self._blobs.write(payload[name], sha)
-            cur = db.execute(
-                f"INSERT OR IGNORE INTO artifacts ({_ROW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (*_key_row(key), params_json, meta_json, canonical_json(shas), created),
-            )
-            db.execute(f"DELETE FROM claims WHERE {KEY_WHERE}", _key_row(key))
-            return cur.rowcount == 1
+            if self._gc_generation(db) != generation:
+                self._blobs.write_many(blobs)  # only what gc removed meanwhile
+            for r in rows:
+                cur = db.execute(
+                    f"INSERT OR IGNORE INTO artifacts ({_ROW}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*_key_row(r.key), r.params_json, r.meta_json, canonical_json(r.shas), created),
+                )
+                inserted += cur.rowcount
+            db.executemany(f"DELETE FROM claims WHERE {KEY_WHERE}", [_key_row(r.key) for r in rows])
+        return inserted
+
+    def _gc_generation(self, db: sqlite3.Connection | None) -> int:
+        """How many times `gc` has deleted blobs from this store (0 for a store that never did)."""
+        sql = "SELECT value FROM store_info WHERE name = 'gc_generation'"
+        if db is None:
+            with self._read() as conn:
+                row = conn.execute(sql).fetchone()
+        else:
+            row = db.execute(sql).fetchone()
+        return int(row[0]) if row else 0
+
+    def _stored(self, keys: list[ArtifactKey]) -> set[ArtifactKey]:
+        """Those of `keys` already stored, read under one lock."""
+        with self._read() as db:
+            return {key for key in keys
+                    if db.execute(f"SELECT 1 FROM artifacts WHERE {KEY_WHERE}", _key_row(key)).fetchone()}
 
     def get(self, key: ArtifactKey) -> Artifact | None:
         with self._read() as db:
@@ -331,7 +321,9 @@ class Store:
 
         Holds the index write lock while deleting, so a concurrent `put` cannot lose a blob."""
         report = GcReport()
-        with self._write():
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO store_info VALUES ('gc_generation', ?)",
+                       (str(self._gc_generation(db) + 1),))  # tells writers to re-check their blobs
             refs = self._referenced()
             on_disk, _ = self._blobs.scan()
             for sha in sorted(on_disk - refs):

@@ -2,7 +2,9 @@
 
 Shapes: `update(values [B, C], ids [B], positions [B, C, 2])` for B items of C channels;
 `StreamingTopK.result() -> (values [C, k], ids [C, k], positions [C, k, 2])`;
-`StreamingHistogram.result() -> (edges [C, bins + 1], counts [C, bins])`.
+`StreamingHistogram.result() -> (edges [C, bins + 1], counts [C, bins])`;
+`StreamingMaps.update(held ids [C, k], ids [B], maps [B, C, H, W])` keeps the maps `[C, k, H, W]`
+of the items a top-k holds, so the examples' heat maps need no second forward pass.
 """
 
 from __future__ import annotations
@@ -57,6 +59,43 @@ class StreamingTopK:
 
     def result(self) -> TopK:
         return TopK(self.values.clone(), self.ids.clone(), self.positions.clone())
+
+
+class StreamingMaps:
+    """Per channel, the map `[H, W]` of each item a `StreamingTopK` holds, in k slots.
+
+    An item keeps its slot while the top-k holds it (the top-k reorders ranks, never maps);
+    an item entering takes a slot freed by one leaving. Memory `[C, k, H, W]` in `dtype`."""
+
+    def __init__(self, channels: int, k: int, grid: tuple[int, int],
+                 dtype: torch.dtype = torch.float16) -> None:
+        self.slot_ids = torch.full((channels, k), NO_ID, dtype=torch.int64)  # [C, k]
+        self.maps = torch.zeros(channels, k, *grid, dtype=dtype)  # [C, k, H, W]
+
+    def update(self, held: torch.Tensor, ids: torch.Tensor, maps: torch.Tensor) -> None:
+        """After a top-k update: `held [C, k']` its ids now (distinct per row), the batch's
+        `ids [B]` and `maps [B, C, H, W]`. Items held but not yet kept are from this batch."""
+        held, ids = held.cpu(), ids.cpu().long()
+        kept = (self.slot_ids[:, :, None] == held[:, None, :]).any(dim=2)  # [C, k] slots in use
+        new = ~(held[:, :, None] == self.slot_ids[:, None, :]).any(dim=2)  # [C, k'] to place
+        if not bool(new.any()):
+            return
+        free = ~kept  # the j-th new item of a channel takes its j-th free slot
+        take = free & (free.cumsum(dim=1) <= new.sum(dim=1, keepdim=True))  # [C, k]
+        channel, rank = new.nonzero(as_tuple=True)  # both in channel-major order, equal counts
+        slot_channel, slot = take.nonzero(as_tuple=True)
+        item = held[channel, rank]  # [R]
+        order = torch.argsort(ids)
+        row = order[torch.searchsorted(ids[order], item)]  # [R] the item's row in the batch
+        self.maps[slot_channel, slot] = maps[row.to(maps.device), channel.to(maps.device)].to(
+            device="cpu", dtype=self.maps.dtype)  # [R, H, W]
+        self.slot_ids[slot_channel, slot] = item
+
+    def result(self, ids: torch.Tensor) -> torch.Tensor:
+        """The maps of `ids [C, k']` (a top-k's final ids, all held): `[C, k', H, W]`."""
+        match = ids[:, :, None] == self.slot_ids[:, None, :]  # [C, k', k]
+        slot = match.float().argmax(dim=2)  # [C, k']
+        return self.maps.gather(1, slot[:, :, None, None].expand(-1, -1, *self.maps.shape[2:]))
 
 
 @dataclass
