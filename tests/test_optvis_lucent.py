@@ -124,3 +124,9 @@ def test_transforms_accept_integer_images():
         assert y.dtype == torch.uint8 and y.shape == ref.shape, name
         assert float((y.float() - ref).abs().max()) <= 0.5 + 1e-3, name
     assert int(T.pad(2)(x)[0, 0, 0, 0]) == 128  # the fill 0.5, in 0..255 units
+
+
+def test_deepdream_is_lucids_name_for_the_layer_objective():
+    acts = {"l": torch.randn(2, 4, 3, 3)}
+    assert O.deepdream is O.layer
+    assert torch.allclose(O.deepdream("l")(acts), acts["l"].pow(2).mean((1, 2, 3)))

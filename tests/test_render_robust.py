@@ -193,3 +193,18 @@ def test_stored_params_decide_the_image():
     assert len(set(images.values())) == 4
     with pytest.raises(Exception, match="transforms"):
         fv.feature_vis(model, spec, "conv1", [0], [{**base, "transforms": "fancy"}])
+
+
+def test_sharpening_steps_use_whole_pixel_shifts_of_the_same_size():
+    from microtome.optvis import transforms as T
+
+    x = torch.rand(2, 3, 40, 40)
+    sharp = T.compose(T.sharp_transforms())(x)
+    assert sharp.shape == T.compose(T.standard_transforms())(x).shape
+    # a whole-pixel crop of the padded image: every value is one of the input's or the fill
+    values = set(x.flatten().tolist()) | {0.5}
+    assert set(sharp.flatten().tolist()) <= values
+    model, kw = Small(), dict(size=40, steps=12, seed=1)
+    plain = render(model, "act2:3", **kw).images
+    assert torch.equal(render(model, "act2:3", sharpen_steps=0, **kw).images, plain)
+    assert not torch.equal(render(model, "act2:3", sharpen_steps=4, **kw).images, plain)

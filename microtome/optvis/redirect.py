@@ -66,6 +66,17 @@ _RULES = {  # intercepted function -> (its bounds from its arguments, out-of-pla
 }
 
 
+def _ordinary(x: torch.Tensor, grad: torch.Tensor, lo: float | None, hi: float | None
+              ) -> torch.Tensor:
+    """The gradient of `clamp(x, lo, hi)` as PyTorch's relu and hardtanh compute it: `grad`
+    where lo < x < hi, else 0."""
+    if hi is None:
+        return torch.ops.aten.threshold_backward(grad, x, lo)
+    if lo is None:
+        return torch.where(x < hi, grad, torch.zeros_like(grad))
+    return torch.ops.aten.hardtanh_backward(grad, x, lo, hi)
+
+
 def redirected_grad(x: torch.Tensor, grad: torch.Tensor, lo: float | None, hi: float | None,
                     allow: torch.Tensor | None = None) -> torch.Tensor:
     """The gradient of the loss (to be MINIMIZED) w.r.t. the input `x` `[B, ...]` of
@@ -75,21 +86,21 @@ def redirected_grad(x: torch.Tensor, grad: torch.Tensor, lo: float | None, hi: f
     except where it would push `x` further out of the active range (below `lo` and positive, or
     above `hi` and negative: a descent step moves against the gradient). `allow` `[B]` bool:
     the images that may be redirected (all by default); the others get the ordinary gradient."""
-    inside = torch.ones_like(x, dtype=torch.bool)
+    ordinary = _ordinary(x, grad, lo, hi)
+    if x.dim() == 0:
+        keep = ordinary.ne(0)
+    else:
+        keep = ordinary.ne(0).any(dim=tuple(range(1, x.dim()))) if x.dim() > 1 else ordinary.ne(0)
+        if allow is not None and allow.shape == keep.shape:
+            keep = keep | ~allow.to(keep.device)
+    if bool(keep.all()):  # every image live (or not to be redirected): as PyTorch computes it
+        return ordinary
     blocked = torch.zeros_like(x, dtype=torch.bool)
     if lo is not None:
-        inside &= x > lo
         blocked |= (x <= lo) & (grad > 0)
     if hi is not None:
-        inside &= x < hi
         blocked |= (x >= hi) & (grad < 0)
-    ordinary = grad * inside
     redirected = grad.masked_fill(blocked, 0.0)
-    if x.dim() == 0:
-        return ordinary if bool(ordinary.ne(0)) else redirected
-    keep = ordinary.ne(0).flatten(1).any(1)  # [B]: a live image keeps its ordinary gradient
-    if allow is not None and allow.shape == keep.shape:
-        keep = keep | ~allow.to(keep.device)
     return torch.where(keep.view(-1, *([1] * (x.dim() - 1))), ordinary, redirected)
 
 

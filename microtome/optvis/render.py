@@ -36,7 +36,8 @@ from microtome.optvis.invariant import batch_invariant
 from microtome.optvis.objectives import INPUT, Acts, Objective, as_objective
 from microtome.optvis.randomness import PerImage, image_seeds
 from microtome.optvis.redirect import redirected_relus
-from microtome.optvis.transforms import Transform, apply, compose, standard_transforms
+from microtome.optvis.transforms import (Transform, apply, compose, sharp_transforms,
+                                         standard_transforms)
 from microtome.zoo.hooks import hooked, run
 
 __all__ = ["render", "RenderResult", "Progress", "ParamF", "OptimizerF", "_fast_model"]
@@ -116,13 +117,62 @@ def _batch_objectives(objectives, batch: int | None, n_images: int | None) -> li
     return objs * n if len(objs) == 1 else objs
 
 
+def _pass(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+@dataclass
+class _Loop:
+    """The optimization loop of one render, on the renderer's private copy of the model."""
+
+    model: nn.Module
+    paths: dict[str, str]
+    preprocess: Callable[[torch.Tensor], torch.Tensor]
+    transform: Transform
+    rng: PerImage
+    objectives: list[Objective]
+    redirect_steps: int
+    sharpen: tuple[int, Transform] = (0, _pass)  # (last steps, their transform)
+
+    def optimize(self, probe: torch.Tensor, opt: torch.optim.Optimizer,
+                 make_image: Callable[[], torch.Tensor], steps: int, thresholds: Sequence[int],
+                 progress: Progress | None) -> dict[int, torch.Tensor]:
+        """Run `steps` steps; the snapshots `{step: images}` at `thresholds`."""
+        snapshots: dict[int, torch.Tensor] = {}
+        values = torch.zeros(len(self.objectives))  # [N] at the previous step
+        with _fast_model(self.model, self.paths, probe) as channels_last, \
+                hooked(self.model, self.paths, stop=True) as captured:
+            memory_format = torch.channels_last if channels_last else torch.contiguous_format
+            for step in range(1, steps + 1):
+                opt.zero_grad(set_to_none=True)
+                images = make_image()  # [N, 3, H, W]
+                last, sharp = self.sharpen
+                transform = sharp if step > steps - last else self.transform
+                x = self.preprocess(apply(transform, images, self.rng))
+                x = x.contiguous(memory_format=memory_format)
+                allow = _redirected(step, self.redirect_steps, values)
+                with batch_invariant(), \
+                        redirected_relus(allow) if allow is not None else nullcontext():
+                    acts = run(self.model, x, captured) if self.paths else {}
+                acts[INPUT] = images  # penalties see the untransformed image
+                values = _values(self.objectives, acts)
+                (-values.sum()).backward()
+                opt.step()
+                if progress is not None:
+                    progress(step, steps, values.detach())
+                if step in thresholds:
+                    snapshots[step] = make_image().detach().clone()
+        return snapshots
+
+
 def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | str], *,
            spec=None, size: int = 128, batch: int | None = None, steps: int = 512,
            lr: float = 0.05, fft: bool = True, decorrelated: bool = True, decay: float = 1.0,
            transforms: Sequence[Transform] | None = None, thresholds: Sequence[int] = (),
            seed: int = 0, seeds: Sequence[int] | None = None, param_f: ParamF | None = None,
            optimizer: OptimizerF | None = None, redirect_steps: int = REDIRECT_STEPS,
-           device: str | torch.device = "cpu", progress: Progress | None = None) -> RenderResult:
+           sharpen_steps: int = 0, device: str | torch.device = "cpu",
+           progress: Progress | None = None) -> RenderResult:
     """Optimize images to maximize `objectives`; same seed, same images.
 
     `spec` (a ModelSpec) resolves layer names and preprocesses [0, 1] RGB to the model's
@@ -131,7 +181,8 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     own seeds `[N]`. `param_f() -> (params, make_image)` replaces the standard parameterization
     (`size`, `fft`, `decorrelated`, `decay` then unused; `make_image()` gives `[N, 3, H, W]` in
     [0, 1]); `optimizer(params)` replaces Adam(lr). `redirect_steps=0` turns the redirected
-    ReLU gradient off."""
+    ReLU gradient off. The last `sharpen_steps` steps use `sharp_transforms()` (whole-pixel
+    shifts, no resampling) in place of the standard set."""
     device = torch.device(device)
     n_images = None
     if param_f is not None:  # its batch size, from one image
@@ -158,27 +209,9 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     # a random image from a generator of its own: the global one is not touched
     probe = preprocess(torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(seed))
                        .to(device))
-    snapshots: dict[int, torch.Tensor] = {}
-    values = torch.zeros(len(objs))  # [N] at the previous step
-    with _fast_model(work, paths, probe) as channels_last, \
-            hooked(work, paths, stop=True) as captured:
-        memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        for step in range(1, steps + 1):
-            opt.zero_grad(set_to_none=True)
-            images = make_image()  # [N, 3, H, W]
-            x = preprocess(apply(transform, images, rng)).contiguous(memory_format=memory_format)
-            allow = _redirected(step, redirect_steps, values)
-            with batch_invariant(), \
-                    redirected_relus(allow) if allow is not None else nullcontext():
-                acts = run(work, x, captured) if paths else {}
-            acts[INPUT] = images  # penalties see the untransformed image
-            values = _values(objs, acts)
-            (-values.sum()).backward()
-            opt.step()
-            if progress is not None:
-                progress(step, steps, values.detach())
-            if step in thresholds:
-                snapshots[step] = make_image().detach().clone()
+    loop = _Loop(work, paths, preprocess, transform, rng, objs, redirect_steps,
+                 (sharpen_steps, compose(sharp_transforms())))
+    snapshots = loop.optimize(probe, opt, make_image, steps, thresholds, progress)
     with torch.no_grad(), hooked(work, paths, stop=True) as captured:  # the model as it is
         final = make_image().detach()
         acts = run(work, preprocess(final), captured) if paths else {}

@@ -205,3 +205,10 @@ def standard_chain() -> list[Transform]:
 def standard_transforms() -> list[Transform]:
     """Lucid's standard set (`standard_chain`) as one resampling: what the renderer uses."""
     return [warp(12, 8, STANDARD_SCALES, STANDARD_ANGLES, 4, fill=0.5)]
+
+
+def sharp_transforms() -> list[Transform]:
+    """Lucid's set without its resampling (pad 12, jitter 8, jitter 4: whole-pixel shifts only),
+    for the last steps of a render (`render(sharpen_steps=...)`): the image keeps details finer
+    than the bilinear blur of scale and rotation lets through. Same output size as the standard."""
+    return [pad(12, mode="constant", value=0.5), jitter(8), jitter(4)]

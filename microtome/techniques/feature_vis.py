@@ -41,14 +41,15 @@ TRANSFORM_SETS = {"standard": None, "none": []}  # stored name -> render's `tran
 
 
 def _render_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The `render` arguments that stored params decide: every one of them is passed."""
+    """The `render` arguments that stored params decide: every one of them is passed (params
+    stored before `sharpen_steps` existed rendered without it: 0)."""
     name = params.get("transforms", "standard")
     if name not in TRANSFORM_SETS:
         raise MicrotomeError(f"unknown transforms {name!r} in params; valid: {', '.join(TRANSFORM_SETS)}")
     return {"size": params["size"], "steps": params["steps"], "lr": params["lr"],
             "seed": params["seed"], "fft": params.get("fft", True),
             "decorrelated": params.get("decorrelated", True),
-            "transforms": TRANSFORM_SETS[name]}
+            "transforms": TRANSFORM_SETS[name], "sharpen_steps": params.get("sharpen_steps", 0)}
 
 
 def _unit_maxima(model: nn.Module, spec: ModelSpec, layer: str, images: torch.Tensor,

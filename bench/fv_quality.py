@@ -1,0 +1,126 @@
+"""Feature-visualization quality across whole layers: microtome's images against the best photos.
+
+For every layer of efficientnet_lite0 (stem to head), a sample of units is rendered as the build
+renders them (`techniques.feature_vis`, the `positive` variant at a preset), and each image's
+maximum activation is divided by the unit's best over the photos of a folder (the peer, measured
+in the same run: `../shared/data/imagenet-sample` by default). Per layer it prints the median
+ratio over live units (best photo > 0), the fraction of live units at ≥ 1 (a unit capped by a
+ReLU6 that reaches its cap counts as ≥ 1), the dead units sampled, and the fraction of clipped
+pixels (0 or 255 once written as 8-bit PNG). Target (issue 8): ≥ 95% at ≥ 1 in every layer,
+≤ 1% clipped pixels.
+
+    python bench/fv_quality.py                            # 4 units per layer, 1000 photos
+    python bench/fv_quality.py --units 8 --photos 200 --layers stem,block2,block10
+    python bench/fv_quality.py --steps 256 --lr 0.08      # try a schedule against the preset
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench/fv_throughput.py
+
+import argparse  # noqa: E402
+import io  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from torch import nn  # noqa: E402
+
+from microtome.data import get_dataset  # noqa: E402
+from microtome.techniques import feature_vis as fv  # noqa: E402
+from microtome.zoo import load_model  # noqa: E402
+from microtome.zoo.hooks import forward_to  # noqa: E402
+
+MODEL = "efficientnet_lite0"
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenet-sample"
+CAP = 6.0  # ReLU6
+
+
+def best_photo_maxima(model, spec, layers: list[str], folder: str, n: int) -> dict[str, torch.Tensor]:
+    """`{layer: [C]}`: each unit's maximum activation over positions and the first `n` photos."""
+    dataset = get_dataset(f"folder:{folder}")
+    paths = {layer: spec.layer(layer).module for layer in layers}
+    best: dict[str, torch.Tensor] = {}
+    for batch in dataset.batches(spec.input_size, 32, indices=list(range(min(n, len(dataset))))):
+        with torch.no_grad():
+            acts = forward_to(model, spec.preprocess(batch.images), paths)
+        for layer, a in acts.items():
+            peak = (a.flatten(2) if a.dim() == 4 else a.unsqueeze(2)).amax(2).amax(0)  # [C]
+            best[layer] = peak if layer not in best else torch.maximum(best[layer], peak)
+    return best
+
+
+def sample_units(channels: int, k: int, seed: int) -> list[int]:
+    return sorted(torch.randperm(channels, generator=torch.Generator().manual_seed(seed))[:k].tolist())
+
+
+def clipped_fraction(png: bytes) -> float:
+    pixels = np.asarray(Image.open(io.BytesIO(png)))
+    return float(((pixels == 0) | (pixels == 255)).mean())
+
+
+def measure_layer(model, spec, layer: str, units: list[int], best: torch.Tensor, params: dict,
+                  capped: bool) -> dict:
+    start = time.perf_counter()
+    results = fv.feature_vis(model, spec, layer, units, [params],
+                             best_examples={u: float(best[u]) for u in units})
+    ratios, dead, clipped = [], 0, []
+    for r in results:
+        clipped.append(clipped_fraction(r.files["image.png"]))
+        if r.meta["quality"] is None:
+            dead += 1
+            continue
+        at_cap = capped and r.meta["max_activation"] >= CAP - 1e-3
+        ratios.append(max(r.meta["quality"], 1.0) if at_cap else r.meta["quality"])
+    return {"layer": layer, "units": len(units), "dead": dead,
+            "median": statistics.median(ratios) if ratios else float("nan"),
+            "at_least_1": sum(q >= 1 for q in ratios) / len(ratios) if ratios else float("nan"),
+            "clipped": float(np.mean(clipped)), "seconds": time.perf_counter() - start,
+            "worst": min(ratios) if ratios else float("nan")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--units", type=int, default=4, help="units sampled per layer")
+    ap.add_argument("--photos", type=int, default=1000)
+    ap.add_argument("--folder", default=str(PHOTOS))
+    ap.add_argument("--preset", default="standard", choices=list(fv.FV_PRESETS))
+    ap.add_argument("--layers", default="", help="comma-separated layer ids (default: stem to head)")
+    ap.add_argument("--steps", type=int, help="override the preset's steps")
+    ap.add_argument("--lr", type=float, help="override the preset's learning rate")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    model, spec = load_model(MODEL)
+    layers = args.layers.split(",") if args.layers else [l.id for l in spec.layers if l.kind != "logits"]
+    params = fv.fv_params(args.preset, "positive", args.seed)
+    params.update({k: v for k, v in (("steps", args.steps), ("lr", args.lr)) if v is not None})
+    t = time.perf_counter()
+    best = best_photo_maxima(model, spec, layers, args.folder, args.photos)
+    print(f"{MODEL}, {args.units} units/layer, preset {args.preset} (steps {params['steps']}, "
+          f"lr {params['lr']}, {params['size']} px), best of {args.photos} photos "
+          f"({time.perf_counter() - t:.0f} s), {args.threads} threads")
+    print(f"{'layer':8} {'units':>5} {'dead':>4} {'median':>7} {'>=1':>6} {'worst':>6} "
+          f"{'clipped':>8} {'s':>5}")
+    rows = []
+    for layer in layers:
+        units = sample_units(spec.layer(layer).channels, args.units, args.seed)
+        capped = isinstance(dict(model.named_modules())[spec.layer(layer).module], nn.ReLU6)
+        row = measure_layer(model, spec, layer, units, best[layer], params, capped)
+        rows.append(row)
+        print(f"{layer:8} {row['units']:5d} {row['dead']:4d} {row['median']:7.2f} "
+              f"{row['at_least_1']:6.0%} {row['worst']:6.2f} {row['clipped']:8.2%} "
+              f"{row['seconds']:5.0f}", flush=True)
+    live = [r for r in rows if r["at_least_1"] == r["at_least_1"]]
+    print(f"layers meeting >= 95% at >= 1: {sum(r['at_least_1'] >= 0.95 for r in live)}/{len(live)}; "
+          f"max clipped {max(r['clipped'] for r in rows):.2%}")
+
+
+if __name__ == "__main__":
+    main()
