@@ -97,15 +97,21 @@ def _run(model: str, image: str, layers: str | None, groups: int, preset: str, o
 @click.option("--weights", default="default", show_default=True,
               help="default, random (untrained, explicit) or a local state dict file")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--threads", default=None, type=click.IntRange(1),
+              help="torch threads (default: torch's); 1 is much faster on a busy machine")
 @click.option("--no-render", is_flag=True, help="skip the feature visualizations")
 @click.pass_context
 def inspect_command(ctx: click.Context, model: str, image: str, layers: str | None, groups: int,
                     preset: str, steps: int | None, size: int | None, out: str, weights: str,
-                    device: str, no_render: bool) -> None:
+                    device: str, threads: int | None, no_render: bool) -> None:
     """The building blocks of a photo: semantic dictionary, neuron groups, attribution and
     activation grid of MODEL's layers on IMAGE (a file or a scikit-image sample name)."""
+    from microtome.runtime import torch_threads
+
     try:
-        _run(model, image, layers, groups, preset, out, weights, device, steps, size, not no_render)
+        with torch_threads(threads):
+            _run(model, image, layers, groups, preset, out, weights, device, steps, size,
+                 not no_render)
     except MicrotomeError as exc:  # also when used outside the main group
         click.echo(f"error: {exc.message}", err=True)
         ctx.exit(2)
