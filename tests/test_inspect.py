@@ -206,3 +206,16 @@ def test_cli_writes_its_files_and_exits_2_on_bad_input(tmp_path):
         failed = runner.invoke(_main(), ["inspect", *args, "--out", str(bad)])
         assert failed.exit_code == 2, (args, failed.output)
         assert message in failed.output and not bad.exists(), (args, failed.output)
+
+
+def test_page_escapes_labels_and_draws_the_flow():
+    from microtome.inspect.html import inspect_html
+
+    model, spec = linear_net()
+    result = inspect_photo(model, spec, red_green(), "a,b", groups=2, renders=False)
+    result.pop("files")
+    result["predictions"][0]["label"] = "<script>alert(1)</script>"
+    page = inspect_html(result)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert page.count("<rect") == 2 + 2 + 2  # groups of a, groups of b, two classes
+    assert "(not rendered)" in page and "<path" in page

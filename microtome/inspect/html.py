@@ -14,9 +14,9 @@ STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:1100px;color:#222}
 h1{font-size:1.4em}h2{font-size:1.2em;border-top:1px solid #ccc;padding-top:.6em}
 h3{font-size:1em;margin:.8em 0 .3em}
-.row{display:flex;gap:1em;flex-wrap:wrap;align-items:flex-start}
-.card{border:1px solid #ddd;border-radius:4px;padding:4px;width:150px;font-size:12px}
-.card img{width:150px;height:150px;display:block;image-rendering:auto}
+.row{display:flex;gap:.6em;flex-wrap:wrap;align-items:flex-start}
+.card{border:1px solid #ddd;border-radius:4px;padding:4px;width:128px;font-size:11px}
+.card img{width:128px;height:128px;display:block}
 .swatch{display:inline-block;width:.9em;height:.9em;border-radius:2px;vertical-align:middle}
 table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left}
 .over{position:relative;width:336px;height:336px;background-size:cover}
@@ -40,7 +40,8 @@ def _unit_list(model: str, layer: str, units: list[dict], key: str) -> str:
 
 
 def _groups(model: str, layer: str, entry: dict) -> str:
-    cards = []
+    cards = [f"<div class=card><b>all groups</b><img src='{escape(entry['overlay'])}' "
+             "alt='the groups over the photo'></div>"]
     for g in entry["groups"]:
         vis = (f"<img src='{escape(g['image'])}' alt='group {g['index']} feature visualization'>"
                if g.get("image") else "<div class=muted>(not rendered)</div>")
@@ -78,41 +79,61 @@ def _dictionary(photo: str, model: str, layer: str, entry: dict) -> str:
     return _cells(photo, cells, "dict")
 
 
-def flow_svg(result: dict[str, Any], width: int = 900) -> str:
-    """The attribution as a flow diagram: a column of groups per layer, then the top classes;
-    a line's width is the attribution's size (positive solid, negative dashed red)."""
+def flow_svg(result: dict[str, Any], width: int = 900, keep: float = 0.2) -> str:
+    """The attribution as a flow diagram: a column of groups per layer (their feature
+    visualizations, framed in their colours), then the top classes; a line's width is the
+    attribution's size (positive solid blue, negative dashed red); lines under `keep` of the
+    largest between two columns are left out (the JSON has every number)."""
     order = result["order"]
-    columns = [[(g["colour"], f"{layer} g{g['index']}") for g in result["layers"][layer]["groups"]]
-               for layer in order]
-    columns.append([("#444", p["label"]) for p in result["predictions"]])
-    step = width / (len(columns) + 0.5)
-    height = 40 + 34 * max(len(c) for c in columns)
-    pos = [[(60 + step * i, 30 + 34 * j) for j in range(len(col))] for i, col in enumerate(columns)]
-    edges = []  # (column, from, to, value)
-    for i, layer in enumerate(order):
-        attr = result["layers"][layer]["attribution"]
-        if attr["next"]:
-            edges += [(i, a, b, v) for a, row in enumerate(attr["groups"]) for b, v in enumerate(row)]
-        if i == len(order) - 1:
-            edges += [(i, a, b, v) for b, c in enumerate(attr["classes"]) for a, v in enumerate(c["groups"])]
-    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+    columns = [[(g["colour"], f"{layer} g{g['index']}", g.get("image"))
+                for g in result["layers"][layer]["groups"]] for layer in order]
+    columns.append([("#444", p["label"], None) for p in result["predictions"]])
+    step, node = width / (len(columns) + 0.6), 34
+    height = 20 + (node + 10) * max(len(c) for c in columns)
+    pos = [[(40 + step * i, 10 + node / 2 + (node + 10) * j) for j in range(len(col))]
+           for i, col in enumerate(columns)]
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height:.0f}' "
              "font-size='11' font-family='sans-serif'>"]
-    for i in range(len(columns) - 1):
-        mine = [e for e in edges if e[0] == i]
-        biggest = max((abs(e[3]) for e in mine), default=0.0) or 1.0
-        for _, a, b, v in mine:
-            if abs(v) < 0.1 * biggest:
+    for i, mine in enumerate(_flow_edges(result)):
+        biggest = max((abs(v) for _, _, v in mine), default=0.0) or 1.0
+        for a, b, v in mine:
+            if abs(v) < keep * biggest:
                 continue
             (x1, y1), (x2, y2) = pos[i][a], pos[i + 1][b]
-            style = "stroke:#6a8caf" if v > 0 else "stroke:#c44;stroke-dasharray:4 3"
-            parts.append(f"<line x1='{x1 + 8:.0f}' y1='{y1:.0f}' x2='{x2 - 8:.0f}' y2='{y2:.0f}' "
-                         f"style='{style};stroke-width:{0.5 + 6 * abs(v) / biggest:.1f};"
-                         f"stroke-opacity:.7'><title>{v:.4g}</title></line>")
+            style = "stroke:#4a7cb0" if v > 0 else "stroke:#c44;stroke-dasharray:4 3"
+            parts.append(f"<path d='M{x1 + node / 2:.0f},{y1:.0f} C{(x1 + x2) / 2:.0f},{y1:.0f} "
+                         f"{(x1 + x2) / 2:.0f},{y2:.0f} {x2 - node / 2 - 2:.0f},{y2:.0f}' fill='none' "
+                         f"style='{style};stroke-width:{0.5 + 7 * abs(v) / biggest:.1f};"
+                         f"stroke-opacity:.6'><title>{v:.4g}</title></path>")
     for i, col in enumerate(columns):
-        for (colour, name), (x, y) in zip(col, pos[i]):
-            parts.append(f"<circle cx='{x:.0f}' cy='{y:.0f}' r='8' fill='{colour}' stroke='#333'/>"
-                         f"<text x='{x + 11:.0f}' y='{y + 4:.0f}'>{escape(name)}</text>")
+        for (colour, name, image), (x, y) in zip(col, pos[i]):
+            side = node if i < len(columns) - 1 else 12  # classes: a dot and a label
+            x0, y0 = x - node / 2, y - side / 2
+            if image:
+                parts.append(f"<image href='{escape(image)}' x='{x0:.0f}' y='{y0:.0f}' "
+                             f"width='{node}' height='{node}'/>")
+            parts.append(f"<rect x='{x0:.0f}' y='{y0:.0f}' width='{side}' height='{side}' rx='3' "
+                         f"fill='{'none' if image else colour}' stroke='{colour}' stroke-width='3'>"
+                         f"<title>{escape(name)}</title></rect>")
+            if i == len(columns) - 1:
+                parts.append(f"<text x='{x0 + side + 4:.0f}' y='{y + 4:.0f}'>{escape(name)}</text>")
+    for i, layer in enumerate(order):
+        parts.append(f"<text x='{pos[i][0][0] - node / 2:.0f}' y='{height - 2:.0f}'>{escape(layer)}</text>")
     return "".join(parts) + "</svg>"
+
+
+def _flow_edges(result: dict[str, Any]) -> list[list[tuple[int, int, float]]]:
+    """Per pair of neighbouring columns, `(from, to, attribution)`: each layer's groups to the
+    next layer's, and the last layer's groups to the top classes."""
+    order, edges = result["order"], []
+    for i, layer in enumerate(order):
+        attr = result["layers"][layer]["attribution"]
+        if i < len(order) - 1:
+            edges.append([(a, b, v) for a, row in enumerate(attr["groups"]) for b, v in enumerate(row)])
+        else:
+            edges.append([(a, b, v) for b, c in enumerate(attr["classes"])
+                          for a, v in enumerate(c["groups"])])
+    return edges
 
 
 def inspect_html(result: dict[str, Any]) -> str:
@@ -134,9 +155,9 @@ def inspect_html(result: dict[str, Any]) -> str:
         c, h, w = entry["shape"]
         out += [f"<h2>{escape(layer)} <span class=muted>{c} units at {h}×{w}; "
                 f"{len(entry['groups'])} groups explain {entry['explained']:.0%}</span></h2>",
-                "<h3>Neuron groups</h3><div class=row>"
-                f"<img src='{escape(entry['overlay'])}' width=224 height=224 alt='groups over the photo'>"
-                f"</div>{_groups(model, layer, entry)}",
+                "<h3>Neuron groups <span class=muted>(each a direction in the layer's units: "
+                "where it is in the photo, its feature visualization, its top units)</span></h3>"
+                f"{_groups(model, layer, entry)}",
                 "<div class=row><div><h3>Activation grid <span class=muted>(hover: the photo)"
                 f"</span></h3>{_grid(result['photo'], entry)}</div>",
                 "<div><h3>Semantic dictionary <span class=muted>(top unit per position; hover: "

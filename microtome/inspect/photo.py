@@ -78,6 +78,9 @@ def check_layers(spec: ModelSpec, layers: str | Sequence[str] | None) -> list[st
         return default_layers(spec)
     names = [n.strip() for n in layers.split(",")] if isinstance(layers, str) else list(layers)
     found = [spec.layer(n) for n in names if n]
+    if not found:
+        raise MicrotomeError(f"no layers in {layers!r}; name them, e.g. "
+                             f"{','.join(default_layers(spec))}")
     for layer in found:
         if not _spatial(layer):
             raise MicrotomeError(f"layer {layer.id} of {spec.id} is a flat vector ({layer.kind}); "

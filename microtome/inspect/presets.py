@@ -15,7 +15,7 @@ from microtome.errors import MicrotomeError, close_names
 
 INSPECT_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"steps": 64, "size": 96, "grid_size": 64},
-    "standard": {"steps": 256, "size": 128, "grid_size": 96},
+    "standard": {"steps": 256, "size": 128, "grid_size": 80},
     "full": {"steps": 512, "size": 160, "grid_size": 128},
 }
 COMMON: dict[str, Any] = {"grid": 7, "top": 8, "dictionary_top": 4, "classes": 5, "lr": 0.05,
