@@ -123,6 +123,10 @@ def test_renders_fill_images_into_files():
     for name in names + [entry["overlay"], result["photo"]] + [g["map_image"] for g in entry["groups"]]:
         assert files[name].startswith(b"\x89PNG"), name
     assert seen[-1] == (6, 6) and len(seen) == 6  # two batches of three steps
+    from microtome.inspect.html import inspect_html
+
+    page = inspect_html(result, files)  # one file: the images inside
+    assert "src='data:image/png;base64," in page and ".png" not in page
 
 
 # ---- real weights ------------------------------------------------------------------------------

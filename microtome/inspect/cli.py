@@ -41,8 +41,9 @@ def open_image(source: str):
                          f"name ({', '.join(SAMPLE_NAMES[:6])}, ...)")
 
 
-def write_result(result: dict, out: Path) -> Path:
-    """`inspect.json`, the PNGs and `index.html` into `out`; returns the page's path."""
+def write_result(result: dict, out: Path, inline: bool = False) -> Path:
+    """`inspect.json`, the PNGs and `index.html` into `out`; returns the page's path. With
+    `inline`, the page carries its images itself (one file to share)."""
     from microtome.images import write_atomic
     from microtome.inspect.html import inspect_html
 
@@ -50,11 +51,12 @@ def write_result(result: dict, out: Path) -> Path:
     for name, data in files.items():
         write_atomic(out / name, data)
     write_atomic(out / "inspect.json", json.dumps(result, indent=1).encode())
-    return write_atomic(out / "index.html", inspect_html(result).encode())
+    return write_atomic(out / "index.html", inspect_html(result, files if inline else None).encode())
 
 
 def _run(model: str, image: str, layers: str | None, groups: int, preset: str, out: str,
-         weights: str, device: str, steps: int | None, size: int | None, renders: bool) -> None:
+         weights: str, device: str, steps: int | None, size: int | None, renders: bool,
+         inline: bool) -> None:
     from microtome.inspect.photo import check_groups, check_layers, inspect_photo, render_steps
     from microtome.inspect.presets import inspect_params
     from microtome.zoo import get_spec, load_model
@@ -72,7 +74,7 @@ def _run(model: str, image: str, layers: str | None, groups: int, preset: str, o
         result = inspect_photo(net, spec, photo, layer_ids, groups, preset, device,
                                renders=renders, progress=lambda done, _t: bar.update(done - bar.n),
                                steps=steps, size=size)
-    page = write_result(result, Path(out))
+    page = write_result(result, Path(out), inline)
     if not spec.trained:
         click.echo("note: untrained model (random weights)", err=True)
     top = result["predictions"][0] if result["predictions"] else None
@@ -100,10 +102,11 @@ def _run(model: str, image: str, layers: str | None, groups: int, preset: str, o
 @click.option("--threads", default=None, type=click.IntRange(1),
               help="torch threads (default: torch's); 1 is much faster on a busy machine")
 @click.option("--no-render", is_flag=True, help="skip the feature visualizations")
+@click.option("--inline", is_flag=True, help="images inside index.html (one file to share)")
 @click.pass_context
 def inspect_command(ctx: click.Context, model: str, image: str, layers: str | None, groups: int,
                     preset: str, steps: int | None, size: int | None, out: str, weights: str,
-                    device: str, threads: int | None, no_render: bool) -> None:
+                    device: str, threads: int | None, no_render: bool, inline: bool) -> None:
     """The building blocks of a photo: semantic dictionary, neuron groups, attribution and
     activation grid of MODEL's layers on IMAGE (a file or a scikit-image sample name)."""
     from microtome.runtime import torch_threads
@@ -111,7 +114,7 @@ def inspect_command(ctx: click.Context, model: str, image: str, layers: str | No
     try:
         with torch_threads(threads):
             _run(model, image, layers, groups, preset, out, weights, device, steps, size,
-                 not no_render)
+                 not no_render, inline)
     except MicrotomeError as exc:  # also when used outside the main group
         click.echo(f"error: {exc.message}", err=True)
         ctx.exit(2)

@@ -7,8 +7,11 @@ model names) is escaped.
 
 from __future__ import annotations
 
+import base64
 from html import escape
 from typing import Any
+
+IMAGE_KEYS = ("photo", "overlay", "image", "map_image")  # where a result names its PNGs
 
 STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:1100px;color:#222}
@@ -136,8 +139,23 @@ def _flow_edges(result: dict[str, Any]) -> list[list[tuple[int, int, float]]]:
     return edges
 
 
-def inspect_html(result: dict[str, Any]) -> str:
-    """The whole page for `inspect_photo`'s result (without or with its `files`)."""
+def with_data_urls(value: Any, files: dict[str, bytes]) -> Any:
+    """A copy of a result in which every PNG named in `files` is a `data:` URL instead, for a
+    page in one file (or a JSON answer that carries its images)."""
+    if isinstance(value, dict):
+        return {k: (f"data:image/png;base64,{base64.b64encode(files[v]).decode()}"
+                    if k in IMAGE_KEYS and isinstance(v, str) and v in files
+                    else with_data_urls(v, files)) for k, v in value.items() if k != "files"}
+    if isinstance(value, list):
+        return [with_data_urls(v, files) for v in value]
+    return value
+
+
+def inspect_html(result: dict[str, Any], files: dict[str, bytes] | None = None) -> str:
+    """The whole page for `inspect_photo`'s result; with `files`, the images are inside the
+    page as `data:` URLs (one file), else named files next to it."""
+    if files:
+        result = with_data_urls(result, files)
     model = result["model"]
     title = f"Inspect {model}"
     untrained = "" if result.get("trained", True) else " <b>(untrained: random weights)</b>"
