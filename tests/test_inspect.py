@@ -223,3 +223,13 @@ def test_page_escapes_labels_and_draws_the_flow():
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert page.count("<rect") == 2 + 2 + 2  # groups of a, groups of b, two classes
     assert "(not rendered)" in page and "<path" in page
+
+
+def test_command_presets_and_page_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, microtome.cli, microtome.inspect, microtome.inspect.presets, "
+            "microtome.inspect.html; print('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
