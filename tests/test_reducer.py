@@ -67,6 +67,7 @@ def test_torch_in_torch_out_and_estimator_classes():
     assert isinstance(out, torch.Tensor) and out.shape == (4, 6, 6, 3) and out.dtype == torch.float64
     assert isinstance(reducer.inverse_transform(out), torch.Tensor)
     assert ChannelReducer(2, "nmf").reducer.__class__.__name__ == "NMF"  # case forgiven
+    assert ChannelReducer(2, "ICA").reducer.__class__.__name__ == "FastICA"
 
 
 def test_unknown_algorithm_lists_valid_names():

@@ -34,6 +34,9 @@ def _algorithms() -> dict[str, type]:
     return found
 
 
+ALIASES = {"ICA": "FastICA"}  # the and the literature's short name
+
+
 def _resolve(reduction_alg: str | type) -> type:
     if isinstance(reduction_alg, type):
         return reduction_alg
@@ -41,6 +44,7 @@ def _resolve(reduction_alg: str | type) -> type:
         raise MicrotomeError(f"reduction_alg must be a scikit-learn decomposition name or "
                              f"estimator class, not {reduction_alg!r}")
     algorithms = _algorithms()
+    reduction_alg = ALIASES.get(reduction_alg.upper(), reduction_alg)
     if reduction_alg not in algorithms:  # names are case-sensitive there; be kind about case
         by_lower = {name.lower(): name for name in algorithms}
         if reduction_alg.lower() not in by_lower:
