@@ -2,7 +2,8 @@
 
 Lucid's and Lucent's interface, so their code ports unchanged:
 `ChannelReducer(n_components=3, reduction_alg="NMF", **kwargs)` wraps a scikit-learn
-decomposition (any estimator class of `sklearn.decomposition` by name, or an estimator class),
+decomposition (any estimator class of `sklearn.decomposition` by name, "ICA" for FastICA, or an
+estimator class),
 flattens every leading axis of `[..., C]` into samples, and gives back `[..., n]`. The fitted
 estimator's attributes are readable on the reducer, with or without their trailing underscore
 (`reducer.components_` and Lucid's `reducer.components`: `[n, C]`, the channel directions).
