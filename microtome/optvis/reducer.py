@@ -2,9 +2,9 @@
 
 Lucid's and Lucent's interface, so their code ports unchanged:
 `ChannelReducer(n_components=3, reduction_alg="NMF", **kwargs)` wraps a scikit-learn
-decomposition (any estimator class of `sklearn.decomposition` by name, "ICA" for FastICA, or an
-estimator class),
-flattens every leading axis of `[..., C]` into samples, and gives back `[..., n]`. The fitted
+decomposition (any estimator class of `sklearn.decomposition` by name, "ICA" for FastICA, or
+an estimator class), flattens every leading axis of `[..., C]` into samples, and gives back
+`[..., n]`. The fitted
 estimator's attributes are readable on the reducer, with or without their trailing underscore
 (`reducer.components_` and Lucid's `reducer.components`: `[n, C]`, the channel directions).
 Torch tensors go in and come out as torch tensors (on their device and dtype); numpy as numpy.
