@@ -135,7 +135,7 @@ def grid_cells(act: torch.Tensor, cells: int) -> tuple[torch.Tensor, list[dict[s
     gh, gw = min(h, cells), min(w, cells)
     pooled = F.adaptive_avg_pool2d(act[None], (gh, gw))[0]  # [C, gh, gw]
     info = [{"y": i, "x": j, "box": [round(i / gh, 4), round(j / gw, 4),
-                                      round((i + 1) / gh, 4), round((j + 1) / gw, 4)]}
+                                      round((i + 1) / gh, 4), round((j + 1) / gw, 4)], "image": None}
             for i in range(gh) for j in range(gw)]
     return pooled.flatten(1).T.contiguous(), info  # [gh * gw, C]
 
