@@ -1,4 +1,4 @@
-// microtome: copy-link buttons, the on-demand render progress, and the jump box of a static export.
+// microtome: copy-link buttons, the on-demand render progress, the note form, and the jump box of a static export.
 (function () {
   "use strict";
   var isStatic = document.body.dataset.static === "true";
@@ -57,6 +57,23 @@
     };
     setTimeout(poll, 1000);
   }
+
+  // Notes: the form sends its text with the token as `Authorization: Bearer`, then reloads.
+  document.querySelectorAll("form[data-notes]").forEach(function (noteForm) {
+    noteForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var out = noteForm.querySelector(".note-msg");
+      var body = new URLSearchParams();
+      body.set("text", noteForm.text.value);
+      fetch(noteForm.action, { method: "POST", body: body,
+        headers: { Accept: "application/json", Authorization: "Bearer " + noteForm.token.value } })
+        .then(function (r) { return r.json().then(function (j) { return [r.status, j]; }); })
+        .then(function (res) {
+          if (res[0] === 201) { location.reload(); } else { out.textContent = res[1].error || ("error " + res[0]); }
+        })
+        .catch(function () { out.textContent = "could not send the note"; });
+    });
+  });
 
   // The jump box of a static export: resolve MODEL/LAYER:UNIT with the exported JSON twins.
   var form = document.querySelector("form.jump");
