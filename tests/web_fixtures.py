@@ -138,6 +138,10 @@ def make_store(root: str | Path) -> Store:
     for layer in ("block9", "block11"):
         for unit in range(5):
             put_feature_vis(store, MODEL, layer, unit, ("positive",))
+    for unit in range(5):  # block9's own inputs (block8, not rendered): circuits two layers deep
+        inputs = [{"layer": "block8", "unit": (3 * unit + i) % 7, "weight": 0.6 - 0.45 * i} for i in range(3)]
+        put(store, MODEL, "block9", unit, "connections", {"top": 4},
+            meta={"inputs": inputs, "outputs": [], "method": "weights", "classes": []}, files={})
     for unit in HEAD_UNITS:
         put_feature_vis(store, MODEL, "head", unit, ("positive",))
     for unit in range(3):

@@ -2,9 +2,11 @@
 
 Same URL scheme as the server, as folders with an `index.html` each: `DIR/index.html`,
 `DIR/models/M/index.html`, `DIR/models/M/L/index.html` (other grid pages and variants as
-`DIR/models/M/L/<variant>-<page>.html`), `DIR/models/M/L/U/index.html`; the JSON twins as
-files beside them (`DIR/index.json`, `DIR/models/M.json`, `DIR/models/M/L.json`,
-`DIR/models/M/L/U.json`); images as `DIR/blobs/<sha256>.png`. Links are relative, so the site
+`DIR/models/M/L/<variant>-<page>.html`), `DIR/models/M/L/U/index.html`, a unit's circuit (when
+it has connections) `DIR/models/M/L/U/circuit/index.html`; the JSON twins as files beside them
+(`DIR/index.json`, `DIR/models/M.json`, `DIR/models/M/L.json`, `DIR/models/M/L/U.json`,
+`DIR/models/M/L/U/circuit.json`); images as `DIR/blobs/<sha256>.png`. Search and notes need the
+server: the export shows notes but has no search box or note form. Links are relative, so the site
 works from any folder of any static web server. Only what is built is exported: the grid and
 prev/next link only exported units, and the jump box resolves in JavaScript over the JSON twins.
 """
@@ -23,7 +25,9 @@ from tqdm import tqdm
 
 from microtome.errors import MicrotomeError
 from microtome.store import Store
+from microtome.techniques.builtin import CONNECTIONS
 from microtome.web import views
+from microtome.web.circuit import circuit
 from microtome.web.artifacts import blob_url
 from microtome.web.links import Exported
 from microtome.web.state import AppState
@@ -131,7 +135,11 @@ def _model_pages(site: _Site, state: AppState, model: str, layers: list[dict[str
     count = 0
     for (_, layer_id), built in sorted(units.items()):
         for unit in built:
-            site.page("unit.html", views.unit(state, model, layer_id, str(unit)), f"models/{model}/{layer_id}/{unit}")
+            data = views.unit(state, model, layer_id, str(unit))
+            site.page("unit.html", data, f"models/{model}/{layer_id}/{unit}")
+            if isinstance(data, dict) and data.get(CONNECTIONS):  # its circuit, linked from its connections
+                site.page("circuit.html", circuit(state, model, layer_id, str(unit)),
+                          f"models/{model}/{layer_id}/{unit}/circuit")
             count += 1
     return count
 

@@ -105,14 +105,14 @@ def circuit_svg(data: dict[str, Any], href: Callable[[str], str]) -> Markup:
     heads = []
     for c, lid in enumerate(dict.fromkeys(n["layer"] for n in sorted(data["nodes"], key=lambda n: n["column"]))):
         heads.append(f'<text class="col-head" x="{PAD + c * COL_W}" y="{PAD}">{escape(lid)}</text>')
-    paths = [_edge(e, place, strongest) for e in data["edges"]]
-    nodes = [_node(n, place[n["id"]], href) for n in data["nodes"]]
+    paths = [_circuit_edge(e, place, strongest) for e in data["edges"]]
+    nodes = [_circuit_node(n, place[n["id"]], href) for n in data["nodes"]]
     return Markup(f'<svg class="circuit" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
                   f'viewBox="0 0 {width} {height}" role="img" aria-label="circuit of {escape(data["shorthand"])}">'
                   f'{"".join(heads)}{"".join(paths)}{"".join(nodes)}</svg>')
 
 
-def _edge(e: dict[str, Any], place: dict[str, tuple[int, int]], strongest: float) -> str:
+def _circuit_edge(e: dict[str, Any], place: dict[str, tuple[int, int]], strongest: float) -> str:
     (x0, y0), (x1, y1) = place[e["source"]], place[e["target"]]
     y0, y1 = y0 + C_THUMB // 2, y1 + C_THUMB // 2
     w = e["weight"]
@@ -127,7 +127,7 @@ def _edge(e: dict[str, Any], place: dict[str, tuple[int, int]], strongest: float
             f'<title>{escape(e["source"])} \u2192 {escape(e["target"])}: {w:.4g}</title></path>')
 
 
-def _node(n: dict[str, Any], at: tuple[int, int], href: Callable[[str], str]) -> str:
+def _circuit_node(n: dict[str, Any], at: tuple[int, int], href: Callable[[str], str]) -> str:
     x, y = at
     if n["image"]:
         picture = (f'<image href="{escape(href(n["image"]))}" x="{x}" y="{y}" width="{C_THUMB}" height="{C_THUMB}" '

@@ -54,7 +54,10 @@ def decode(data: bytes) -> Image.Image:
         return image.convert("RGB")
     except Image.DecompressionBombError as exc:
         raise MicrotomeError(f"the image has too many pixels to decode safely ({exc})", status=413) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+    except UnidentifiedImageError:
+        raise MicrotomeError("the upload is not an image in a format that can be read (PNG, JPEG, GIF, WebP, "
+                             "BMP, TIFF...)", status=415) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise MicrotomeError(f"the upload is not an image that can be decoded (PNG, JPEG, GIF, WebP...): "
                              f"{type(exc).__name__}: {exc}", status=415) from None
 
