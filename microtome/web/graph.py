@@ -87,7 +87,7 @@ def graph_svg(layers: Sequence[dict[str, Any]], edges: Sequence[Sequence[str]],
     )
 
 
-COL_W, ROW_H, C_THUMB, PAD = 190, 96, 64, 24  # the circuit's columns, rows, thumbnails, margin
+COL_W, ROW_H, C_THUMB, PAD = 200, 92, 64, 24  # the circuit's columns, rows, thumbnails, margin
 
 
 def circuit_svg(data: dict[str, Any], href: Callable[[str], str]) -> Markup:
@@ -99,7 +99,7 @@ def circuit_svg(data: dict[str, Any], href: Callable[[str], str]) -> Markup:
         c = columns.index(n["column"])
         place[n["id"]] = (PAD + c * COL_W, PAD + 20 + rows.get(c, 0) * ROW_H)
         rows[c] = rows.get(c, 0) + 1
-    width = PAD * 2 + len(columns) * COL_W - (COL_W - C_THUMB - 90)
+    width = PAD * 2 + (len(columns) - 1) * COL_W + C_THUMB + 20
     height = PAD * 2 + 20 + max(rows.values(), default=1) * ROW_H
     strongest = max((abs(e["weight"]) for e in data["edges"]), default=1.0) or 1.0
     heads = []
@@ -135,7 +135,8 @@ def _circuit_node(n: dict[str, Any], at: tuple[int, int], href: Callable[[str], 
     else:
         picture = f'<rect class="nothumb" x="{x}" y="{y}" width="{C_THUMB}" height="{C_THUMB}" rx="4"/>'
     frame = f'<rect class="frame{" centre" if n["centre"] else ""}" x="{x}" y="{y}" width="{C_THUMB}" height="{C_THUMB}" rx="4"/>'
-    label = f'<text x="{x + C_THUMB + 6}" y="{y + C_THUMB // 2 + 5}">{escape(n["layer"])}:{n["unit"]}</text>'
+    label = (f'<text x="{x + C_THUMB // 2}" y="{y + C_THUMB + 14}" text-anchor="middle">'
+             f'{escape(n["layer"])}:{n["unit"]}</text>')
     body = f"<title>{escape(n['id'])}</title>{picture}{frame}{label}"
     if n["url"] is None:
         return f'<g class="cnode">{body}</g>'
