@@ -218,3 +218,28 @@ def test_no_template_marks_notes_or_labels_safe():
 
     for template in (Path(microtome.web.__file__).parent / "templates").rglob("*.html"):
         assert "|safe" not in template.read_text().replace(" ", ""), template
+
+
+def test_search_circuits_sorting_and_notes_do_not_import_torch(tmp_path):
+    """Only searching a photo loads torch; text search, circuits, sorted grids and notes do not."""
+    import subprocess
+    import sys
+
+    root = store_copy(tmp_path / "store")
+    code = f"""
+import sys
+from fastapi.testclient import TestClient
+from microtome.web import create_app
+app = create_app({str(root)!r}, registry=None, notes_token="t")
+with TestClient(app) as c:
+    for url in ["/search?q=dog", "/search.json?q={MODEL}/{LAYER}:1", "{UNIT}/circuit", "{UNIT}/circuit.json",
+                "/models/{MODEL}/{LAYER}?sort=quality&label=dog", "{UNIT}"]:
+        assert c.get(url).status_code == 200, url
+    assert c.post("{UNIT}/notes", data={{"text": "hi"}}, headers={{"Authorization": "Bearer t"}},
+                  follow_redirects=False).status_code == 303
+    assert c.post("/search.json", files={{"image": ("x.png", b"not an image")}}).status_code == 415
+print("torch" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False"

@@ -81,8 +81,8 @@ def routes() -> list[Route]:
         Route("/jobs/{model}/{layer}/{unit}", views.job, cached=False, headers=NO_STORE),
         Route("/jump", views.jump, cached=False),
         Route("/jump.json", views.jump, cached=False),
-        Route("/search", search.search, "search.html", cached=False),
-        Route("/search.json", search.search, "search.html", cached=False),
+        *(Route(path, search.search, "search.html", cached=False, threaded=True)  # reads a store-wide index
+          for path in ("/search", "/search.json")),
         *(Route(path, search.search_photo, "search.html", cached=False, registry=False, methods=("POST",),
                 body_limit=MAX_UPLOAD, threaded=True, headers=NO_STORE) for path in ("/search", "/search.json")),
         Route(unit_path + "/circuit", circuit.circuit, "circuit.html"),

@@ -103,8 +103,8 @@ def search(state: AppState, q: str = "") -> dict[str, Any]:
     q = q.strip()[:200]
     results, total = [], 0
     if q:
-        index = state.cache.get(("label-index",), lambda: label_index(state.store)) if state.cache else \
-            label_index(state.store)
+        assert state.indexes is not None
+        index = state.indexes.get("labels", lambda: label_index(state.store))
         found = find_labels(index, q)
         total = len(found)
         for (m, layer, unit, label, score, source), rank in found[:MAX_RESULTS]:
@@ -131,8 +131,8 @@ def photo_histograms(store: Store) -> dict[str, dict[str, dict[int, tuple[list[f
 
 def _built_models(state: AppState) -> dict[str, tuple[str, Histograms]]:
     """{model: (weights, histograms)} of the models a photo can be searched in."""
-    hists = state.cache.get(("photo-histograms",), lambda: photo_histograms(state.store)) if state.cache else \
-        photo_histograms(state.store)
+    assert state.indexes is not None
+    hists = state.indexes.get("histograms", lambda: photo_histograms(state.store))
     models = state.catalog.store_models()
     return {m: (str(models[m].summary.get("weights") or "default"), h) for m, h in hists.items() if m in models}
 

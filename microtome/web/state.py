@@ -21,6 +21,7 @@ from microtome.web.render_queue import RenderQueue
 from microtome.web.templating import Renderer
 
 PAGE_CACHE_SIZE = 512
+INDEX_TTL_S = 3600.0  # store-wide indexes (labels, histograms) cost seconds to read: kept until the store changes
 
 
 @dataclass
@@ -39,10 +40,13 @@ class AppState:
     render_techniques: tuple[str, ...] | None = None
     photo: PhotoSearcher = field(default_factory=PhotoSearcher)  # search by photo, one at a time
     notes_token: str | None = None  # `Authorization: Bearer` token that may write notes (None: read-only)
+    indexes: StoreCache | None = None  # store-wide indexes for search, until the store changes
 
     def __post_init__(self) -> None:
         if self.cache is None:
             self.cache = StoreCache(self.store.root, maxsize=PAGE_CACHE_SIZE)
+        if self.indexes is None:
+            self.indexes = StoreCache(self.store.root, maxsize=8, ttl=INDEX_TTL_S)
 
     @classmethod
     def over(cls, store: Store, registry: Registry | None = None, **kw: object) -> AppState:
