@@ -243,3 +243,21 @@ print("torch" in sys.modules)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
+
+
+def test_serve_passes_the_notes_token_to_the_app(tmp_path, monkeypatch):
+    import uvicorn
+    from click.testing import CliRunner
+
+    from microtome.web.cli import serve
+
+    root = store_copy(tmp_path / "store")
+    apps = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append(app))
+    result = CliRunner().invoke(serve, ["--store", str(root), "--no-render", "--notes-token", "tok"])
+    assert result.exit_code == 0, result.output
+    assert apps[0].state.microtome.notes_token == "tok"
+    CliRunner().invoke(serve, ["--store", str(root), "--no-render"], env={"MICROTOME_NOTES_TOKEN": ""})
+    assert apps[-1].state.microtome.notes_token in (None, "")  # no token: read-only
+    bad = CliRunner().invoke(serve, ["--store", str(root), "--notes-token", " "])
+    assert bad.exit_code != 0 and "must not be empty" in bad.output

@@ -90,6 +90,11 @@ def thumbnail(store: Store, model: str, layer: str, unit: int) -> str | None:
     return image_url(pick(store.find(model, layer, unit, FEATURE_VIS)).get(f"{FEATURE_VIS}:positive"))
 
 
+def first_label(store: Store, model: str, layer: str, unit: int) -> str | None:
+    found = labels_of(pick(store.find(model, layer, unit, LABELS)).get(LABELS))
+    return found[0]["label"] if found else None
+
+
 def _jump(state: AppState, q: str) -> dict[str, Any] | None:
     """Where the jump box sends `q`, or None when it names no model, layer or unit."""
     try:
@@ -145,7 +150,8 @@ def _layout(state: AppState, model: str, found: Mapping[str, Any]) -> dict[str, 
     for layer in sorted(found.get("layers", {}), key=lambda lid: order.get(lid, len(order))):
         layers[layer] = [{**row, "shorthand": f"{model}/{layer}:{row['unit']}",
                           "url": unit_link(state.exported, model, layer, row["unit"]),
-                          "image": thumbnail(state.store, model, layer, row["unit"])}
+                          "image": thumbnail(state.store, model, layer, row["unit"]),
+                          "label": first_label(state.store, model, layer, row["unit"])}
                          for row in found["layers"][layer]]
     out = {"title": view.title, "trained": view.trained, "predictions": found.get("predictions", []),
            "layers": layers}

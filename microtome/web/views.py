@@ -284,7 +284,7 @@ def add_note(state: AppState, model: str, layer: str, unit: str, text: str = "",
              authorization: str | None = None) -> Redirect:
     """`POST /models/M/L/U/notes` (form field `text`): needs `Authorization: Bearer TOKEN` with
     the server's notes token; 303 to the unit page, or 201 with the note as JSON."""
-    if state.notes_token is None:
+    if not state.notes_token:  # None, or an empty token that would let "Bearer " in
         raise MicrotomeError("notes are read-only on this server: start it with "
                              "`microtome serve --notes-token TOKEN` to accept notes", status=403)
     scheme, _, given = (authorization or "").partition(" ")
