@@ -62,7 +62,10 @@ def test_search_by_text_finds_units_by_label_best_first(client):
     assert units[:2] == [(LAYER, 1), (LAYER, 0)]  # exact labels by score, then "hotdog"
     assert (LAYER, 3) in units and data["results"][0]["label"] == "dog"
     first = data["results"][0]
-    assert first["url"] == UNIT and first["image"].startswith("/blobs/")
+    assert first["url"] == UNIT and first["image"].startswith("/blobs/") and first["match"] == "label"
+    assert [r["match"] for r in data["results"]][-1] == "part"  # "hotdog"
+    accept = client.get("/search", params={"q": "dog"}, headers={"Accept": "application/json"})
+    assert accept.json()["results"] == data["results"]
     assert client.get(first["url"]).status_code == 200
     html = client.get("/search", params={"q": "sports car"}).text
     hrefs, _ = links(html)
@@ -261,3 +264,18 @@ def test_serve_passes_the_notes_token_to_the_app(tmp_path, monkeypatch):
     assert apps[-1].state.microtome.notes_token in (None, "")  # no token: read-only
     bad = CliRunner().invoke(serve, ["--store", str(root), "--notes-token", " "])
     assert bad.exit_code != 0 and "must not be empty" in bad.output
+
+
+def test_the_exported_circuit_links_only_exported_units_and_its_images(tmp_path):
+    from tests.web_fixtures import links as page_links
+
+    root = store_copy(tmp_path / "store")
+    export(root, tmp_path / "site", progress=False)
+    folder = tmp_path / "site" / "models" / MODEL / LAYER / "1" / "circuit"
+    hrefs, srcs = page_links((folder / "index.html").read_text())
+    nodes = [h for h in hrefs if "/block" in h]
+    assert nodes and all((folder / h / "index.html").resolve().exists() for h in nodes), nodes
+    assert srcs and all((folder / s).resolve().exists() for s in srcs)
+    data = json.loads((folder.parent / "circuit.json").read_text())
+    unlinked = [n for n in data["nodes"] if n["url"] is None]
+    assert unlinked and all(n["layer"] == "block8" for n in unlinked)  # block8 is not in the export

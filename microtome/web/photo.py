@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from microtome.errors import MicrotomeError
 
@@ -51,7 +51,7 @@ def decode(data: bytes) -> Image.Image:
             raise _bomb(width, height)
         image.draft("RGB", (DECODE_SIZE, DECODE_SIZE))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
         image.load()
-        return image.convert("RGB")
+        return ImageOps.exif_transpose(image).convert("RGB")  # a phone photo the right way up
     except Image.DecompressionBombError as exc:
         raise MicrotomeError(f"the image has too many pixels to decode safely ({exc})", status=413) from None
     except UnidentifiedImageError:

@@ -29,6 +29,7 @@ from microtome.web.photo import Histograms, decode
 from microtome.web.state import AppState
 
 MAX_RESULTS = 200
+MATCHES = ("part", "words", "label")  # how a label matched, by rank: inside words, whole words, the whole label
 Hit = tuple[str, str, int, str, float, str]  # (model, layer, unit, label, score, source)
 
 
@@ -116,7 +117,7 @@ def search(state: AppState, q: str = "") -> dict[str, Any]:
             results.append({"model": m, "layer": layer, "unit": unit, "shorthand": f"{m}/{layer}:{unit}",
                             "url": unit_link(state.exported, m, layer, unit),
                             "image": thumbnail(state.store, m, layer, unit),
-                            "label": label, "score": score, "source": source, "exact": rank > 0})
+                            "label": label, "score": score, "source": source, "match": MATCHES[rank]})
     return {"page": "search", "title": f"Search: {q}" if q else "Search", "query": q,
             "jump": _jump(state, q) if q else None, "results": results, "total": total,
             "models": None, "url": "/search" + (f"?q={quote(q)}" if q else "")}
