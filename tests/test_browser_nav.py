@@ -97,3 +97,38 @@ def test_the_note_form_sends_the_token_and_shows_the_note(site, page):
     with page.expect_navigation():
         page.click(".note-form button[type=submit]")
     assert page.locator(".note-text").inner_text() == "a <b>hotdog</b> unit"
+
+
+def test_the_static_export_searches_labels_in_the_browser(tmp_path, page):
+    import subprocess
+    import sys
+    import time
+
+    from microtome.web import export
+    from tests.web_fixtures import free_port
+
+    out = tmp_path / "site"
+    export(store_copy(tmp_path / "store"), out, progress=False)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+                               str(out), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                page.goto(base + f"/models/{MODEL}/")
+                break
+            except playwright.Error:
+                time.sleep(0.1)
+        page.fill("form.search input[name=q]", "dog")
+        page.press("form.search input[name=q]", "Enter")
+        page.wait_for_url("**/search/?q=dog")
+        page.wait_for_selector("#static-results a.result")
+        assert page.locator("#static-results a.result").count() == 3
+        assert "3 units" in page.locator("#static-count").inner_text()
+        page.locator("#static-results a.result").first.click()
+        page.wait_for_url(f"**/models/{MODEL}/{LAYER}/1/")
+        assert page.locator("h1").inner_text().startswith(f"{MODEL}/{LAYER}:1")
+    finally:
+        server.terminate()
+        server.wait(10)

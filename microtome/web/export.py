@@ -5,8 +5,9 @@ Same URL scheme as the server, as folders with an `index.html` each: `DIR/index.
 `DIR/models/M/L/<variant>-<page>.html`), `DIR/models/M/L/U/index.html`, a unit's circuit (when
 it has connections) `DIR/models/M/L/U/circuit/index.html`; the JSON twins as files beside them
 (`DIR/index.json`, `DIR/models/M.json`, `DIR/models/M/L.json`, `DIR/models/M/L/U.json`,
-`DIR/models/M/L/U/circuit.json`); images as `DIR/blobs/<sha256>.png`. Search and notes need the
-server: the export shows notes but has no search box or note form. Links are relative, so the site
+`DIR/models/M/L/U/circuit.json`); images as `DIR/blobs/<sha256>.png`; `DIR/search/index.html`
+searches the exported units' labels (`DIR/search/labels.json`) in JavaScript. Searching by photo
+and writing notes need the server: the export shows notes, without the forms. Links are relative, so the site
 works from any folder of any static web server. Only what is built is exported: the grid and
 prev/next link only exported units, and the jump box resolves in JavaScript over the JSON twins.
 """
@@ -25,11 +26,12 @@ from tqdm import tqdm
 
 from microtome.errors import MicrotomeError
 from microtome.store import Store
-from microtome.techniques.builtin import CONNECTIONS
+from microtome.techniques.builtin import CONNECTIONS, LABELS
 from microtome.web import views
 from microtome.web.circuit import circuit
 from microtome.web.artifacts import blob_url
-from microtome.web.links import Exported
+from microtome.web.links import Exported, unit_link
+from microtome.web.search import by_unit, labels_of, search, thumbnail
 from microtome.web.state import AppState
 from microtome.web.templating import Href, Renderer, json_twin, to_json
 from microtome.web.views import GRID_PAGE_SIZE, GRID_VARIANTS, Redirect
@@ -164,6 +166,7 @@ def export(store: str | Path | Store, out_dir: str | Path, progress: bool = True
             site.page("index.html", views.index(state), "")
             for model in models:
                 report.units += _model_pages(site, state, model.id, model.layers, built[model.id][0])
+            _search_page(site, state, out)
             report.pages = site.pages
         for urls in (u for _, u in built.values()):
             for url in urls:
@@ -173,6 +176,24 @@ def export(store: str | Path | Store, out_dir: str | Path, progress: bool = True
     finally:
         if owns:
             st.close()
+
+
+def _search_page(site: _Site, state: AppState, out: Path) -> None:
+    """`search/index.html`, which searches `search/labels.json` (every exported unit's labels,
+    links relative to `search/`) in the browser: the export has no server to ask."""
+    href = static_href("search")
+    units = []
+    for (m, layer, unit), art in sorted(by_unit(state.store.find(technique=LABELS)).items()):
+        url = unit_link(state.exported, m, layer, unit)
+        labels = labels_of(art)
+        if url is not None and labels:
+            image = thumbnail(state.store, m, layer, unit)
+            units.append({"shorthand": f"{m}/{layer}:{unit}", "url": href(url),
+                          "image": href(image) if image else None, "labels": labels})
+    _write(out / "search" / "labels.json", to_json(units))
+    html = site.renderer.html("search.html", search(state, ""), href, static=True)
+    _write(out / "search" / "index.html", html)
+    site.pages += 1
 
 
 def _copy_blob(store: Store, url: str, out: Path) -> int:

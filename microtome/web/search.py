@@ -41,7 +41,7 @@ def labels_of(artifact: Artifact | None) -> list[dict[str, Any]]:
     return [e for e in entries if isinstance(e, dict) and isinstance(e.get("label"), str)]
 
 
-def _by_unit(artifacts: Iterable[Artifact]) -> dict[tuple[str, str, int], Artifact]:
+def by_unit(artifacts: Iterable[Artifact]) -> dict[tuple[str, str, int], Artifact]:
     """The best artifact of each unit (`artifacts.pick`: most expensive preset, then newest)."""
     groups: dict[tuple[str, str, int], list[Artifact]] = {}
     for art in artifacts:
@@ -53,7 +53,7 @@ def _by_unit(artifacts: Iterable[Artifact]) -> dict[tuple[str, str, int], Artifa
 def label_index(store: Store) -> list[Hit]:
     """Every label of every unit in the store."""
     hits = []
-    for (m, layer, unit), art in _by_unit(store.find(technique=LABELS)).items():
+    for (m, layer, unit), art in by_unit(store.find(technique=LABELS)).items():
         for e in labels_of(art):
             score = e.get("score")
             hits.append((m, layer, unit, e["label"], float(score) if isinstance(score, (int, float)) else 0.0,
@@ -128,7 +128,7 @@ def search(state: AppState, q: str = "") -> dict[str, Any]:
 def photo_histograms(store: Store) -> dict[str, dict[str, dict[int, tuple[list[float], list[float]]]]]:
     """{model: {layer: {unit: (edges, counts)}}} of every unit with a dataset-examples histogram."""
     out: dict[str, dict[str, dict[int, tuple[list[float], list[float]]]]] = {}
-    for (m, layer, unit), art in _by_unit(store.find(technique=DATASET_EXAMPLES)).items():
+    for (m, layer, unit), art in by_unit(store.find(technique=DATASET_EXAMPLES)).items():
         hist = art.meta.get("histogram")
         if isinstance(hist, dict) and isinstance(hist.get("edges"), list) and isinstance(hist.get("counts"), list):
             out.setdefault(m, {}).setdefault(layer, {})[unit] = (hist["edges"], hist["counts"])
