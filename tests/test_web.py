@@ -119,13 +119,13 @@ def test_unit_page_shows_every_technique(client):
     every_image = set(re.findall(r'/blobs/[0-9a-f]{64}\.png', json.dumps(data)))
     assert every_image == set(srcs)  # the page shows exactly the images its twin lists
     assert 'data-copy="/models/efficientnet_lite0/block10/1"' in html and "sports car" in html
-    assert html.count("<details") == 8  # parameters and provenance of every artifact
+    assert html.count('<details class="prov"') == 8  # parameters and provenance of every artifact
     assert "&#34;preset&#34;: &#34;quick&#34;" in html and "&#34;code_version&#34;: &#34;0.1.0&#34;" in html
 
 
 def test_unit_page_with_little_built_names_what_is_missing(client):
     data = twin(client, f"/models/{MODEL}/{LAYER}/{max(FULL_UNITS) + 1}")
-    assert data["missing"] == ["dataset_examples", "tuning"] and data["job"] is None
+    assert data["missing"] == ["dataset_examples", "tuning", "labels"] and data["job"] is None
     data = twin(client, f"/models/{MODEL}/{LAYER}/100")
     assert data["feature_vis"] == {} and data["deepdream"] is not None
     assert "No feature visualization built" in page(client, f"/models/{MODEL}/{LAYER}/100")

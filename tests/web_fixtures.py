@@ -33,6 +33,13 @@ LAYER = "block10"
 BUILT_UNITS = range(16)  # block10 units with feature vis, deepdream, connections
 FULL_UNITS = range(4)  # block10 units that also have dataset examples and tuning curves
 HEAD_UNITS = (0, 1, 2, 3, 130)  # head has 1280 units: 130 sits on grid page 2
+# labels of block10 units (best first), as techniques/labels.py writes them
+LABELS = {0: [("golden retriever", 0.8, "examples"), ("dog", 0.6, "examples")],
+          1: [("dog", 0.9, "examples"), ("wheel", 0.2, "predictions")],
+          2: [("sports car", 0.7, "connections")],
+          3: [("hotdog", 0.5, "predictions")],
+          5: [("striped", 0.4, "examples")]}
+QUALITY = {("block10", u): q for u, q in {0: 0.5, 1: 0.9, 2: 0.2, 3: 1.1}.items()}  # feature-vis quality
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,7 +81,8 @@ def put_feature_vis(store: Store, model: str, layer: str, unit: int, variants=("
             meta = {"objective": f"channel({layer}, {unit}) diversity", "activation": [1.0, 0.9, 0.8, 0.7]}
         else:
             files = {"image.png": png(model, layer, unit, variant)}
-            meta = {"objective": f"{variant}({layer}, {unit})", "activation": 1.5 + unit, "quality": None}
+            meta = {"objective": f"{variant}({layer}, {unit})", "activation": 1.5 + unit,
+                    "quality": QUALITY.get((layer, unit))}
         put(store, model, layer, unit, "feature_vis", {"variant": variant, "steps": 16, "size": 64}, files, meta,
             trained)
 
@@ -124,9 +132,16 @@ def make_store(root: str | Path) -> Store:
                   "classes": [{"index": 817, "label": "sports car", "weight": 0.4}]}, files={})
     for unit in FULL_UNITS:
         put_unit_extras(store, MODEL, LAYER, unit)
+    for unit, labels in LABELS.items():
+        put(store, MODEL, LAYER, unit, "labels", {"dataset": "samples", "top": 8}, {},
+            {"labels": [{"label": lab, "score": score, "source": source} for lab, score, source in labels]})
     for layer in ("block9", "block11"):
         for unit in range(5):
             put_feature_vis(store, MODEL, layer, unit, ("positive",))
+    for unit in range(5):  # block9's own inputs (block8, not rendered): circuits two layers deep
+        inputs = [{"layer": "block8", "unit": (3 * unit + i) % 7, "weight": 0.6 - 0.45 * i} for i in range(3)]
+        put(store, MODEL, "block9", unit, "connections", {"top": 4},
+            meta={"inputs": inputs, "outputs": [], "method": "weights", "classes": []}, files={})
     for unit in HEAD_UNITS:
         put_feature_vis(store, MODEL, "head", unit, ("positive",))
     for unit in range(3):

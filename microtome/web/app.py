@@ -2,7 +2,9 @@
 
 Routes (routes.py): `/` models; `/models/M` layer graph; `/models/M/L` unit grid (`?variant=`,
 `?page=`); `/models/M/L/U` unit page; `/jump?q=` the jump box; `/jobs/M/L/U.json` on-demand
-render status; `/blobs/<sha256>[.ext]` images (immutable); `/static/...`. Each page is a view
+render status; `/search?q=` units by label (search.py), `POST /search` units by photo;
+`/models/M/L/U/circuit` a unit's circuit (circuit.py); `POST /models/M/L/U/notes` a note
+(with the notes token); `/blobs/<sha256>[.ext]` images (immutable); `/static/...`. Each page is a view
 function (views.py) of one shared `AppState` (state.py). User errors are `MicrotomeError`s
 carrying their HTTP status; one handler renders them as a page or as
 `{"error", "status", "suggestions"}`. The app never imports torch to serve a page.
@@ -24,8 +26,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from microtome.errors import MicrotomeError
 from microtome.store import Store
 from microtome.web.catalog import Registry
+from microtome.web.photo import PhotoSearcher
 from microtome.web.registry import load_registry
-from microtome.web.render_queue import JobFn, QueueFull, RenderQueue, default_job
+from microtome.web.render_queue import JobFn, RenderQueue, default_job
 from microtome.web.routes import endpoint, error_response, routes, wants_json
 from microtome.web.state import AppState
 
@@ -63,7 +66,8 @@ async def on_error(request: Request, exc: Exception) -> Response:
     HTTP error of the router (unknown path: 404, wrong method: 405), as a page or as JSON."""
     state: AppState = request.app.state.microtome
     if isinstance(exc, MicrotomeError):
-        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, QueueFull) else None
+        retry = getattr(exc, "retry_after", None)  # QueueFull, photo.Busy
+        headers = {"Retry-After": str(retry)} if retry is not None else None
         return error_response(request, state.renderer, exc.status, exc.message, exc.suggestions, headers)
     assert isinstance(exc, StarletteHTTPException)
     message = NO_PAGE if exc.status_code == 404 else str(exc.detail)
@@ -89,7 +93,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(store: str | Path | Store, render_job: JobFn | None = None, queue_size: int = 64, *,
                registry: Registry | None = load_registry, on_demand: bool = True,
-               render_techniques: tuple[str, ...] | None = None) -> FastAPI:
+               render_techniques: tuple[str, ...] | None = None, notes_token: str | None = None,
+               photo: PhotoSearcher | None = None) -> FastAPI:
     """The app over an existing store (a path is opened, and closed at shutdown).
 
     `render_job(model, layer, unit)` computes and stores a unit's artifacts on demand (default:
@@ -100,7 +105,8 @@ def create_app(store: str | Path | Store, render_job: JobFn | None = None, queue
     owns = not isinstance(store, Store)
     st = Store(store, create=False) if owns else store
     queue = RenderQueue(render_job or default_job(st), queue_size) if on_demand else None
-    state = AppState.over(st, registry, queue=queue, render_techniques=render_techniques)
+    state = AppState.over(st, registry, queue=queue, render_techniques=render_techniques, notes_token=notes_token,
+                          photo=photo or PhotoSearcher())
     app = FastAPI(title="microtome", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.microtome, app.state.owns_store = state, owns
     app.state.store, app.state.catalog, app.state.queue = st, state.catalog, queue
@@ -108,7 +114,7 @@ def create_app(store: str | Path | Store, render_job: JobFn | None = None, queue
     app.add_exception_handler(StarletteHTTPException, on_error)
     app.add_middleware(RejectTraversal, state=state)
     for route in routes():
-        app.add_api_route(route.path, endpoint(route, state), methods=["GET"], include_in_schema=False)
+        app.add_api_route(route.path, endpoint(route, state), methods=list(route.methods), include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

@@ -23,13 +23,19 @@ from microtome.store import DEFAULT_ROOT
 @click.option("--queue-size", default=64, show_default=True, type=click.IntRange(1),
               help="units that may wait for on-demand rendering before the server answers 503")
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="log every request")
-def serve(store: str, host: str, port: int, render: bool, queue_size: int, access_log: bool) -> None:
+@click.option("--notes-token", default=None, envvar="MICROTOME_NOTES_TOKEN", metavar="TOKEN",
+              help="accept notes (POST /models/M/L/U/notes) sent with `Authorization: Bearer TOKEN`; "
+                   "without it notes are read-only [env: MICROTOME_NOTES_TOKEN]")
+def serve(store: str, host: str, port: int, render: bool, queue_size: int, access_log: bool,
+          notes_token: str | None) -> None:
     """Serve the web microscope: models, layer graphs, unit grids and unit pages (+ .json)."""
     import uvicorn
 
     from microtome.web.app import create_app
 
-    app = create_app(store, queue_size=queue_size, on_demand=render)
+    if notes_token is not None and not notes_token.strip():
+        raise click.BadParameter("the notes token must not be empty", param_hint="--notes-token")
+    app = create_app(store, queue_size=queue_size, on_demand=render, notes_token=notes_token)
     click.echo(f"microtome: serving {Path(store).resolve()} on http://{host}:{port}/", err=True)
     uvicorn.run(app, host=host, port=port, log_level="info", access_log=access_log)
 

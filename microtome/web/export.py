@@ -2,9 +2,12 @@
 
 Same URL scheme as the server, as folders with an `index.html` each: `DIR/index.html`,
 `DIR/models/M/index.html`, `DIR/models/M/L/index.html` (other grid pages and variants as
-`DIR/models/M/L/<variant>-<page>.html`), `DIR/models/M/L/U/index.html`; the JSON twins as
-files beside them (`DIR/index.json`, `DIR/models/M.json`, `DIR/models/M/L.json`,
-`DIR/models/M/L/U.json`); images as `DIR/blobs/<sha256>.png`. Links are relative, so the site
+`DIR/models/M/L/<variant>-<page>.html`), `DIR/models/M/L/U/index.html`, a unit's circuit (when
+it has connections) `DIR/models/M/L/U/circuit/index.html`; the JSON twins as files beside them
+(`DIR/index.json`, `DIR/models/M.json`, `DIR/models/M/L.json`, `DIR/models/M/L/U.json`,
+`DIR/models/M/L/U/circuit.json`); images as `DIR/blobs/<sha256>.png`; `DIR/search/index.html`
+searches the exported units' labels (`DIR/search/labels.json`) in JavaScript. Searching by photo
+and writing notes need the server: the export shows notes, without the forms. Links are relative, so the site
 works from any folder of any static web server. Only what is built is exported: the grid and
 prev/next link only exported units, and the jump box resolves in JavaScript over the JSON twins.
 """
@@ -23,9 +26,12 @@ from tqdm import tqdm
 
 from microtome.errors import MicrotomeError
 from microtome.store import Store
+from microtome.techniques.builtin import CONNECTIONS, LABELS
 from microtome.web import views
+from microtome.web.circuit import circuit
 from microtome.web.artifacts import blob_url
-from microtome.web.links import Exported
+from microtome.web.links import Exported, unit_link
+from microtome.web.search import by_unit, labels_of, search, thumbnail
 from microtome.web.state import AppState
 from microtome.web.templating import Href, Renderer, json_twin, to_json
 from microtome.web.views import GRID_PAGE_SIZE, GRID_VARIANTS, Redirect
@@ -131,7 +137,11 @@ def _model_pages(site: _Site, state: AppState, model: str, layers: list[dict[str
     count = 0
     for (_, layer_id), built in sorted(units.items()):
         for unit in built:
-            site.page("unit.html", views.unit(state, model, layer_id, str(unit)), f"models/{model}/{layer_id}/{unit}")
+            data = views.unit(state, model, layer_id, str(unit))
+            site.page("unit.html", data, f"models/{model}/{layer_id}/{unit}")
+            if isinstance(data, dict) and data.get(CONNECTIONS):  # its circuit, linked from its connections
+                site.page("circuit.html", circuit(state, model, layer_id, str(unit)),
+                          f"models/{model}/{layer_id}/{unit}/circuit")
             count += 1
     return count
 
@@ -156,6 +166,7 @@ def export(store: str | Path | Store, out_dir: str | Path, progress: bool = True
             site.page("index.html", views.index(state), "")
             for model in models:
                 report.units += _model_pages(site, state, model.id, model.layers, built[model.id][0])
+            _search_page(site, state, out)
             report.pages = site.pages
         for urls in (u for _, u in built.values()):
             for url in urls:
@@ -165,6 +176,24 @@ def export(store: str | Path | Store, out_dir: str | Path, progress: bool = True
     finally:
         if owns:
             st.close()
+
+
+def _search_page(site: _Site, state: AppState, out: Path) -> None:
+    """`search/index.html`, which searches `search/labels.json` (every exported unit's labels,
+    links relative to `search/`) in the browser: the export has no server to ask."""
+    href = static_href("search")
+    units = []
+    for (m, layer, unit), art in sorted(by_unit(state.store.find(technique=LABELS)).items()):
+        url = unit_link(state.exported, m, layer, unit)
+        labels = labels_of(art)
+        if url is not None and labels:
+            image = thumbnail(state.store, m, layer, unit)
+            units.append({"shorthand": f"{m}/{layer}:{unit}", "url": href(url),
+                          "image": href(image) if image else None, "labels": labels})
+    _write(out / "search" / "labels.json", to_json(units))
+    html = site.renderer.html("search.html", search(state, ""), href, static=True)
+    _write(out / "search" / "index.html", html)
+    site.pages += 1
 
 
 def _copy_blob(store: Store, url: str, out: Path) -> int:

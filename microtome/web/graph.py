@@ -4,6 +4,10 @@ Nodes are drawn top to bottom in the spec's order, each a link showing id, kind,
 `CxHxW`, unit count and a DeepDream thumbnail when one exists. An edge between neighbours is a
 short arrow; an edge that skips nodes (a residual, a branch) arcs on the right, further out the
 longer it is, so that every edge of a DAG stays visible.
+
+`circuit_svg(circuit, href) -> Markup` draws a unit's circuit (circuit.py): layers as columns in
+the model's order, edges green (excitatory) or red (inhibitory), as wide as they are strong,
+every node a link with its feature-vis thumbnail (or a placeholder).
 """
 
 from __future__ import annotations
@@ -81,3 +85,59 @@ def graph_svg(layers: Sequence[dict[str, Any]], edges: Sequence[Sequence[str]],
         'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>'
         f'{"".join(paths)}{nodes}</svg>'
     )
+
+
+COL_W, ROW_H, C_THUMB, PAD = 200, 92, 64, 24  # the circuit's columns, rows, thumbnails, margin
+
+
+def circuit_svg(data: dict[str, Any], href: Callable[[str], str]) -> Markup:
+    """The circuit as an inline SVG: one column per layer (model order), nodes stacked in each."""
+    columns = sorted({n["column"] for n in data["nodes"]})
+    place: dict[str, tuple[int, int]] = {}
+    rows: dict[int, int] = {}
+    for n in data["nodes"]:
+        c = columns.index(n["column"])
+        place[n["id"]] = (PAD + c * COL_W, PAD + 20 + rows.get(c, 0) * ROW_H)
+        rows[c] = rows.get(c, 0) + 1
+    width = PAD * 2 + (len(columns) - 1) * COL_W + C_THUMB + 20
+    height = PAD * 2 + 20 + max(rows.values(), default=1) * ROW_H
+    strongest = max((abs(e["weight"]) for e in data["edges"]), default=1.0) or 1.0
+    heads = []
+    for c, lid in enumerate(dict.fromkeys(n["layer"] for n in sorted(data["nodes"], key=lambda n: n["column"]))):
+        heads.append(f'<text class="col-head" x="{PAD + c * COL_W}" y="{PAD}">{escape(lid)}</text>')
+    paths = [_circuit_edge(e, place, strongest) for e in data["edges"]]
+    nodes = [_circuit_node(n, place[n["id"]], href) for n in data["nodes"]]
+    return Markup(f'<svg class="circuit" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+                  f'viewBox="0 0 {width} {height}" role="img" aria-label="circuit of {escape(data["shorthand"])}">'
+                  f'{"".join(heads)}{"".join(paths)}{"".join(nodes)}</svg>')
+
+
+def _circuit_edge(e: dict[str, Any], place: dict[str, tuple[int, int]], strongest: float) -> str:
+    (x0, y0), (x1, y1) = place[e["source"]], place[e["target"]]
+    y0, y1 = y0 + C_THUMB // 2, y1 + C_THUMB // 2
+    w = e["weight"]
+    width = 1 + 5 * abs(w) / strongest
+    if x0 == x1:  # same layer: arc on the left
+        d = f"M{x0},{y0} C{x0 - 60},{y0} {x1 - 60},{y1} {x1},{y1}"
+    else:
+        xs, xt = (x0 + C_THUMB, x1) if x1 > x0 else (x0, x1 + C_THUMB)
+        mid = (xs + xt) / 2
+        d = f"M{xs},{y0} C{mid},{y0} {mid},{y1} {xt},{y1}"
+    return (f'<path class="edge {"neg" if w < 0 else "pos"}" d="{d}" stroke-width="{width:.2f}">'
+            f'<title>{escape(e["source"])} \u2192 {escape(e["target"])}: {w:.4g}</title></path>')
+
+
+def _circuit_node(n: dict[str, Any], at: tuple[int, int], href: Callable[[str], str]) -> str:
+    x, y = at
+    if n["image"]:
+        picture = (f'<image href="{escape(href(n["image"]))}" x="{x}" y="{y}" width="{C_THUMB}" height="{C_THUMB}" '
+                   'preserveAspectRatio="xMidYMid slice"/>')
+    else:
+        picture = f'<rect class="nothumb" x="{x}" y="{y}" width="{C_THUMB}" height="{C_THUMB}" rx="4"/>'
+    frame = f'<rect class="frame{" centre" if n["centre"] else ""}" x="{x}" y="{y}" width="{C_THUMB}" height="{C_THUMB}" rx="4"/>'
+    label = (f'<text x="{x + C_THUMB // 2}" y="{y + C_THUMB + 14}" text-anchor="middle">'
+             f'{escape(n["layer"])}:{n["unit"]}</text>')
+    body = f"<title>{escape(n['id'])}</title>{picture}{frame}{label}"
+    if n["url"] is None:
+        return f'<g class="cnode">{body}</g>'
+    return f'<a class="cnode" href="{escape(href(n["url"]))}" data-node="{escape(n["id"])}">{body}</a>'

@@ -7,6 +7,7 @@ a static export. `Exported` (a static export's units) limits unit links to what 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from microtome.web.catalog import ModelView
 
@@ -17,9 +18,12 @@ def model_url(m: str) -> str:
     return f"/models/{m}"
 
 
-def layer_url(m: str, layer: str, variant: str = "positive", page: int = 1) -> str:
+def layer_url(m: str, layer: str, variant: str = "positive", page: int = 1, sort: str = "unit",
+              label: str = "") -> str:
     query = [f"variant={variant}"] if variant != "positive" else []
     query += [f"page={page}"] if page != 1 else []
+    query += [f"sort={quote(sort)}"] if sort != "unit" else []
+    query += [f"label={quote(label)}"] if label else []
     return f"/models/{m}/{layer}" + ("?" + "&".join(query) if query else "")
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import inspect
 import re
+
+import anyio
 from functools import cached_property
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,15 +23,19 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from microtome.web import views
+from microtome.web import circuit, search, views
+from microtome.web.forms import MB, parse_form, read_body
 from microtome.web.state import AppState
 from microtome.web.templating import Renderer, to_json
 from microtome.web.views import Redirect
 
 JSON = "application/json"
+MAX_UPLOAD = 10 * MB  # a photo to search by
+MAX_NOTE_FORM = 64 << 10  # a note is at most 4 KB of text (store.notes.MAX_NOTE_BYTES), escaped in a form
 NO_STORE = {"Cache-Control": "no-store"}
-TITLES = {400: "bad request", 404: "not found", 405: "method not allowed", 500: "server error",
-          503: "busy"}
+TITLES = {400: "bad request", 403: "forbidden", 404: "not found", 405: "method not allowed", 409: "conflict",
+          413: "too large", 415: "unsupported media type", 500: "server error", 503: "busy"}
+HEADER_VALUES = {"if_none_match": "if-none-match", "authorization": "authorization"}  # view parameter -> header
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,9 @@ class Route:
     twin: bool = True
     registry: bool = True
     headers: Mapping[str, str] = field(default_factory=dict)
+    methods: tuple[str, ...] = ("GET",)
+    body_limit: int = 0  # > 0: read the body (a form, at most this many bytes) and pass its fields
+    threaded: bool = False  # run the view off the event loop (it computes: search by photo)
 
     @cached_property
     def last_value(self) -> str | None:
@@ -60,6 +69,7 @@ class Route:
 
 def routes() -> list[Route]:
     """Every page of the web microscope, in matching order (`/static` is mounted apart)."""
+    unit_path = "/models/{model}/{layer}/{unit}"
     return [
         Route("/", views.index, "index.html"),
         Route("/index.json", views.index, "index.html"),
@@ -71,6 +81,13 @@ def routes() -> list[Route]:
         Route("/jobs/{model}/{layer}/{unit}", views.job, cached=False, headers=NO_STORE),
         Route("/jump", views.jump, cached=False),
         Route("/jump.json", views.jump, cached=False),
+        *(Route(path, search.search, "search.html", cached=False, threaded=True)  # reads a store-wide index
+          for path in ("/search", "/search.json")),
+        *(Route(path, search.search_photo, "search.html", cached=False, registry=False, methods=("POST",),
+                body_limit=MAX_UPLOAD, threaded=True, headers=NO_STORE) for path in ("/search", "/search.json")),
+        Route(unit_path + "/circuit", circuit.circuit, "circuit.html"),
+        Route(unit_path + "/circuit.json", circuit.circuit, "circuit.html"),
+        Route(unit_path + "/notes", views.add_note, cached=False, methods=("POST",), body_limit=MAX_NOTE_FORM),
         Route("/blobs/{name}", views.blob, cached=False, twin=False, registry=False),
     ]
 
@@ -83,18 +100,21 @@ def wants_json(request: Request) -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def arguments(route: Route, request: Request) -> tuple[dict[str, str | None], bool]:
-    """(the view's keyword arguments, whether the path asked for the `.json` twin)."""
-    values: dict[str, str | None] = dict(request.path_params)
-    suffix = False
+def arguments(route: Route, request: Request, form: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], bool]:
+    """(the view's keyword arguments, whether the path asked for the `.json` twin): path values,
+    then form fields, then query values, and the headers the view names (HEADER_VALUES)."""
+    values: dict[str, Any] = dict(request.path_params)
+    suffix = route.path.endswith(".json")
     last = route.last_value
     if route.twin and last is not None and str(values[last]).endswith(".json"):
         values[last], suffix = str(values[last])[:-5], True
     for name in route.query_names:
-        if name not in values and name in request.query_params:
+        if name in HEADER_VALUES:
+            values[name] = request.headers.get(HEADER_VALUES[name])
+        elif name not in values and form is not None and name in form:
+            values[name] = form[name]
+        elif name not in values and name in request.query_params:
             values[name] = request.query_params[name]
-    if "if_none_match" in route.query_names:
-        values["if_none_match"] = request.headers.get("if-none-match")
     return values, suffix
 
 
@@ -114,10 +134,10 @@ def _send(result: Any, request: Request, route: Route, suffix: bool) -> Response
         return result
     if isinstance(result, Redirect):
         if result.data is not None and wants_json(request):
-            return Response(to_json(result.data), media_type=JSON)
+            return Response(to_json(result.data), result.json_status, media_type=JSON)
         path, sep, query = result.url.partition("?")
         target = path + (".json" if suffix and result.data is None else "") + sep + query
-        return RedirectResponse(target, status_code=302)
+        return RedirectResponse(target, status_code=result.status)
     body, media_type = result
     return Response(body, media_type=media_type, headers=dict(route.headers) or None)
 
@@ -125,11 +145,17 @@ def _send(result: Any, request: Request, route: Route, suffix: bool) -> Response
 def endpoint(route: Route, state: AppState) -> Callable[[Request], Awaitable[Response]]:
     """The request handler of `route` over `state`."""
     async def handle(request: Request) -> Response:
-        values, suffix = arguments(route, request)
+        form = None
+        if route.body_limit:
+            body = await read_body(request, route.body_limit)
+            form = parse_form(request.headers.get("content-type", ""), body)
+        values, suffix = arguments(route, request, form)
         if route.registry:
             await state.ready(values.get("model"))
         as_json = route.template is None or wants_json(request)
-        if route.cached and state.cache is not None:
+        if route.threaded:
+            result, _ = await anyio.to_thread.run_sync(_answer, route, state, values, as_json)
+        elif route.cached and state.cache is not None:
             key = (route.path, tuple(values.items()), as_json)
             result, _ = state.cache.get(key, lambda: _answer(route, state, values, as_json), keep=lambda v: v[1])
         else:

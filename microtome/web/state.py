@@ -1,4 +1,4 @@
-"""What every view reads: `AppState(store, catalog, renderer, cache, queue, exported)`, one per app.
+"""What every view reads: `AppState(store, catalog, renderer, cache, queue, exported, photo, notes_token)`, one per app.
 
 Views are functions of this state and a URL's values (views.py); the app (app.py) makes one
 state and hands it to every route instead of closing over its parts. A static export makes
@@ -16,10 +16,12 @@ from microtome.techniques.registry import techniques
 from microtome.web.cache import StoreCache
 from microtome.web.catalog import Catalog, Registry
 from microtome.web.links import Exported
+from microtome.web.photo import PhotoSearcher
 from microtome.web.render_queue import RenderQueue
 from microtome.web.templating import Renderer
 
 PAGE_CACHE_SIZE = 512
+INDEX_TTL_S = 3600.0  # store-wide indexes (labels, histograms) cost seconds to read: kept until the store changes
 
 
 @dataclass
@@ -36,10 +38,15 @@ class AppState:
     queue: RenderQueue | None = None
     exported: Exported | None = None
     render_techniques: tuple[str, ...] | None = None
+    photo: PhotoSearcher = field(default_factory=PhotoSearcher)  # search by photo, one at a time
+    notes_token: str | None = None  # `Authorization: Bearer` token that may write notes (None: read-only)
+    indexes: StoreCache | None = None  # store-wide indexes for search, until the store changes
 
     def __post_init__(self) -> None:
         if self.cache is None:
             self.cache = StoreCache(self.store.root, maxsize=PAGE_CACHE_SIZE)
+        if self.indexes is None:
+            self.indexes = StoreCache(self.store.root, maxsize=8, ttl=INDEX_TTL_S)
 
     @classmethod
     def over(cls, store: Store, registry: Registry | None = None, **kw: object) -> AppState:

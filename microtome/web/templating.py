@@ -10,13 +10,14 @@ is the same dict, dumped (`to_json`).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from microtome.web.graph import graph_svg
+from microtome.web.graph import circuit_svg, graph_svg
 from microtome.web.sections import shown
 
 Href = Callable[[str], str]
@@ -40,6 +41,13 @@ def _shape(size: Any, channels: int) -> str:
     return f"{channels}\u00d7{h}\u00d7{w}"
 
 
+def _when(created: Any) -> str:
+    """A note's time (seconds since the epoch) as `YYYY-MM-DD HH:MM UTC`."""
+    if not isinstance(created, (int, float)):
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(created))
+
+
 def _number(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -53,8 +61,8 @@ class Renderer:
         self.env = Environment(loader=PackageLoader("microtome.web", "templates"),
                                autoescape=select_autoescape(default=True), undefined=StrictUndefined,
                                trim_blocks=True, lstrip_blocks=True)
-        self.env.filters.update(pretty=_pretty, num=_number)
-        self.env.globals.update(shape=_shape, graph_svg=graph_svg, unit_sections=shown)
+        self.env.filters.update(pretty=_pretty, num=_number, when=_when)
+        self.env.globals.update(shape=_shape, graph_svg=graph_svg, circuit_svg=circuit_svg, unit_sections=shown)
 
     def html(self, template: str, data: dict[str, Any], href: Href = server_href, *,
              static: bool = False, status: int = 200) -> str:

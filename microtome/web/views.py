@@ -9,6 +9,7 @@ by the static export; routes.py maps URLs to them and renders their answers.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,13 +18,17 @@ from starlette.responses import Response
 
 from microtome.errors import MicrotomeError, NotFound
 from microtome.store import Store
-from microtome.techniques.builtin import CONNECTIONS, DATASET_EXAMPLES, DEEPDREAM, FEATURE_VIS
+from microtome.store.notes import add_note as put_note
+from microtome.store.notes import notes
+from microtome.techniques.builtin import CONNECTIONS, DATASET_EXAMPLES, DEEPDREAM, FEATURE_VIS, LABELS
 from microtome.techniques.registry import technique, web_sections
 from microtome.web import blobs
 from microtome.web.artifacts import dead_on, image_url, pick
 from microtome.web.catalog import Catalog, ModelView
+from microtome.web.grid import SORTS, quality_of, tiles, unit_order
 from microtome.web.jump import resolve
 from microtome.web.links import layer_brief, layer_url, model_brief, neighbours, unit_link, unit_url
+from microtome.web.search import labels_of
 from microtome.web.sections import missing, technique_views
 from microtome.web.state import AppState
 
@@ -41,6 +46,8 @@ class Redirect:
 
     url: str
     data: Data | None = None
+    status: int = 302
+    json_status: int = 200
 
 
 def resolve_path(catalog: Catalog, model: str, layer: str | None = None,
@@ -129,51 +136,61 @@ def model(state: AppState, model: str) -> Data | Redirect:
             "edges": [list(e) for e in view.summary.get("edges", [])], "url": f"/models/{view.id}"}
 
 
-def _grid_page(view: ModelView, layer: dict[str, Any], variant: str, page: int) -> tuple[range, int]:
-    """The units on grid page `page` and the number of pages; NotFound for a bad variant or page."""
+def _grid_page(view: ModelView, layer: dict[str, Any], variant: str, page: int,
+               order: list[int] | None = None) -> tuple[list[int], int]:
+    """The units on grid page `page` (of `order`, or of all units in order) and the number of
+    pages; NotFound for a bad variant or page."""
     where = [f"{view.id}/{layer['id']}"]
     if variant not in GRID_VARIANTS:
         raise NotFound(f"no variant {variant!r}: the grid shows {', '.join(GRID_VARIANTS)}", suggestions=where)
-    channels = int(layer["channels"])
-    pages = max(1, -(-channels // GRID_PAGE_SIZE))
+    count = int(layer["channels"]) if order is None else len(order)
+    pages = max(1, -(-count // GRID_PAGE_SIZE))
     if not 1 <= page <= pages:
         raise NotFound(f"no page {page} of {where[0]}: it has pages 1-{pages} "
-                       f"({channels} units, {GRID_PAGE_SIZE} per page)", suggestions=where)
+                       f"({count} units, {GRID_PAGE_SIZE} per page)", suggestions=where)
     start = (page - 1) * GRID_PAGE_SIZE
-    return range(start, min(start + GRID_PAGE_SIZE, channels)), pages
+    stop = min(start + GRID_PAGE_SIZE, count)
+    return list(range(start, stop)) if order is None else order[start:stop], pages
 
 
-def layer(state: AppState, model: str, layer: str, variant: str = "positive", page: str = "1") -> Data | Redirect:
-    """`/models/M/L?variant=&page=`: one page of the layer's grid of feature visualizations."""
+def layer(state: AppState, model: str, layer: str, variant: str = "positive", page: str = "1",
+          sort: str = "unit", label: str = "") -> Data | Redirect:
+    """`/models/M/L?variant=&page=&sort=&label=`: one page of the layer's grid of feature
+    visualizations, in unit order or sorted by quality or label, optionally filtered by label."""
     view, found, _ = resolve_path(state.catalog, model, layer)
     if not page.isdigit():
         raise MicrotomeError(f"page must be a number from 1, got {page!r}")
-    lid, number = found["id"], int(page)
+    lid, number, label = found["id"], int(page), label.strip()[:100]
+    link = lambda v=variant, p=number, s=sort: layer_url(view.id, lid, v, p, s, label)  # noqa: E731
     if (view.id, lid) != (model, layer):
-        return Redirect(layer_url(view.id, lid, variant, number))
-    units, pages = _grid_page(view, found, variant, number)
+        return Redirect(link())
+    order = unit_order(state.store, view.id, lid, int(found["channels"]), variant, sort, label)
+    units, pages = _grid_page(view, found, variant, number, order)
     built = state.catalog.stats().get(view.id, {}).get(lid, {})
-    images = thumbnails(state.store, view.id, ((lid, u) for u in units), variant) if built.get(FEATURE_VIS) else {}
+    facts = tiles(state.store, view.id, lid, units, variant, bool(built.get(LABELS))) \
+        if built.get(FEATURE_VIS) or built.get(LABELS) else {}
     dead = inactive(state.store, view.id, lid, units) if built.get(DATASET_EXAMPLES) else {}
-    grid = [{"unit": u, "url": unit_link(state.exported, view.id, lid, u), "image": images.get((lid, u)),
-             "dead": u in dead, "dead_on": dead.get(u)} for u in units]
+    grid = [{"unit": u, "url": unit_link(state.exported, view.id, lid, u), "image": None, "quality": None,
+             "labels": [], "label": None, **facts.get(u, {}), "dead": u in dead, "dead_on": dead.get(u)}
+            for u in units]
     dream = pick(state.store.find(view.id, lid, None, DEEPDREAM)).get(DEEPDREAM)
     index_ = view.layer_ids.index(lid)
-    url = layer_url(view.id, lid, variant, number)
     return {
         "page": "layer", "title": f"{view.id}/{lid}", "model": model_brief(view),
         "layer": {**layer_brief(view, found), "deepdream": image_url(dream)},
         "variant": variant,
-        "variants": [{"name": v, "url": layer_url(view.id, lid, v, 1), "current": v == variant} for v in GRID_VARIANTS],
+        "variants": [{"name": v, "url": link(v, 1), "current": v == variant} for v in GRID_VARIANTS],
+        "sort": sort, "label": label, "matching": None if order is None else len(order),
+        "sorts": [{"name": s_, "url": link(p=1, s=s_), "current": s_ == sort} for s_ in SORTS],
         "page_number": number, "pages": pages, "page_size": GRID_PAGE_SIZE,
-        "page_links": [{"page": p, "url": layer_url(view.id, lid, variant, p)} for p in range(1, pages + 1)],
-        "prev_page": layer_url(view.id, lid, variant, number - 1) if number > 1 else None,
-        "next_page": layer_url(view.id, lid, variant, number + 1) if number < pages else None,
+        "page_links": [{"page": p, "url": link(p=p)} for p in range(1, pages + 1)],
+        "prev_page": link(p=number - 1) if number > 1 else None,
+        "next_page": link(p=number + 1) if number < pages else None,
         "built": sum(1 for u in grid if u["image"]),
         "units": grid,
         "prev_layer": layer_brief(view, view.layers[index_ - 1]) if index_ > 0 else None,
         "next_layer": layer_brief(view, view.layers[index_ + 1]) if index_ + 1 < len(view.layers) else None,
-        "url": url,
+        "url": link(),
     }
 
 
@@ -201,6 +218,8 @@ def unit_page(state: AppState, view: ModelView, layer: dict[str, Any], unit: int
     sections = technique_views(here, whole_layer)
     if here.get(CONNECTIONS) is not None and sections.get(CONNECTIONS) is not None:
         sections[CONNECTIONS].update(connections(state, view, here[CONNECTIONS].meta))
+        sections[CONNECTIONS]["circuit"] = unit_url(view.id, lid, unit) + "/circuit"
+    sections[LABELS] = labels_of(here.get(LABELS))  # the labels themselves, best first
     dead = dead_on(here.get(DATASET_EXAMPLES))
     prev, nxt = neighbours(state.exported, view.id, layer, unit)
     return {
@@ -210,6 +229,8 @@ def unit_page(state: AppState, view: ModelView, layer: dict[str, Any], unit: int
         **sections,
         "missing": missing(here, whole_layer),
         "job": None, "dead": dead is not None, "dead_on": dead,
+        "quality": quality_of(here.get(f"{FEATURE_VIS}:positive")),
+        "notes": [n.to_json() for n in notes(state.store, view.id, lid, unit)],
     }
 
 
@@ -257,6 +278,28 @@ def jump(state: AppState, q: str = "", m: str = "") -> Redirect:
     """`/jump?q=&m=`: the jump box; `m` is the model of the page it was typed on."""
     target = {"query": q, **resolve(state.catalog, q, m or None)}
     return Redirect(target["url"], target)
+
+
+def add_note(state: AppState, model: str, layer: str, unit: str, text: str = "",
+             authorization: str | None = None) -> Redirect:
+    """`POST /models/M/L/U/notes` (form field `text`): needs `Authorization: Bearer TOKEN` with
+    the server's notes token; 303 to the unit page, or 201 with the note as JSON."""
+    if not state.notes_token:  # None, or an empty token that would let "Bearer " in
+        raise MicrotomeError("notes are read-only on this server: start it with "
+                             "`microtome serve --notes-token TOKEN` to accept notes", status=403)
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), state.notes_token.encode()):
+        raise MicrotomeError("writing a note needs the header `Authorization: Bearer TOKEN` with this "
+                             "server's notes token", status=403)
+    view, found, index_ = resolve_path(state.catalog, model, layer, unit)
+    assert found is not None and index_ is not None
+    if state.catalog.store_models().get(view.id) is None:
+        raise NotFound(f"{view.id} is not in this store: notes go on units of built models")
+    note = put_note(state.store, view.id, found["id"], index_, text)
+    url = unit_url(view.id, found["id"], index_)
+    return Redirect(url, {"note": note.to_json(), "url": url,
+                          "notes": [n.to_json() for n in notes(state.store, view.id, found["id"], index_)]},
+                    status=303, json_status=201)
 
 
 def blob(state: AppState, name: str, if_none_match: str | None = None) -> Response:

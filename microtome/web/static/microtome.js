@@ -1,4 +1,4 @@
-// microtome: copy-link buttons, the on-demand render progress, and the jump box of a static export.
+// microtome: copy-link buttons, the on-demand render progress, the note form, and the jump box of a static export.
 (function () {
   "use strict";
   var isStatic = document.body.dataset.static === "true";
@@ -56,6 +56,69 @@
         });
     };
     setTimeout(poll, 1000);
+  }
+
+  // Notes: the form sends its text with the token as `Authorization: Bearer`, then reloads.
+  document.querySelectorAll("form[data-notes]").forEach(function (noteForm) {
+    noteForm.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var out = noteForm.querySelector(".note-msg");
+      var body = new URLSearchParams();
+      body.set("text", noteForm.text.value);
+      fetch(noteForm.action, { method: "POST", body: body,
+        headers: { Accept: "application/json", Authorization: "Bearer " + noteForm.token.value } })
+        .then(function (r) { return r.json().then(function (j) { return [r.status, j]; }); })
+        .then(function (res) {
+          if (res[0] === 201) { location.reload(); } else { out.textContent = res[1].error || ("error " + res[0]); }
+        })
+        .catch(function () { out.textContent = "could not send the note"; });
+    });
+  });
+
+  // The search page of a static export: match ?q= against the exported labels (search.py's rule:
+  // every word inside the label; the whole label, then whole words, then score first).
+  var staticResults = document.getElementById("static-results");
+  if (isStatic && staticResults) {
+    var q = (new URLSearchParams(location.search).get("q") || "").trim().toLowerCase();
+    var count = document.getElementById("static-count");
+    if (q) {
+      document.querySelectorAll("input[name=q]").forEach(function (input) { input.value = q; });
+      fetch(staticResults.dataset.index).then(function (r) { return r.json(); }).then(function (units) {
+        var words = q.split(/\s+/);
+        var found = [];
+        units.forEach(function (u) {
+          var best = null;
+          u.labels.forEach(function (l) {
+            var text = l.label.toLowerCase();
+            if (!words.every(function (w) { return text.indexOf(w) >= 0; })) return;
+            var tokens = text.match(/[\w'-]+/g) || [];
+            var rank = words.join(" ") === text.split(/\s+/).join(" ") ? 2 :
+              (words.every(function (w) { return tokens.indexOf(w) >= 0; }) ? 1 : 0);
+            if (!best || rank > best.rank || (rank === best.rank && l.score > best.score)) {
+              best = { rank: rank, score: l.score, label: l.label, source: l.source };
+            }
+          });
+          if (best) found.push({ unit: u, best: best });
+        });
+        found.sort(function (a, b) { return (b.best.rank - a.best.rank) || (b.best.score - a.best.score); });
+        count.textContent = found.length + " unit" + (found.length === 1 ? "" : "s") + " labelled \u201c" + q + "\u201d";
+        found.forEach(function (f) {
+          var li = document.createElement("li");
+          var a = document.createElement("a");
+          a.href = f.unit.url;
+          a.className = "result";
+          if (f.unit.image) {
+            var img = document.createElement("img");
+            img.src = f.unit.image; img.width = 96; img.height = 96; img.alt = f.unit.shorthand;
+            a.appendChild(img);
+          }
+          var n = document.createElement("span"); n.className = "n"; n.textContent = f.unit.shorthand;
+          var cap = document.createElement("span"); cap.className = "cap";
+          cap.textContent = f.best.label + " \u00b7 " + f.best.score + " \u00b7 " + f.best.source;
+          a.appendChild(n); a.appendChild(cap); li.appendChild(a); staticResults.appendChild(li);
+        });
+      }).catch(function () { count.textContent = "the labels of this export could not be read"; });
+    }
   }
 
   // The jump box of a static export: resolve MODEL/LAYER:UNIT with the exported JSON twins.
