@@ -70,7 +70,7 @@ class Technique:
     reads: tuple[str, ...] = ()  # techniques whose stored artifacts of the task's units it reads
     uses_dataset: bool = False
     on_demand: bool = False  # the web renders it for an unbuilt unit
-    section: Section = field(default_factory=lambda: Section("?"))
+    section: Section = field(default_factory=lambda: Section(""))  # "": the title is `title`
 
     def variant(self, params: Mapping[str, Any]) -> str | None:
         """The variant an artifact's params name (the first variant when they name none)."""
