@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from microtome.errors import MicrotomeError
 from microtome.store import Store
 from microtome.web.catalog import Registry
+from microtome.web.inspect_views import post_routes
 from microtome.web.registry import load_registry
 from microtome.web.render_queue import JobFn, QueueFull, RenderQueue, default_job
 from microtome.web.routes import endpoint, error_response, routes, wants_json
@@ -81,6 +82,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await anyio.to_thread.run_sync(state.inspector.stop)
         if state.queue is not None:
             await anyio.to_thread.run_sync(state.queue.stop)
         if app.state.owns_store:
@@ -110,6 +112,8 @@ def create_app(store: str | Path | Store, render_job: JobFn | None = None, queue
     for route in routes():
         app.add_api_route(route.path, endpoint(route, state), methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for path, handler in post_routes(state, wants_json):  # inspect a photo: POST the form
+        app.add_api_route(path, handler, methods=["POST"], include_in_schema=False)
     return app
 
 

@@ -1,0 +1,121 @@
+"""Search by photo on the server: `decode(bytes) -> PIL image`, `PhotoSearcher().search(models, image) -> {M: result}`.
+
+`decode` reads an uploaded photo from memory and refuses what is not an image (415) and
+decompression bombs (413: the pixel count is read from the header, before any pixel is
+decoded). `PhotoSearcher` runs `microtome.techniques.photo_search.search_photo` (torch,
+imported on the first search only) for each built model, one search at a time: a second
+search while one runs is answered at once with `Busy` (503, `retry_after`). Loaded models are
+kept for the next searches. The photo lives in memory only.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from microtome.errors import MicrotomeError
+
+MAX_PIXELS = 36_000_000  # 6000 x 6000; decoded RGB that is ~108 MB
+DECODE_SIZE = 512  # JPEGs are decoded at a reduced scale no smaller than this (the models see <= 300 px)
+THREADS = 1  # torch threads for a search: the other core keeps serving pages
+Histograms = Mapping[str, Mapping[int, tuple[list[float], list[float]]]]  # layer -> unit -> (edges, counts)
+# (model id, weights, image, histograms, top) -> {"predictions", "layers"}
+SearchFn = Callable[[str, str, Image.Image, Histograms, int], dict[str, Any]]
+
+
+class Busy(MicrotomeError):
+    """Another photo search is running; retry after `retry_after` seconds (HTTP 503)."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def decode(data: bytes) -> Image.Image:
+    """The photo in `data` as an RGB image; 415 if it is not a decodable image, 413 if too many pixels."""
+    if not data:
+        raise MicrotomeError("no photo: send an image file in the form field 'image'", status=400)
+    try:
+        image = Image.open(io.BytesIO(data))  # reads the header only
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise _bomb(width, height)
+        image.draft("RGB", (DECODE_SIZE, DECODE_SIZE))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+        image.load()
+        return ImageOps.exif_transpose(image).convert("RGB")  # a phone photo the right way up
+    except Image.DecompressionBombError as exc:
+        raise MicrotomeError(f"the image has too many pixels to decode safely ({exc})", status=413) from None
+    except UnidentifiedImageError:
+        raise MicrotomeError("the upload is not an image in a format that can be read (PNG, JPEG, GIF, WebP, "
+                             "BMP, TIFF...)", status=415) from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise MicrotomeError(f"the upload is not an image that can be decoded (PNG, JPEG, GIF, WebP...): "
+                             f"{type(exc).__name__}: {exc}", status=415) from None
+
+
+def _bomb(width: int, height: int) -> MicrotomeError:
+    return MicrotomeError(f"the image is {width}\u00d7{height} pixels; at most {MAX_PIXELS:,} pixels "
+                          f"are accepted (a smaller photo finds the same units)", status=413)
+
+
+def torch_search(workers: dict[tuple[str, str], Any]) -> SearchFn:
+    """The real search: load each model once (into `workers`), run it with THREADS threads."""
+    def run(model: str, weights: str, image: Image.Image, histograms: Histograms, top: int) -> dict[str, Any]:
+        from microtome.runtime import torch_threads
+        from microtome.techniques.photo_search import search_photo
+        from microtome.zoo import load_model
+
+        if (model, weights) not in workers:
+            workers[(model, weights)] = load_model(model, weights=weights)
+        net, spec = workers[(model, weights)]
+        with torch_threads(THREADS):
+            return search_photo(net, spec, image, histograms, top=top)
+    return run
+
+
+@dataclass
+class PhotoSearcher:
+    """One search at a time over a cache of loaded models; `run` is the search of one model."""
+
+    run: SearchFn | None = None
+    top: int = 8
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _workers: dict = field(default_factory=dict, repr=False)
+    _mean_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.run is None:
+            self.run = torch_search(self._workers)
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        if not self._lock.acquire(blocking=False):
+            wait = max(1, round(self._mean_s))
+            raise Busy(f"another photo is being searched; try again in about {wait} s", retry_after=wait)
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self._mean_s = 0.7 * self._mean_s + 0.3 * (time.monotonic() - start)
+            self._lock.release()
+
+    def search(self, models: Mapping[str, tuple[str, Histograms]], image: Image.Image) -> dict[str, dict[str, Any]]:
+        """{model: {"predictions", "layers"}} for each `model: (weights, histograms)`; Busy if one runs."""
+        assert self.run is not None
+        out: dict[str, dict[str, Any]] = {}
+        with self._slot():
+            for m, (weights, hists) in models.items():
+                try:
+                    out[m] = self.run(m, weights, image, hists, self.top)
+                except MicrotomeError as exc:  # one model that cannot load must not hide the others
+                    out[m] = {"predictions": [], "layers": {}, "error": exc.message}
+        return out
