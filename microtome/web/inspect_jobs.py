@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from microtome.errors import MicrotomeError, NotFound
+from microtome.inspect.presets import inspect_params
 from microtome.web.render_queue import QueueFull
 
 log = logging.getLogger(__name__)
@@ -110,12 +111,16 @@ class InspectJobs:
                 wait = max(5, round(left))
                 raise InspectBusy(f"another photo is being inspected; try again in about {wait} s",
                                   retry_after=wait)
-            job = Job(secrets.token_hex(8), request)
+            job = Job(secrets.token_hex(8), request, total=self.render_steps(request))
             self._running = job
             self._jobs[job.id] = job
             self._thread = threading.Thread(target=self._work, args=(job,), name="microtome-inspect", daemon=True)
             self._thread.start()
             return job
+
+    def render_steps(self, request: InspectRequest) -> int:
+        """The render steps of an inspection (as `inspect_photo` counts them: two batches a layer)."""
+        return 2 * len(request.layers) * inspect_params(request.preset, **self.overrides)["steps"]
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:
