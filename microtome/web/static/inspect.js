@@ -12,7 +12,7 @@
       .then(function (r) { return r.text(); })
       .then(function (html) {
         var fresh = new DOMParser().parseFromString(html, "text/html");
-        ["inspect-job", "inspect-result"].forEach(function (id) {
+        ["inspect-job", "inspect-result", "inspect-recent"].forEach(function (id) {
           var now = document.getElementById(id), next = fresh.getElementById(id);
           if (now && next) { now.replaceWith(next); next.classList.add("fill-in"); }
         });
