@@ -235,3 +235,18 @@ print("torch" in sys.modules)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "False"
+
+
+def test_stopping_the_server_cancels_a_running_inspection():
+    from microtome.web.inspect_jobs import InspectBusy, InspectRequest
+
+    jobs = InspectJobs(load=toy_loader, steps=500, size=16, grid_size=16, grid=2)
+    job = jobs.submit(InspectRequest(MODEL, "default", ["texture"], 2, "quick", image=to_pil(stripes())))
+    assert job.total == 2 * 500
+    deadline = time.monotonic() + 60
+    while job.done == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    jobs.stop()
+    assert job.state == "error" and "stopped" in job.error and job.done < job.total
+    with pytest.raises(InspectBusy):
+        jobs.submit(InspectRequest(MODEL, "default", ["texture"], 2, "quick", image=to_pil(stripes())))
