@@ -24,11 +24,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from microtome.errors import MicrotomeError
 from microtome.store import Store
 from microtome.web.catalog import Registry
-from microtome.web.inspect_views import post_routes
 from microtome.web.registry import load_registry
 from microtome.web.render_queue import JobFn, QueueFull, RenderQueue, default_job
 from microtome.web.routes import endpoint, error_response, routes, wants_json
 from microtome.web.state import AppState
+from microtome.web.inspect_views import post_routes  # POST: its body is read by the view's own handler
 
 STATIC_DIR = Path(__file__).parent / "static"
 NO_PAGE = "no such page; pages are /, /models/MODEL, /models/MODEL/LAYER and /models/MODEL/LAYER/UNIT"
