@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from markupsafe import Markup
+
 from microtome.inspect.html import flow_svg, with_image_urls
 from microtome.store import Store
 from microtome.web.links import unit_url
@@ -73,5 +75,5 @@ def result_data(store: Store, model: str, job_id: str, result: Data, files: dict
         out["layers"][layer] = _layer(model, layer, out["layers"][layer], thumbs)
         for c in out["layers"][layer]["attribution_table"]["classes"]:
             c["label"] = labels.get(c["class"], f"class {c['class']}")
-    out["flow_svg"] = flow_svg(out)
+    out["flow_svg"] = Markup(flow_svg(out))  # flow_svg escapes every label and name it draws
     return out
