@@ -233,3 +233,13 @@ def test_command_presets_and_page_import_no_torch():
             "microtome.inspect.html; print('torch' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_direction_cossim_has_a_gradient_even_where_activations_point_away():
+    from microtome.inspect.objectives import direction_cossim
+
+    v = torch.tensor([1.0, -2.0, 0.5])
+    acts = (-v).view(1, 3, 1, 1).expand(1, 3, 2, 2).clone().requires_grad_(True)  # cos = -1 everywhere
+    direction_cossim("l", v)({"l": acts}).sum().backward()
+    grad = acts.grad[0, :, 0, 0]
+    assert torch.allclose(grad / grad.norm(), v / v.norm(), atol=1e-4)  # uphill is along v

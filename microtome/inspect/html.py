@@ -8,6 +8,7 @@ model names) is escaped.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from html import escape
 from typing import Any
 
@@ -139,16 +140,27 @@ def _flow_edges(result: dict[str, Any]) -> list[list[tuple[int, int, float]]]:
     return edges
 
 
+def with_image_urls(value: Any, url: Callable[[str], str | None]) -> Any:
+    """A copy of a result in which every image name (under `IMAGE_KEYS`) that `url` maps to a
+    URL is that URL instead (names it maps to None stay); `files` is left out."""
+    if isinstance(value, dict):
+        out = {}
+        for k, v in value.items():
+            if k == "files":
+                continue
+            mapped = url(v) if k in IMAGE_KEYS and isinstance(v, str) else None
+            out[k] = mapped if mapped is not None else with_image_urls(v, url)
+        return out
+    if isinstance(value, list):
+        return [with_image_urls(v, url) for v in value]
+    return value
+
+
 def with_data_urls(value: Any, files: dict[str, bytes]) -> Any:
     """A copy of a result in which every PNG named in `files` is a `data:` URL instead, for a
     page in one file (or a JSON answer that carries its images)."""
-    if isinstance(value, dict):
-        return {k: (f"data:image/png;base64,{base64.b64encode(files[v]).decode()}"
-                    if k in IMAGE_KEYS and isinstance(v, str) and v in files
-                    else with_data_urls(v, files)) for k, v in value.items() if k != "files"}
-    if isinstance(value, list):
-        return [with_data_urls(v, files) for v in value]
-    return value
+    return with_image_urls(value, lambda name: f"data:image/png;base64,{base64.b64encode(files[name]).decode()}"
+                           if name in files else None)
 
 
 def inspect_html(result: dict[str, Any], files: dict[str, bytes] | None = None) -> str:

@@ -31,14 +31,14 @@ from microtome.inspect.attribution import group_attribution, rounded
 from microtome.inspect.groups import Groups, neuron_groups
 from microtome.inspect.objectives import direction_cossim
 from microtome.inspect.pictures import colour_hex, overlay, single_overlay
-from microtome.inspect.presets import inspect_params
+from microtome.inspect.presets import MAX_GROUPS, check_groups, default_layer_ids, inspect_params, is_spatial
 from microtome.optvis import objectives as O
 from microtome.optvis.render import render
 from microtome.zoo.hooks import hooked
 from microtome.zoo.spec import LayerSpec, ModelSpec
 
 StepProgress = Callable[[int, int], None]  # (render steps done, total) -> None
-MAX_GROUPS = 16
+__all__ = ["MAX_GROUPS", "check_groups", "check_layers", "default_layers", "inspect_photo", "render_steps"]
 
 
 # ---- inputs ------------------------------------------------------------------------------------
@@ -59,16 +59,15 @@ def photo_view(image: Image.Image | np.ndarray | torch.Tensor, size: int) -> tor
 
 
 def default_layers(spec: ModelSpec) -> list[str]:
-    """Two spatial layers: one about 60% of the way up, and the last one."""
-    spatial = [layer.id for layer in spec.layers if _spatial(layer)]
-    if not spatial:
+    """Two spatial layers: one about 60% of the way up, and the last one (`default_layer_ids`)."""
+    picks = default_layer_ids((layer.id, layer.kind, layer.size) for layer in spec.layers)
+    if not picks:
         raise MicrotomeError(f"{spec.id} has no layer with spatial positions to inspect")
-    picks = [spatial[int(0.6 * (len(spatial) - 1))], spatial[-1]]
-    return list(dict.fromkeys(picks))
+    return picks
 
 
 def _spatial(layer: LayerSpec) -> bool:
-    return layer.kind not in ("logits", "linear") and layer.size != (1, 1)
+    return is_spatial(layer.kind, layer.size)
 
 
 def check_layers(spec: ModelSpec, layers: str | Sequence[str] | None) -> list[str]:
@@ -88,12 +87,6 @@ def check_layers(spec: ModelSpec, layers: str | Sequence[str] | None) -> list[st
                                  f"{spec.id}` shows their sizes)")
     ids = list(dict.fromkeys(layer.id for layer in found))
     return sorted(ids, key=spec.index_of)
-
-
-def check_groups(groups: int) -> int:
-    if not isinstance(groups, int) or isinstance(groups, bool) or not 1 <= groups <= MAX_GROUPS:
-        raise MicrotomeError(f"groups must be a whole number from 1 to {MAX_GROUPS}, not {groups!r}")
-    return groups
 
 
 # ---- per layer, no rendering -------------------------------------------------------------------

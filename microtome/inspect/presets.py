@@ -1,5 +1,6 @@
 """Parameters of `inspect` (torch-free, so that the web can read them without torch):
-`inspect_params(preset, **overrides) -> {"preset", "steps", "size", "grid_size", ...}`.
+`inspect_params(preset, **overrides) -> {"preset", "steps", "size", "grid_size", ...}`, and the
+choice of layers and groups (`default_layer_ids`, `is_spatial`, `check_groups`).
 
 `steps` is the optimization steps of every render, `size` the side of a group's feature
 visualization and `grid_size` the side of an activation-grid cell's; `grid` the most cells
@@ -9,6 +10,7 @@ position of the semantic dictionary; `classes` the top classes attributed to.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from microtome.errors import MicrotomeError, close_names
@@ -22,6 +24,28 @@ COMMON: dict[str, Any] = {"grid": 7, "top": 8, "dictionary_top": 4, "classes": 5
                           "seed": 0}
 DEFAULT_PRESET = "quick"
 MAX_GRID = 7  # the grid is one render batch of up to MAX_GRID² images
+MAX_GROUPS = 16
+FLAT_KINDS = ("logits", "linear")
+
+
+def is_spatial(kind: str, size: Sequence[int] | None) -> bool:
+    """Whether a layer of `kind` with output `size` (H, W) has spatial positions to inspect."""
+    return kind not in FLAT_KINDS and tuple(size or (1, 1)) != (1, 1)
+
+
+def default_layer_ids(layers: Iterable[tuple[str, str, Sequence[int] | None]]) -> list[str]:
+    """Of `(id, kind, size)` in the model's order, two spatial layers: one about 60% of the way
+    up, and the last one (one when they coincide; none when no layer is spatial)."""
+    spatial = [layer_id for layer_id, kind, size in layers if is_spatial(kind, size)]
+    if not spatial:
+        return []
+    return list(dict.fromkeys([spatial[int(0.6 * (len(spatial) - 1))], spatial[-1]]))
+
+
+def check_groups(groups: int) -> int:
+    if not isinstance(groups, int) or isinstance(groups, bool) or not 1 <= groups <= MAX_GROUPS:
+        raise MicrotomeError(f"groups must be a whole number from 1 to {MAX_GROUPS}, not {groups!r}")
+    return groups
 
 
 def inspect_params(preset: str = DEFAULT_PRESET, **overrides: Any) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from microtome.web.registry import load_registry
 from microtome.web.render_queue import JobFn, RenderQueue, default_job
 from microtome.web.routes import endpoint, error_response, routes, wants_json
 from microtome.web.state import AppState
+from microtome.web.inspect_views import post_routes  # POST: its body is read by the view's own handler
 
 STATIC_DIR = Path(__file__).parent / "static"
 NO_PAGE = "no such page; pages are /, /models/MODEL, /models/MODEL/LAYER and /models/MODEL/LAYER/UNIT"
@@ -85,6 +86,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await anyio.to_thread.run_sync(state.inspector.stop)
         if state.queue is not None:
             await anyio.to_thread.run_sync(state.queue.stop)
         if app.state.owns_store:
@@ -116,6 +118,8 @@ def create_app(store: str | Path | Store, render_job: JobFn | None = None, queue
     for route in routes():
         app.add_api_route(route.path, endpoint(route, state), methods=list(route.methods), include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    for path, handler in post_routes(state, wants_json):  # inspect a photo: POST the form
+        app.add_api_route(path, handler, methods=["POST"], include_in_schema=False)
     return app
 
 

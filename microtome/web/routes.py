@@ -28,6 +28,7 @@ from microtome.web.forms import MB, parse_form, read_body
 from microtome.web.state import AppState
 from microtome.web.templating import Renderer, to_json
 from microtome.web.views import Redirect
+from microtome.web import inspect_views
 
 JSON = "application/json"
 MAX_UPLOAD = 10 * MB  # a photo to search by
@@ -75,6 +76,10 @@ def routes() -> list[Route]:
         Route("/index.json", views.index, "index.html"),
         Route("/.json", views.index, "index.html"),
         Route("/models", views.models_root, cached=False, registry=False),
+        Route("/models/{model}/inspect", inspect_views.form, "inspect.html", cached=False),
+        Route("/models/{model}/inspect.json", inspect_views.form, "inspect.html", cached=False),
+        Route("/models/{model}/inspect/{job}", inspect_views.job, "inspect.html", cached=False, headers=NO_STORE),
+        Route("/models/{model}/inspect/{job}/{name}", inspect_views.file, cached=False, twin=False),
         Route("/models/{model}", views.model, "model.html"),
         Route("/models/{model}/{layer}", views.layer, "layer.html"),
         Route("/models/{model}/{layer}/{unit}", views.unit, "unit.html"),

@@ -15,6 +15,7 @@ from microtome.store import Store
 from microtome.techniques.registry import techniques
 from microtome.web.cache import StoreCache
 from microtome.web.catalog import Catalog, Registry
+from microtome.web.inspect_jobs import InspectJobs
 from microtome.web.links import Exported
 from microtome.web.photo import PhotoSearcher
 from microtome.web.render_queue import RenderQueue
@@ -36,6 +37,7 @@ class AppState:
     renderer: Renderer = field(default_factory=Renderer)
     cache: StoreCache | None = None  # rendered pages, until the store changes
     queue: RenderQueue | None = None
+    inspector: InspectJobs = field(default_factory=InspectJobs)  # inspect a photo, one at a time
     exported: Exported | None = None
     render_techniques: tuple[str, ...] | None = None
     photo: PhotoSearcher = field(default_factory=PhotoSearcher)  # search by photo, one at a time

@@ -1,0 +1,203 @@
+"""The inspect pages of a model: `/models/M/inspect` (form), `POST` it (a job), `/models/M/inspect/JOB`.
+
+- `form(state, model)`: the form (upload a photo or pick a sample; layers, groups, preset) and
+  this model's recent inspections.
+- `start(state, model, image, sample, layers, groups, preset)`: checks the form (torch-free),
+  decodes the upload in memory (`photo.decode`: 415 not an image, 413 too many pixels) and
+  starts an inspection job (`state.inspector`, inspect_jobs.py: one at a time, 503 when busy).
+  `submit_endpoint` reads the multipart body in memory (`forms`, 413 over `MAX_UPLOAD`) and
+  answers 202: JSON `{"job", "status_url", "url"}`, or the job's page with its progress.
+- `job(state, model, job)`: the job's status `{"job", "state", "phase", "progress", "error",
+  "request", "status_url", ...}`; once done, `result` (inspect_page.py) in the issue's shape
+  `{"predictions", "layers": {L: {"groups", "dictionary", "grid", "attribution"}}, ...}`.
+- `file(state, model, job, name)`: one of the job's PNGs, from memory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response
+
+from microtome.errors import MicrotomeError, NotFound
+from microtome.inspect.presets import (DEFAULT_PRESET, INSPECT_PRESETS, MAX_GROUPS, check_groups,
+                                       default_layer_ids, inspect_params, is_spatial)
+from microtome.web.catalog import ModelView
+from microtome.web.forms import MB, Upload, parse_form, read_body
+from microtome.web.inspect_jobs import InspectRequest, Job
+from microtome.web.inspect_page import job_url, result_data
+from microtome.web.links import layer_url, model_brief
+from microtome.web.photo import decode
+from microtome.web.state import AppState
+from microtome.web.templating import to_json
+from microtome.web.views import Redirect
+
+MAX_UPLOAD = 10 * MB
+DEFAULT_GROUPS = 6
+# Colour photographs among microtome.data's `samples` (tests check they are there).
+SAMPLES = ("chelsea", "astronaut", "coffee", "motorcycle_left", "rocket", "hubble_deep_field",
+           "immunohistochemistry", "retina")
+NO_STORE = {"Cache-Control": "no-store"}
+Data = dict[str, Any]
+
+
+# -- checking the form (torch-free) --
+
+def _spatial(view: ModelView) -> list[dict[str, Any]]:
+    return [layer for layer in view.layers if is_spatial(str(layer.get("kind")), layer.get("size"))]
+
+
+def check_layers(view: ModelView, layers: str) -> list[str]:
+    """Canonical ids of the comma-separated `layers` (default: `default_layer_ids`), in the
+    model's order; each must exist and have spatial positions."""
+    names = [n.strip() for n in (layers or "").split(",") if n.strip()]
+    if not names:
+        picks = default_layer_ids((layer["id"], str(layer.get("kind")), layer.get("size")) for layer in view.layers)
+        if not picks:
+            raise MicrotomeError(f"{view.id} has no layer with spatial positions to inspect")
+        return picks
+    found = [view.layer(n) for n in names]  # NotFound with suggestions
+    for layer in found:
+        if not is_spatial(str(layer.get("kind")), layer.get("size")):
+            raise MicrotomeError(f"layer {layer['id']} of {view.id} is a flat vector ({layer.get('kind')}); "
+                                 "inspect needs layers with spatial positions, e.g. "
+                                 + ", ".join(check_layers(view, "")))
+    ids = set(layer["id"] for layer in found)
+    return [lid for lid in view.layer_ids if lid in ids]
+
+
+def _groups(groups: str) -> int:
+    text = str(groups).strip() or str(DEFAULT_GROUPS)
+    if not text.isdigit():
+        raise MicrotomeError(f"groups must be a whole number from 1 to {MAX_GROUPS}, not {text[:20]!r}")
+    return check_groups(int(text))
+
+
+def _model(state: AppState, model: str) -> ModelView:
+    return state.catalog.model(model)  # NotFound with suggestions
+
+
+# -- data --
+
+def status(job: Job) -> Data:
+    """A job as JSON: its state, phase and render progress, and where to ask again."""
+    req = job.request
+    url = job_url(req.model, job.id)
+    return {"job": job.id, "state": job.state, "phase": job.phase,
+            "progress": {"done": job.done, "total": job.total}, "error": job.error,
+            "elapsed_s": round((job.finished_at or time.time()) - job.started_at, 1),
+            "request": {"layers": req.layers, "groups": req.groups, "preset": req.preset,
+                        "weights": req.weights, "photo": f"sample:{req.sample}" if req.sample else "upload"},
+            "url": url, "status_url": url + ".json"}
+
+
+def _form_data(state: AppState, view: ModelView) -> Data:
+    defaults = check_layers(view, "") if _spatial(view) else []
+    return {"action": f"/models/{view.id}/inspect", "layers": ",".join(defaults),
+            "choices": [{"id": layer["id"], "kind": layer.get("kind"), "channels": layer.get("channels"),
+                         "size": list(layer.get("size") or ()), "url": layer_url(view.id, layer["id"]),
+                         "default": layer["id"] in defaults} for layer in _spatial(view)],
+            "groups": DEFAULT_GROUPS, "max_groups": MAX_GROUPS, "samples": list(SAMPLES),
+            "presets": list(INSPECT_PRESETS), "preset": DEFAULT_PRESET, "max_upload_mb": MAX_UPLOAD // MB}
+
+
+def _page(state: AppState, view: ModelView, url: str, title: str) -> Data:
+    recent = [{"job": j.id, "state": j.state, "url": job_url(view.id, j.id), "layers": j.request.layers,
+               "photo": f"sample:{j.request.sample}" if j.request.sample else "upload",
+               "started_at": round(j.started_at, 1)} for j in state.inspector.jobs(view.id)]
+    return {"page": "inspect", "title": title, "model": model_brief(view), "url": url,
+            "form": _form_data(state, view), "recent": recent, "job": None, "result": None}
+
+
+def form(state: AppState, model: str) -> Data | Redirect:
+    """`/models/M/inspect`: the form, and this model's recent inspections."""
+    view = _model(state, model)
+    if view.id != model:
+        return Redirect(f"/models/{view.id}/inspect")
+    return _page(state, view, f"/models/{view.id}/inspect", f"Inspect a photo · {view.id}")
+
+
+def _job(state: AppState, view: ModelView, job_id: str) -> Job:
+    found = state.inspector.get(job_id)
+    if found is None or found.request.model != view.id:
+        raise NotFound(f"no inspection {job_id!r} of {view.id}: the server keeps the last "
+                       f"{state.inspector.keep}, in memory; inspect the photo again",
+                       suggestions=[f"/models/{view.id}/inspect"])
+    return found
+
+
+def job(state: AppState, model: str, job: str) -> Data:
+    """`/models/M/inspect/JOB`: the job's progress; once done, the building blocks of the photo."""
+    view = _model(state, model)
+    found = _job(state, view, job)
+    data = {**_page(state, view, job_url(view.id, found.id), f"Inspect a photo · {view.id}"), **status(found)}
+    if found.state == "done" and found.result is not None:
+        data["result"] = result_data(state.store, view.id, found.id, found.result, found.files)
+    return data
+
+
+def file(state: AppState, model: str, job: str, name: str) -> Response:
+    """`/models/M/inspect/JOB/NAME`: a PNG of a finished job, from memory."""
+    found = _job(state, _model(state, model), job)
+    data = found.files.get(name)
+    if data is None:
+        raise NotFound(f"no image {name!r} in inspection {job}")
+    return Response(data, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+def start(state: AppState, model: str, image: Upload | str | None = None, sample: str = "",
+          layers: str = "", groups: str = "", preset: str = "") -> Data:
+    """`POST /models/M/inspect`: check the form, decode the photo, start the job; its status."""
+    view = _model(state, model)
+    layer_ids, k = check_layers(view, str(layers)), _groups(str(groups))
+    preset = str(preset).strip() or DEFAULT_PRESET
+    inspect_params(preset)  # an unknown preset is named before anything runs
+    has_upload = isinstance(image, Upload) and len(image.data) > 0
+    sample = str(sample).strip()
+    if has_upload:
+        photo, sample_name = decode(image.data), None  # 415 / 413
+    elif sample:
+        if sample not in SAMPLES:
+            raise NotFound(f"no sample photo {sample!r}; valid: {', '.join(SAMPLES)}")
+        photo, sample_name = None, sample
+    else:
+        raise MicrotomeError("no photo: send an image file in the form field 'image', "
+                             f"or name a sample photo in 'sample' ({', '.join(SAMPLES[:3])}, ...)")
+    weights = (state.store.model(view.id) or {}).get("weights") or "default"
+    found = state.inspector.submit(InspectRequest(view.id, weights, layer_ids, k, preset, photo, sample_name))
+    return status(found)
+
+
+# -- the POST handler (a body to read, a 202 to answer) --
+
+FIELDS = ("image", "sample", "layers", "groups", "preset")
+
+
+def submit_endpoint(state: AppState, wants_json: Callable[[Request], bool]) -> Callable[[Request], Awaitable[Response]]:
+    """`POST /models/M/inspect[.json]`: 202 with the job (JSON, when `wants_json(request)`), or
+    its page with the progress."""
+    async def handle(request: Request) -> Response:
+        model = request.path_params["model"]
+        body = await read_body(request, MAX_UPLOAD)  # 413
+        fields = parse_form(request.headers.get("content-type", ""), body)
+        await state.ready(model)
+        values = {k: v for k, v in fields.items() if k in FIELDS}
+        started = await anyio.to_thread.run_sync(lambda: start(state, model, **values))
+        headers = {**NO_STORE, "Location": started["url"]}
+        if wants_json(request):
+            reply = {"job": started["job"], "status_url": started["status_url"], "url": started["url"]}
+            return Response(to_json(reply), 202, headers, media_type="application/json")
+        page = job(state, model, started["job"])
+        return Response(state.renderer.html("inspect.html", page), 202, headers, media_type="text/html; charset=utf-8")
+    return handle
+
+
+def post_routes(state: AppState, wants_json: Callable[[Request], bool]
+                ) -> list[tuple[str, Callable[[Request], Awaitable[Response]]]]:
+    """The POST paths of the inspect form and their handler."""
+    handler = submit_endpoint(state, wants_json)
+    return [("/models/{model}/inspect", handler), ("/models/{model}/inspect.json", handler)]
