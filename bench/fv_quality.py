@@ -11,7 +11,7 @@ pixels (0 or 255 once written as 8-bit PNG). Target (issue 8): ≥ 95% at ≥ 1 
 
     python bench/fv_quality.py                            # 4 units per layer, 1000 photos
     python bench/fv_quality.py --units 8 --photos 200 --layers stem,block2,block10
-    python bench/fv_quality.py --steps 256 --lr 0.08      # try a schedule against the preset
+    python bench/fv_quality.py --lr 0.1 --sharpen-steps 128   # try a schedule against the preset
 """
 
 from __future__ import annotations
@@ -93,6 +93,7 @@ def main() -> None:
     ap.add_argument("--layers", default="", help="comma-separated layer ids (default: stem to head)")
     ap.add_argument("--steps", type=int, help="override the preset's steps")
     ap.add_argument("--lr", type=float, help="override the preset's learning rate")
+    ap.add_argument("--sharpen-steps", type=int, help="last steps with whole-pixel shifts only")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
@@ -100,11 +101,13 @@ def main() -> None:
     model, spec = load_model(MODEL)
     layers = args.layers.split(",") if args.layers else [l.id for l in spec.layers if l.kind != "logits"]
     params = fv.fv_params(args.preset, "positive", args.seed)
-    params.update({k: v for k, v in (("steps", args.steps), ("lr", args.lr)) if v is not None})
+    overrides = (("steps", args.steps), ("lr", args.lr), ("sharpen_steps", args.sharpen_steps))
+    params.update({k: v for k, v in overrides if v is not None})
     t = time.perf_counter()
     best = best_photo_maxima(model, spec, layers, args.folder, args.photos)
     print(f"{MODEL}, {args.units} units/layer, preset {args.preset} (steps {params['steps']}, "
-          f"lr {params['lr']}, {params['size']} px), best of {args.photos} photos "
+          f"lr {params['lr']}, sharpen {params.get('sharpen_steps', 0)}, {params['size']} px), "
+          f"best of {args.photos} photos "
           f"({time.perf_counter() - t:.0f} s), {args.threads} threads")
     print(f"{'layer':8} {'units':>5} {'dead':>4} {'median':>7} {'>=1':>6} {'worst':>6} "
           f"{'clipped':>8} {'s':>5}")
