@@ -57,9 +57,13 @@ def child(mode: str, images: int, batch_size: int, layers: str, store_dir: str) 
             for batch in data.batches(spec.input_size, batch_size):
                 model(spec.preprocess(batch.images))
     else:
-        temps = []  # every blob write goes through one temp file
-        real_temp_path = BlobDir.temp_path
-        BlobDir.temp_path = lambda self, suffix="": temps.append(1) or real_temp_path(self, suffix)
+        temps = []  # blob files written: one temp file each
+        if hasattr(BlobDir, "write_many"):
+            real_write_many = BlobDir.write_many
+            BlobDir.write_many = lambda self, blobs: temps.extend([1] * (n := real_write_many(self, blobs))) or n
+        else:  # the store before put_many, for before/after figures
+            real_temp_path = BlobDir.temp_path
+            BlobDir.temp_path = lambda self, suffix="": temps.append(1) or real_temp_path(self, suffix)
         results = dataset_examples(model, spec, layer_ids, data, batch_size=batch_size, k=16)
         out["technique_seconds"] = time.perf_counter() - start
         entries = [(ArtifactKey.for_params(MODEL, r.layer, r.unit, r.technique, r.params),
