@@ -306,11 +306,14 @@ class _Views:
         self.dataset, self.size = dataset, size
         self.files: dict[tuple[int, tuple[int, int, int, int]], tuple[str, bytes]] = {}
         self.info: dict[int, tuple] = {}  # image index -> (path, label, class name)
+        self.boxes: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}  # (field, y, x)
 
     def example(self, files: dict[str, bytes], name: str, field: ReceptiveField, index: int,
                 value: float, position: list[int], heat: bytes | None) -> dict:
         """Add one example's files to `files` and return its JSON description."""
-        box = field.box(*position)
+        box = self.boxes.get((id(field), *position))
+        if box is None:  # the same few positions recur across units and photos
+            box = self.boxes[(id(field), *position)] = field.box(*position)
         info = self.info.get(index)
         if info is None:
             data = self.dataset
