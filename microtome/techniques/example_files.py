@@ -56,24 +56,33 @@ def png(image: np.ndarray, level: int = 6) -> bytes:
 
 
 def inferno() -> np.ndarray:
-    """matplotlib's inferno colour table `[256, 3]` in [0, 1]."""
+    """matplotlib's inferno colour table `[256, 3]` as uint8 (rounded as an image would be)."""
     from matplotlib import colormaps
 
-    return colormaps["inferno"](np.arange(_LEVELS))[:, :3]
+    return (colormaps["inferno"](np.arange(_LEVELS))[:, :3] * 255 + 0.5).astype(np.uint8)
 
 
 def heat_rgba(maps: torch.Tensor, scales: torch.Tensor, table: np.ndarray) -> np.ndarray:
     """`maps [R, H, W]`, `scales [R]` -> RGBA `[R, H, W, 4]` uint8, as matplotlib would colour
     each level (table index floor(level * 256), the top level clipped) with opacity
-    0.15 + 0.85 * level."""
+    0.15 + 0.85 * level. Built in uint8: a float RGBA image of a 112 x 112 layer's maps would
+    be 8x the memory traffic."""
     level = (maps.float() / scales.float()[:, None, None]).clamp(0, 1).numpy()  # [R, H, W]
-    index = np.minimum((level * _LEVELS).astype(np.int64), _LEVELS - 1)
-    rgba = np.empty((*level.shape, 4), dtype=np.float64)
-    rgba[..., :3] = table[index]
-    rgba[..., 3] = 0.15 + 0.85 * level
-    return (rgba * 255 + 0.5).astype(np.uint8)
+    rgba = np.empty((*level.shape, 4), dtype=np.uint8)
+    rgba[..., :3] = table[np.minimum((level * _LEVELS).astype(np.int32), _LEVELS - 1)]
+    alpha = (0.15 + 0.85 * level).astype(np.float64)  # float32 math, then rounded as before
+    rgba[..., 3] = (alpha * 255 + 0.5).astype(np.uint8)
+    return rgba
 
 
 def heat_pngs(maps: torch.Tensor, scales: torch.Tensor, table: np.ndarray) -> list[bytes]:
-    """One RGBA PNG per map `[R, H, W]`, coloured in one batch (see `heat_rgba`)."""
-    return [png(rgba) for rgba in heat_rgba(maps, scales, table)]
+    """One RGBA PNG per map `[R, H, W]`, coloured in one batch (see `heat_rgba`). Maps with
+    nothing above zero (common in bottom lists: ReLU) all look the same and are encoded once."""
+    if len(maps) == 0:
+        return []
+    blank = maps.flatten(1).amax(dim=1) <= 0  # [R]
+    drawn = (~blank).nonzero().squeeze(1).tolist() + blank.nonzero()[:1].squeeze(1).tolist()
+    level = 1 if maps.shape[-1] * maps.shape[-2] >= 56 * 56 else 6  # big maps: 3x faster, +8% bytes
+    pngs = dict(zip(drawn, (png(rgba, level) for rgba in heat_rgba(maps[drawn], scales[drawn], table))))
+    first_blank = drawn[-1] if bool(blank.any()) else None
+    return [pngs[first_blank if bool(b) else r] for r, b in enumerate(blank.tolist())]

@@ -290,14 +290,21 @@ class _Views:
     def __init__(self, dataset: Dataset, size: int) -> None:
         self.dataset, self.size = dataset, size
         self.files: dict[tuple[int, tuple[int, int, int, int]], tuple[str, bytes]] = {}
+        self.info: dict[int, tuple] = {}  # image index -> (path, label, class name)
+        self.boxes: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}  # (field, y, x)
 
     def example(self, files: dict[str, bytes], name: str, field: ReceptiveField, index: int,
                 value: float, position: list[int], heat: bytes | None) -> dict:
         """Add one example's files to `files` and return its JSON description."""
-        box = field.box(*position)
-        entry = {"index": index, "path": self.dataset.paths[index], "value": value,
-                 "position": position, "box": list(box), "label": self.dataset.labels[index],
-                 "class_name": self.dataset.label_name(index), "files": {}}
+        box = self.boxes.get((id(field), *position))
+        if box is None:  # the same few positions recur across units and photos
+            box = self.boxes[(id(field), *position)] = field.box(*position)
+        info = self.info.get(index)
+        if info is None:
+            data = self.dataset
+            info = self.info[index] = (data.paths[index], data.labels[index], data.label_name(index))
+        entry = {"index": index, "path": info[0], "value": value, "position": position,
+                 "box": list(box), "label": info[1], "class_name": info[2], "files": {}}
         crop = self.files.get((index, box))
         if crop is None:  # unreadable now, though it was read in the pass
             entry["error"] = "the image could not be read again"
