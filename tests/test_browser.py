@@ -5,17 +5,14 @@ Saves a screenshot of a unit page to ci-artifacts/unit-page.png."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from microtome.store import Store
-from microtome.web import create_app, export
-from tests.web_fixtures import MODEL, FakeRenderer, LiveServer, free_port, registry, store_copy
+from microtome.web import create_app
+from tests.web_fixtures import MODEL, FakeRenderer, LiveServer, registry, served_export, store_copy
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -130,19 +127,7 @@ def test_copy_link_button_copies_the_permalink(site, browser):
 
 
 def test_static_export_works_in_a_browser(tmp_path, page):
-    out = tmp_path / "site"
-    export(store_copy(tmp_path / "store"), out, progress=False)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
-                               str(out), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                page.goto(base + "/")
-                break
-            except playwright.Error:
-                time.sleep(0.1)
+    with served_export(tmp_path, page):
         page.click(f"a[href='models/{MODEL}/']")
         page.click("svg.graph a.node[data-layer='block10']")
         page.click("ul.grid a >> nth=2")
@@ -157,6 +142,4 @@ def test_static_export_works_in_a_browser(tmp_path, page):
         page.fill("form.jump input[name=q]", f"{MODEL}/block10:99")  # not exported
         page.press("form.jump input[name=q]", "Enter")
         page.wait_for_function("document.querySelector('.jump-msg').textContent.includes('not in this export')")
-    finally:
-        server.terminate()
-        server.wait(10)
+

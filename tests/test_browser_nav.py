@@ -11,8 +11,8 @@ import pytest
 from microtome.store import Store
 from microtome.store.notes import add_note
 from microtome.web import create_app
-from tests.test_browser import ARGS, CHROMIUM
-from tests.web_fixtures import LAYER, MODEL, LiveServer, registry, store_copy
+from tests.test_browser import CHROMIUM, browser  # noqa: F401  (the browser fixture)
+from tests.web_fixtures import LAYER, MODEL, LiveServer, registry, served_export, store_copy
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -20,14 +20,6 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")]
 TOKEN = "browser-token"
 EVIL = "<script>alert('pwned')</script><img src=x onerror=alert(2)>"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
@@ -100,26 +92,7 @@ def test_the_note_form_sends_the_token_and_shows_the_note(site, page):
 
 
 def test_the_static_export_searches_labels_in_the_browser(tmp_path, page):
-    import subprocess
-    import sys
-    import time
-
-    from microtome.web import export
-    from tests.web_fixtures import free_port
-
-    out = tmp_path / "site"
-    export(store_copy(tmp_path / "store"), out, progress=False)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
-                               str(out), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                page.goto(base + f"/models/{MODEL}/")
-                break
-            except playwright.Error:
-                time.sleep(0.1)
+    with served_export(tmp_path, page, f"/models/{MODEL}/"):
         page.fill("form.search input[name=q]", "dog")
         page.press("form.search input[name=q]", "Enter")
         page.wait_for_url("**/search/?q=dog")
@@ -129,6 +102,4 @@ def test_the_static_export_searches_labels_in_the_browser(tmp_path, page):
         page.locator("#static-results a.result").first.click()
         page.wait_for_url(f"**/models/{MODEL}/{LAYER}/1/")
         assert page.locator("h1").inner_text().startswith(f"{MODEL}/{LAYER}:1")
-    finally:
-        server.terminate()
-        server.wait(10)
+

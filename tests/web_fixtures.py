@@ -10,6 +10,7 @@ feature-vis PNGs for the unit it is asked for, optionally waiting for a gate fir
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import hashlib
 import io
@@ -20,6 +21,7 @@ import threading
 import time
 from html.parser import HTMLParser
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from PIL import Image
@@ -241,3 +243,33 @@ def links(html: str) -> tuple[list[str], list[str]]:
     parser = _Links()
     parser.feed(html)
     return parser.hrefs, parser.srcs
+
+
+@contextlib.contextmanager
+def served_export(tmp_path: Path, page: Any, first: str = "/") -> Iterator[str]:
+    """The static export of a copy of the fixture store, served by `python -m http.server`;
+    `page` (Playwright) has loaded `first` when this yields the site's base URL."""
+    import subprocess
+    import sys
+
+    import playwright.sync_api as playwright
+
+    from microtome.web import export
+
+    out = tmp_path / "site"
+    export(store_copy(tmp_path / "store"), out, progress=False)
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
+                               str(out), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):
+            try:
+                page.goto(base + first)
+                break
+            except playwright.Error:
+                time.sleep(0.1)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(10)
