@@ -2,8 +2,9 @@
 
 Text: every unit's `labels` artifact (the best one per unit) is indexed once per store
 generation as `(model, layer, unit, label, score, source)`; a query matches a label when each
-of its words is in the label (case-insensitive), and whole-word matches rank first, then the
-label's score. The jump box's reading of the query comes with the results. A query that
+of its words is in the label (case-insensitive); labels holding the query as whole words
+("tiger cat" for "cat") rank before those holding it inside a word ("catamaran"), then by the
+label's score, so a unit whose evidence points strongly at a cat class comes before weak ones. The jump box's reading of the query comes with the results. A query that
 matches nothing is an empty result, not an error.
 
 Photo: every built model (one with `dataset_examples` histograms in the store) runs on the
@@ -82,9 +83,9 @@ def find_labels(hits: Iterable[Hit], query: str) -> list[tuple[Hit, int]]:
         if rank is None:
             continue
         key = hit[:3]
-        if key not in best or (rank, hit[4]) > (best[key][1], best[key][0][4]):
+        if key not in best or (rank > 0, hit[4], rank) > (best[key][1] > 0, best[key][0][4], best[key][1]):
             best[key] = (hit, rank)
-    return sorted(best.values(), key=lambda hr: (-hr[1], -hr[0][4], hr[0][:3]))
+    return sorted(best.values(), key=lambda hr: (hr[1] == 0, -hr[0][4], -hr[1], hr[0][:3]))
 
 
 def thumbnail(store: Store, model: str, layer: str, unit: int) -> str | None:
