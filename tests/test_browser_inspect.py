@@ -5,20 +5,18 @@ the inspection to seconds. Saves a screenshot to ci-artifacts/inspect-page.png."
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from microtome.images import to_pil
 from tests.inspect_toys import stripes
-from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, broken_images
+from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, NEEDS_CHROMIUM, broken_images
 from tests.test_web_inspect import MODEL, toy_app, toy_store
 from tests.web_fixtures import LiveServer
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")]
+pytestmark = NEEDS_CHROMIUM  # slow; skipped only where no Chromium is installed and not under CI
 
 
 def test_upload_a_photo_see_groups_and_thumbnails_then_click_a_unit(tmp_path):

@@ -4,20 +4,18 @@ script tag is inert (no dialog, no script node); the note form sends the token a
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from microtome.store import Store
 from microtome.store.notes import add_note
 from microtome.web import create_app
-from tests.test_browser import CHROMIUM, browser  # noqa: F401  (the browser fixture)
+from tests.test_browser import NEEDS_CHROMIUM, browser, page  # noqa: F401  (fixtures)
 from tests.web_fixtures import LAYER, MODEL, LiveServer, registry, served_export, store_copy
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM}")]
+pytestmark = NEEDS_CHROMIUM  # slow; skipped only where no Chromium is installed and not under CI
 TOKEN = "browser-token"
 EVIL = "<script>alert('pwned')</script><img src=x onerror=alert(2)>"
 
@@ -29,21 +27,6 @@ def site(tmp_path_factory):
     with LiveServer(create_app(store, registry=registry, on_demand=False, notes_token=TOKEN)) as live:
         yield live
     store.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    errors: list[str] = []
-    dialogs: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    pg.dialogs = dialogs
-    yield pg
-    context.close()
-    assert errors == [], errors
-    assert dialogs == [], dialogs
 
 
 def test_search_from_the_box_then_result_circuit_and_node(site, page):
