@@ -4,7 +4,8 @@ For one photo, every unit of the given layers is measured as dataset examples me
 (its maximum over positions, on the model's view of the photo) and placed in its own
 distribution over the dataset: the `percentile` of the unit's stored histogram of per-image
 maxima below the photo's value. Units are ranked per layer by percentile, then activation,
-so a unit that rarely fires and fires here comes first. One forward pass serves all layers.
+so a unit that rarely fires and fires here comes first. One forward pass serves all layers
+and the classes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from microtome.zoo.hooks import forward_to
+from microtome.zoo.hooks import hooked
 from microtome.zoo.spec import ModelSpec
 
 Histogram = tuple[Sequence[float], Sequence[float]]  # (edges [bins + 1], counts [bins])
@@ -52,9 +53,9 @@ def search_photo(model: nn.Module, spec: ModelSpec, image: Image.Image,
     most activated relative to their dataset distribution."""
     x = photo_view(image, spec.input_size).to(device)  # [1, 3, S, S]
     layers = [spec.layer(layer_id) for layer_id in histograms]
-    with torch.no_grad():
-        acts = forward_to(model, spec.preprocess(x), {layer.id: layer.module for layer in layers}) if layers else {}
-        logits = model(spec.preprocess(x))[0].float()  # [K]
+    with torch.no_grad(), hooked(model, {layer.id: layer.module for layer in layers}) as captured:
+        logits = model(spec.preprocess(x))[0].float()  # [K]: one whole pass, the layers captured on the way
+        acts = dict(captured)
     probs = torch.softmax(logits, 0)
     best = torch.topk(probs, min(5, probs.numel()))
     predictions = [{"index": int(i), "label": spec.labels[int(i)] if int(i) < len(spec.labels) else str(int(i)),
