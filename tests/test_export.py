@@ -4,9 +4,6 @@ followed from `/` reach every exported unit, and every link and image resolves."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from urllib.parse import urljoin, urlparse
@@ -17,7 +14,7 @@ from click.testing import CliRunner
 from microtome.store import Store
 from microtome.web import export
 from microtome.web.cli import export as export_command
-from tests.web_fixtures import BUILT_UNITS, LAYER, MODEL, UNTRAINED, free_port, links, store_copy
+from tests.web_fixtures import BUILT_UNITS, LAYER, MODEL, UNTRAINED, links, static_server, store_copy
 
 
 @pytest.fixture(scope="module")
@@ -31,21 +28,8 @@ def exported(tmp_path_factory):
 @pytest.fixture(scope="module")
 def served(exported):
     _, out, _ = exported
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
-                             str(out), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(200):
-            try:
-                urllib.request.urlopen(base, timeout=5).read()
-                break
-            except OSError:
-                time.sleep(0.05)
+    with static_server(out) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def fetch(url: str) -> tuple[int, bytes, str]:

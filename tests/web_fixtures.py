@@ -246,30 +246,38 @@ def links(html: str) -> tuple[list[str], list[str]]:
 
 
 @contextlib.contextmanager
-def served_export(tmp_path: Path, page: Any, first: str = "/") -> Iterator[str]:
-    """The static export of a copy of the fixture store, served by `python -m http.server`;
-    `page` (Playwright) has loaded `first` when this yields the site's base URL."""
+def static_server(folder: Path) -> Iterator[str]:
+    """`python -m http.server` over `folder` on a free loopback port, answering when this yields
+    its base URL (ending in "/"); stopped afterwards."""
     import subprocess
     import sys
+    import urllib.request
 
-    import playwright.sync_api as playwright
-
-    from microtome.web import export
-
-    out = tmp_path / "site"
-    export(store_copy(tmp_path / "store"), out, progress=False)
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory",
-                               str(out), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+                               str(folder), str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}/"
     try:
-        for _ in range(100):
+        for _ in range(200):
             try:
-                page.goto(base + first)
+                urllib.request.urlopen(base, timeout=5).read()
                 break
-            except playwright.Error:
-                time.sleep(0.1)
+            except OSError:
+                time.sleep(0.05)
         yield base
     finally:
         server.terminate()
         server.wait(10)
+
+
+@contextlib.contextmanager
+def served_export(tmp_path: Path, page: Any, first: str = "/") -> Iterator[str]:
+    """The static export of a copy of the fixture store on a `static_server`; `page`
+    (Playwright) has loaded `first` when this yields the site's base URL (no trailing "/")."""
+    from microtome.web import export
+
+    out = tmp_path / "site"
+    export(store_copy(tmp_path / "store"), out, progress=False)
+    with static_server(out) as base:
+        page.goto(base.rstrip("/") + first)
+        yield base.rstrip("/")
