@@ -112,6 +112,19 @@ def check_artifacts(store: Store) -> int:
 
 
 @pytest.mark.slow
+def kill_at_random(root, spawn, check, times: int, rng, delay: tuple[float, float]) -> None:
+    """Start a writer `times` times and kill -9 it after a random delay; after each kill the
+    store verifies, no blob is truncated, and `check(store)` holds."""
+    for _ in range(times):
+        proc = spawn(root)
+        time.sleep(rng.uniform(*delay))
+        kill(proc)
+        check_blobs_complete(root)
+        with Store(root, create=False) as store:
+            assert store.verify().ok
+            check(store)
+
+
 def test_killed_writer_leaves_a_consistent_store(tmp_path: Path):
     root = tmp_path / "store"
     rng = random.Random(1234)
@@ -126,14 +139,7 @@ def test_killed_writer_leaves_a_consistent_store(tmp_path: Path):
     assert len(report.orphans) >= 3  # the 3rd artifact's own files, written but never indexed
     assert report.temp_files  # the temp file whose fsync was interrupted
     # kills at random moments of the write loop
-    for _ in range(6):
-        proc = spawn(root)
-        time.sleep(rng.uniform(0.01, 0.12))
-        kill(proc)
-        check_blobs_complete(root)
-        with Store(root, create=False) as store:
-            assert store.verify().ok
-            check_artifacts(store)
+    kill_at_random(root, spawn, check_artifacts, 6, rng, (0.01, 0.12))
 
     store = Store(root, create=False)
     report = store.verify()
@@ -260,15 +266,7 @@ def test_killed_batched_writer_leaves_a_consistent_store(tmp_path: Path):
                 assert report.orphans  # the 2nd batch's blobs, renamed but not indexed
             if mode != "before-index":
                 assert report.temp_files  # temps not renamed yet
-    rng = random.Random(99)
-    for _ in range(4):
-        proc = spawn_batched(root)
-        time.sleep(rng.uniform(0.02, 0.3))
-        kill(proc)
-        check_blobs_complete(root)
-        with Store(root, create=False) as store:
-            assert store.verify().ok
-            check_batched(store)
+    kill_at_random(root, spawn_batched, check_batched, 4, random.Random(99), (0.02, 0.3))
     store = Store(root, create=False)
     before = check_batched(store)
     assert BATCH <= before < BATCH_N
