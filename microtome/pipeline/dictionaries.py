@@ -94,3 +94,28 @@ def attach_payloads(model, spec: ModelSpec, payloads) -> tuple[Any, ModelSpec]:
 def with_dictionaries(model, spec: ModelSpec, store: Store | None) -> tuple[Any, ModelSpec]:
     """The loaded `model` (changed in place) and `spec` with every SAE `store` holds for it."""
     return attach_payloads(model, spec, dictionary_payloads(store, spec.id))
+
+
+def check_retrain(store: Store, spec: ModelSpec, base: str, params: dict[str, Any]) -> None:
+    """Refuse to train an SAE whose layer name is taken by one trained otherwise: its features'
+    artifacts would describe the old SAE (`microtome sae --force` replaces it and them)."""
+    from microtome.errors import MicrotomeError
+    from microtome.techniques.builtin import sae_name
+
+    held = dictionary_for(store, spec.id, f"{base}.{sae_name(params)}")
+    if held is not None and held.artifact.params != params:
+        changed = sorted(k for k in {**params, **held.artifact.params}
+                         if params.get(k) != held.artifact.params.get(k))
+        raise MicrotomeError(
+            f"{spec.id}/{held.layer_id} exists, trained with other params ({', '.join(changed)} differ); "
+            f"`microtome sae {spec.id} {base} ... --force` replaces it and every artifact of its features")
+
+
+def forget_dictionary(store: Store, model: str, layer_id: str) -> int:
+    """Remove the SAE whose features are `layer_id` and every artifact of that layer; the count."""
+    held = dictionary_for(store, model, layer_id)
+    keys = [a.key for a in store.find(model=model, layer=layer_id)]
+    if held is not None:
+        keys += [a.key for a in store.find(model=model, layer=held.base, unit=None, technique=TECHNIQUE)
+                 if str(a.meta.get("name", "sae")) == held.name]
+    return store.forget(keys)
