@@ -9,17 +9,19 @@ weights_sha256, ...}`; its features are the layer `BASE.NAME` (`block10.sae`).
   names before loading weights).
 - `with_dictionaries(model, spec, store) -> (model, spec)`: the SAEs attached to a loaded model.
 Every place that loads a model for a store goes through these, so a feature layer works
-everywhere a unit layer does.
+everywhere a unit layer does. Importing this module imports no torch (the web reads it).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from microtome.store import Store
 from microtome.store.keys import Artifact
-from microtome.zoo.spec import ModelSpec
+
+if TYPE_CHECKING:  # the web reads this module and never imports torch
+    from microtome.zoo.spec import ModelSpec
 
 TECHNIQUE = "sae"
 WEIGHTS_FILE = "sae.pt"

@@ -158,7 +158,7 @@ SAE_ENTRY = Technique(
     runner="microtome.techniques.sae:run_sae",
     params=lambda ctx: [sae_params(ctx.preset, ctx.dataset, ctx.seed)],
     cost=lambda params: 2.0 * params["epochs"], units_per_task=1, uses_dataset=True, in_all=False,
-    section=Section("Dictionary", "sections/generic.html", 90, "sae"))
+    section=Section("Dictionary", "sections/sae.html", 55, "sae"))
 
 
 def _tuning_params(preset: str) -> Params:

@@ -3,7 +3,7 @@
 `fit(model, spec, layer, dataset, params) -> ArtifactResult` collects the layer's activation
 vectors over the dataset (techniques/sae_train.py), trains the SAE and returns the artifact:
 file `sae.pt` (TopKSAE.to_bytes) and meta `{name, features, k, explained_variance, l0,
-dead_fraction, dataset, epochs, weights_sha256, scale, vectors, seconds}`. Its features are
+dead_fraction, dataset, epochs, weights_sha256, scale, vectors, seconds, loadings}`. Its features are
 the layer `LAYER.NAME`: `sae` at the default width (`expansion` × the layer's channels),
 `saeN` for an explicit width N, so that several widths of one layer live side by side
 under names that never change.
@@ -22,6 +22,7 @@ from microtome.techniques.builtin import SAE, sae_name, sae_width
 from microtome.techniques.sae_train import Checkpoint, Tick, collect, train
 from microtome.zoo.sae import KIND, weights_sha
 
+LOADINGS_TOP = 8  # base units listed per feature in the SAE's meta
 COLLECT_SHARE = 0.2  # of the progress bar: the pass over the dataset; the rest is training
 
 
@@ -49,10 +50,18 @@ def fit(model, spec, layer_id: str, dataset, params: Mapping[str, Any], device: 
     meta = {"name": sae_name(params), "base": layer.id, "features": features, "k": int(params["k"]),
             **figures.as_dict(), "dataset": params["dataset"], "epochs": int(params["epochs"]),
             "weights_sha256": weights_sha(sae), "scale": float(sae.scale),
-            "seconds": time.time() - started,
+            "seconds": time.time() - started, "loadings": top_loadings(sae),
             "positions": "all" if figures.vectors >= len(dataset) * layer.size[0] * layer.size[1]
             else f"{figures.vectors // max(len(dataset), 1)} random per image"}
     return ArtifactResult(layer.id, None, SAE, dict(params), {"sae.pt": data}, meta)
+
+
+def top_loadings(sae, top: int = LOADINGS_TOP) -> list[list[list[float]]]:
+    """Per feature, its decoder direction's `top` largest loadings on the base layer's units,
+    `[[unit, weight], ...]` by |weight| (what the feature's page lists without loading torch)."""
+    loadings = sae.loadings()  # [F, C]
+    order = loadings.abs().argsort(dim=1, descending=True)[:, :top]  # [F, top]
+    return [[[int(u), round(float(loadings[f, u]), 5)] for u in row] for f, row in enumerate(order)]
 
 
 def _vectors(model, spec, layer_id, dataset, params, device, tick, checkpoints):
