@@ -84,24 +84,29 @@ OBJECTIVE_KINDS = ("channel", "neuron", "negative")
 @click.option("--weights", default="default", show_default=True,
               help="default, random (untrained, explicit) or a local state dict file")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--store", "store_root", default="./microtome-store", show_default=True,
+              type=click.Path(file_okay=False), help="whose SAEs (layers like block10.sae) the model carries")
 def render(model: str, target: str, out: str, steps: int, size: int, seed: int, kind: str,
-           weights: str, device: str) -> None:
+           weights: str, device: str, store_root: str) -> None:
     """Render feature visualizations of units of one layer into one PNG (side by side)."""
     from microtome.images import grid, png_bytes, write_atomic
     from microtome.optvis import objectives as O
     from microtome.optvis.render import render as run_render
-    from microtome.zoo import get_spec, load_model
+    from microtome.pipeline.dictionaries import load_with_dictionaries, spec_with_dictionaries
+    from microtome.pipeline.pipeline import existing_store
+    from microtome.zoo import get_spec
     from microtome.zoo.spec import parse_units
 
     layer_name, sep, unit_text = target.rpartition(":")
     if not sep or not layer_name:
         raise MicrotomeError(f"target {target!r} is not LAYER:UNIT[,UNIT...], e.g. block10:5 or block10:0-7")
-    spec = get_spec(model)  # validate names before loading anything
+    store = existing_store(store_root)
+    spec = spec_with_dictionaries(get_spec(model), store)  # validate names before loading anything
     layer = spec.layer(layer_name)
     units = parse_units(unit_text, layer.channels, f"{layer.id} of {spec.id}")
     if not out.lower().endswith(".png"):
         raise MicrotomeError(f"output {out!r} must be a .png file")
-    net, spec = load_model(model, weights=weights, device=device)
+    net, spec = load_with_dictionaries(model, weights, store, device)
     make = {"channel": lambda u: O.channel(layer.id, u), "neuron": lambda u: O.neuron(layer.id, u),
             "negative": lambda u: -O.channel(layer.id, u)}[kind]
     bar, callback = _progress_bar(steps, f"{model}/{layer.id} x{len(units)}")

@@ -121,3 +121,19 @@ def forget_dictionary(store: Store, model: str, layer_id: str) -> int:
         keys += [a.key for a in store.find(model=model, layer=held.base, unit=None, technique=TECHNIQUE)
                  if str(a.meta.get("name", "sae")) == held.name]
     return store.forget(keys)
+
+
+def dictionary_version(store: Store | None, model: str) -> tuple[tuple[str, str], ...]:
+    """`(layer id, weights sha256)` of the stored SAEs: part of a loaded-model cache's key, so
+    that a model loaded before an SAE was (re)trained is not used after."""
+    if store is None:
+        return ()
+    return tuple((d.layer_id, str(d.meta.get("weights_sha256"))) for d in stored_dictionaries(store, model))
+
+
+def load_with_dictionaries(model: str, weights: str, store: Store | None, device: str = "cpu"):
+    """`load_model(model, weights)` with the store's SAEs attached: `(nn.Module, ModelSpec)`."""
+    from microtome.zoo import load_model
+
+    net, spec = load_model(model, weights=weights, device=device)
+    return with_dictionaries(net, spec, store)

@@ -118,7 +118,7 @@ def build(store: Store | str, model: str, *, layers: str | Sequence[str] = "all"
     execution = execution or Execution()
     if execution.executor not in EXECUTORS:
         raise MicrotomeError(f"unknown executor {execution.executor!r}; valid: {', '.join(EXECUTORS)}")
-    existing = store if isinstance(store, Store) else _existing_store(store)
+    existing = store if isinstance(store, Store) else existing_store(store)
     resolved = resolve(model, weights, existing)
     selection = select(resolved.spec, layers, units, techniques, preset, dataset, seed)
     if any(technique(t).uses_dataset for t in selection.techniques):
@@ -136,7 +136,7 @@ def build(store: Store | str, model: str, *, layers: str | Sequence[str] = "all"
     return run(store, resolved, selection, tasks, execution, worker)
 
 
-def _existing_store(root) -> Store | None:
+def existing_store(root) -> Store | None:
     """The store at `root` if there is one (its SAEs are layers), else None: nothing is created
     before the selection has been checked."""
     from pathlib import Path

@@ -42,12 +42,12 @@ def sae_command(model, layer, features, k, epochs, dataset, max_vectors, store_r
     """Train a sparse autoencoder on LAYER's activations; its features become a browsable layer."""
     from microtome.data import get_dataset
     from microtome.pipeline.dictionaries import check_retrain, spec_with_dictionaries
-    from microtome.pipeline.pipeline import _existing_store, check_weights, resolve
+    from microtome.pipeline.pipeline import existing_store, check_weights, resolve
     from microtome.store import ArtifactKey, Store
     from microtome.techniques.builtin import SAE, sae_name, sae_params
 
     plain = resolve(model, weights).spec  # the model's own layers
-    spec = spec_with_dictionaries(plain, _existing_store(store_root))
+    spec = spec_with_dictionaries(plain, existing_store(store_root))
     base = spec.layer(layer)
     if base.kind == "sae":
         raise MicrotomeError(f"{base.id} is a dictionary layer already; train on a unit layer such as "

@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from microtome.errors import MicrotomeError
 from microtome.store import Store
 from microtome.web.catalog import Registry
+from microtome.web.inspect_jobs import InspectJobs, store_loader
 from microtome.web.photo import PhotoSearcher
 from microtome.web.registry import load_registry
 from microtome.web.render_queue import JobFn, RenderQueue, default_job
@@ -108,7 +109,7 @@ def create_app(store: str | Path | Store, render_job: JobFn | None = None, queue
     st = Store(store, create=False) if owns else store
     queue = RenderQueue(render_job or default_job(st), queue_size) if on_demand else None
     state = AppState.over(st, registry, queue=queue, render_techniques=render_techniques, notes_token=notes_token,
-                          photo=photo or PhotoSearcher())
+                          photo=photo or PhotoSearcher(store=st), inspector=InspectJobs(load=store_loader(st)))
     app = FastAPI(title="microtome", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.microtome, app.state.owns_store = state, owns
     app.state.store, app.state.catalog, app.state.queue = st, state.catalog, queue

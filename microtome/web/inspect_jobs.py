@@ -75,6 +75,15 @@ def zoo_loader(model: str, weights: str) -> tuple[Any, Any]:
     return load_model(model, weights=weights, device="cpu")
 
 
+def store_loader(store: Any) -> LoadFn:
+    """A loader whose models carry `store`'s SAEs (dictionary layers can be inspected)."""
+    def load(model: str, weights: str) -> tuple[Any, Any]:
+        from microtome.pipeline.dictionaries import load_with_dictionaries
+
+        return load_with_dictionaries(model, weights, store)
+    return load
+
+
 def sample_photo(name: str):
     """A scikit-image sample photo by name (`microtome.data`'s `samples` dataset), as a PIL image."""
     from microtome.data.datasets import SAMPLE_NAMES, SamplesDataset

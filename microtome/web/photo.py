@@ -67,16 +67,18 @@ def _bomb(width: int, height: int) -> MicrotomeError:
                           f"are accepted (a smaller photo finds the same units)", status=413)
 
 
-def torch_search(workers: dict[tuple[str, str], Any]) -> SearchFn:
-    """The real search: load each model once (into `workers`), run it with THREADS threads."""
+def torch_search(workers: dict[tuple, Any], store: Any = None) -> SearchFn:
+    """The real search: load each model once (into `workers`; with `store`'s SAEs attached, so
+    dictionary layers are searched too), run it with THREADS threads."""
     def run(model: str, weights: str, image: Image.Image, histograms: Histograms, top: int) -> dict[str, Any]:
+        from microtome.pipeline.dictionaries import dictionary_version, load_with_dictionaries
         from microtome.runtime import torch_threads
         from microtome.techniques.photo_search import search_photo
-        from microtome.zoo import load_model
 
-        if (model, weights) not in workers:
-            workers[(model, weights)] = load_model(model, weights=weights)
-        net, spec = workers[(model, weights)]
+        key = (model, weights, dictionary_version(store, model))
+        if key not in workers:
+            workers[key] = load_with_dictionaries(model, weights, store)
+        net, spec = workers[key]
         with torch_threads(THREADS):
             return search_photo(net, spec, image, histograms, top=top)
     return run
@@ -89,12 +91,13 @@ class PhotoSearcher:
     run: SearchFn | None = None
     top: int = 8
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    store: Any = None  # whose SAEs (dictionary layers) the loaded models carry
     _workers: dict = field(default_factory=dict, repr=False)
     _mean_s: float = 2.0
 
     def __post_init__(self) -> None:
         if self.run is None:
-            self.run = torch_search(self._workers)
+            self.run = torch_search(self._workers, self.store)
 
     @contextmanager
     def _slot(self) -> Iterator[None]:
