@@ -81,6 +81,18 @@ def status(model: str | None, store_root: str) -> None:
         for layer in summary["layers"]:
             cells = [_cell(units.get((m, layer["id"], t.id), set()), t.scope, layer["channels"]) for t in shown]
             click.echo(f"  {layer['id']:14s} {layer['channels']:6d} " + " ".join(f"{c:>16s}" for c in cells))
+        _dictionaries(store, m)
+
+
+def _dictionaries(store: Store, model: str) -> None:
+    """One line per SAE layer of `model`: what it was trained on and how well it reconstructs."""
+    from microtome.pipeline.dictionaries import stored_dictionaries
+
+    for d in stored_dictionaries(store, model):
+        s = d.summary()
+        click.echo(f"  {d.layer_id}: SAE on {d.base}, {s['features']} features, k={s['k']}, explained variance "
+                   f"{s['explained_variance']:.3f}, mean L0 {s['l0']:.1f}, dead {s['dead_fraction']:.1%}, "
+                   f"trained on {s['dataset']}")
 
 
 def _cell(have: set, scope: str, channels: int) -> str:

@@ -125,6 +125,14 @@ def weights_sha(sae: TopKSAE) -> str:
     return hashlib.sha256(sae.to_bytes()).hexdigest()
 
 
+class _Holder(nn.ModuleDict):
+    """Holds a model's SAEs. Called only when the model is an `nn.Sequential`, which runs every
+    child in turn: it is last and passes the output through unchanged."""
+
+    def forward(self, x):
+        return x
+
+
 class _Dispatch:
     """The forward hook on the base module: runs the SAE on the base's output when something
     hooks the SAE. A callable object, not a closure, so that `copy.deepcopy(model)` (the
@@ -158,7 +166,7 @@ def attach_dictionary(model: nn.Module, spec: ModelSpec, base_layer_id: str, sae
     if layer_id in spec.layer_ids:
         raise MicrotomeError(f"{spec.id} already has a layer {layer_id}")
     if not hasattr(model, CONTAINER):
-        model.add_module(CONTAINER, nn.ModuleDict())
+        model.add_module(CONTAINER, _Holder())
     key = layer_id.replace(".", "_")
     device = next(model.parameters()).device
     sae = sae.to(device).eval()
