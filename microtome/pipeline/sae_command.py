@@ -44,7 +44,7 @@ def sae_command(model, layer, features, k, epochs, dataset, max_vectors, store_r
     from microtome.pipeline.dictionaries import check_retrain, spec_with_dictionaries
     from microtome.pipeline.pipeline import existing_store, check_weights, resolve
     from microtome.store import ArtifactKey, Store
-    from microtome.techniques.builtin import SAE, sae_name, sae_params
+    from microtome.techniques.builtin import SAE, sae_name, sae_params, sae_width
 
     plain = resolve(model, weights).spec  # the model's own layers
     spec = spec_with_dictionaries(plain, existing_store(store_root))
@@ -58,6 +58,9 @@ def sae_command(model, layer, features, k, epochs, dataset, max_vectors, store_r
     params = sae_params("standard", data.name, seed, features=features, k=k, epochs=epochs,
                         max_vectors=max_vectors)
     layer_id = f"{base.id}.{sae_name(params)}"
+    width = sae_width(params, base.channels)
+    if not 0 < params["k"] <= width:
+        raise MicrotomeError(f"--k must be in 1..{width} (the number of features), got {params['k']}")
     store = Store(store_root)
     check_weights(store, spec)
     key = ArtifactKey.for_params(spec.id, base.id, None, SAE, params)
