@@ -14,6 +14,7 @@ everywhere a unit layer does. Importing this module imports no torch (the web re
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -52,8 +53,13 @@ class Dictionary:
 def stored_dictionaries(store: Store, model: str) -> list[Dictionary]:
     """The SAEs stored for `model`, in layer order of training; when two artifacts claim one
     layer id (a retrain racing another), the newest wins."""
+    return dictionaries_in(store.find(model=model, unit=None, technique=TECHNIQUE))
+
+
+def dictionaries_in(artifacts: Iterable[Artifact]) -> list[Dictionary]:
+    """The SAEs among `artifacts` (any techniques), one per layer id, the newest winning."""
     found: dict[str, Dictionary] = {}
-    for art in sorted(store.find(model=model, unit=None, technique=TECHNIQUE), key=lambda a: a.created):
+    for art in sorted((a for a in artifacts if a.key.technique == TECHNIQUE), key=lambda a: a.created):
         entry = Dictionary(art.key.layer, str(art.meta.get("name", "sae")), art)
         found[entry.layer_id] = entry
     return list(found.values())

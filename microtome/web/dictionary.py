@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from microtome.pipeline.dictionaries import Dictionary, dictionary_for, stored_dictionaries
-from microtome.store import Store
+from microtome.pipeline.dictionaries import Dictionary, dictionaries_in, dictionary_for
+from microtome.store import Artifact, Store
 from microtome.web.catalog import ModelView
 from microtome.web.links import layer_url, unit_link
 from microtome.web.state import AppState
@@ -24,12 +25,15 @@ def layer_summary(store: Store, model: str, layer_id: str) -> dict[str, Any] | N
                                        "base_url": layer_url(model, found.base)}
 
 
-def feature_section(state: AppState, view: ModelView, layer: dict[str, Any], unit: int) -> dict[str, Any] | None:
+def feature_section(state: AppState, view: ModelView, layer: dict[str, Any], unit: int,
+                    layer_artifacts: Iterable[Artifact]) -> dict[str, Any] | None:
+    """`layer_artifacts`: the layer-level artifacts of `layer` that the page has read already
+    (a base layer's SAEs are among them, so its units' pages ask the store nothing more)."""
     lid = layer["id"]
     if layer.get("kind") == "sae":
         found = dictionary_for(state.store, view.id, lid)
         return None if found is None else _feature(state, view, found, unit)
-    held = [d for d in stored_dictionaries(state.store, view.id) if d.base == lid]
+    held = dictionaries_in(layer_artifacts)
     if not held:
         return None
     return {"feature": False, "dictionaries": [{"layer": d.layer_id, "url": layer_url(view.id, d.layer_id),

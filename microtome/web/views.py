@@ -216,13 +216,14 @@ def unit_page(state: AppState, view: ModelView, layer: dict[str, Any], unit: int
     one batch for the thumbnails of the units it connects to."""
     lid = layer["id"]
     here = pick(state.store.find(view.id, lid, unit))
-    whole_layer = pick(state.store.find(view.id, lid, None))
+    layer_artifacts = state.store.find(view.id, lid, None)
+    whole_layer = pick(layer_artifacts)
     sections = technique_views(here, whole_layer)
     if here.get(CONNECTIONS) is not None and sections.get(CONNECTIONS) is not None:
         sections[CONNECTIONS].update(connections(state, view, here[CONNECTIONS].meta))
         sections[CONNECTIONS]["circuit"] = unit_url(view.id, lid, unit) + "/circuit"
     sections[LABELS] = labels_of(here.get(LABELS))  # the labels themselves, best first
-    sections[SAE] = feature_section(state, view, layer, unit)  # decoder loadings / dictionaries
+    sections[SAE] = feature_section(state, view, layer, unit, layer_artifacts)  # loadings / dictionaries
     dead = dead_on(here.get(DATASET_EXAMPLES))
     prev, nxt = neighbours(state.exported, view.id, layer, unit)
     return {
