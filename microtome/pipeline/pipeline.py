@@ -217,7 +217,8 @@ def build_unit(store: Store | str, model: str, layer: str, unit: int, preset: st
     worker = None
     if workers is not None:
         from microtome.pipeline.dictionaries import dictionary_payloads
-        payloads = dictionary_payloads(store, model)
+        from microtome.zoo import get_spec
+        payloads = dictionary_payloads(store, get_spec(model).id if ":" in model else model)
         key = (model, weights, device, tuple((b, n, hashlib.sha256(d).hexdigest()) for b, n, d in payloads))
         if key not in workers:
             workers[key] = Worker(model, weights, device, dictionaries=payloads)
