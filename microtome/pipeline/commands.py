@@ -38,17 +38,20 @@ def _open(store_root: str) -> Store:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--weights", default="default", show_default=True, help="default, random or PATH")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--compare-with", "compare_with", default="", help="other models, comma-separated, for the "
+              "`similar` technique (this model's side; `microtome compare` records both)")
 @click.option("--threads", default=None, type=click.IntRange(1),
               help="torch threads of the local executor (default: torch's); 1 leaves a core free")
 def build(model, layers, units, techniques, dataset, preset, store_root, executor, ray_address,
-          workers, device, weights, seed, threads) -> None:
+          workers, device, weights, seed, compare_with, threads) -> None:
     """Precompute every missing artifact of MODEL into the store (resumable)."""
     from microtome.pipeline.executors import Execution
     from microtome.pipeline.pipeline import build as run_build
 
     execution = Execution(executor, device, threads, ray_address, workers)
     summary = run_build(store_root, model, layers=layers, units=units, techniques=techniques,
-                        preset=preset, dataset=dataset, seed=seed, weights=weights, execution=execution)
+                        preset=preset, dataset=dataset, seed=seed, weights=weights, execution=execution,
+                        compare=[m.strip() for m in compare_with.split(",") if m.strip()])
     for line in summary.lines():
         click.echo(line)
     if summary.interrupted:

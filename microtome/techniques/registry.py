@@ -36,6 +36,7 @@ class Context:
     dataset: str = "samples"
     seed: int = 0
     input_size: int = 224
+    compare: tuple[str, ...] = ()  # other models to compare with (`similar`; none: nothing planned)
 
 
 @dataclass(frozen=True)
