@@ -35,8 +35,8 @@ def _npy(matrix: np.ndarray) -> bytes:
 
 
 def _oriented(comparison: Comparison, side: str, pair: tuple[str, str]) -> PairResult:
-    """The pair's result seen from `side` (rows = that side's units)."""
-    found = comparison.pairs[pair if side == A else (pair[1], pair[0])]
+    """The result of `pair` (A layer, B layer) seen from `side` (rows = that side's units)."""
+    found = comparison.pairs[pair]
     if side == A:
         return found
     return PairResult(found.r.T, found.r_spatial.T, found.partner_b, found.partner_a, found.grid)
