@@ -68,6 +68,7 @@ def test_build_makes_the_same_artifacts_and_status_reports_them(compared, tmp_pa
     status = CliRunner().invoke(main, ["status", "--store", str(tmp_path / "fresh")])
     assert status.exit_code == 0 and "similar" in status.output
     assert "8/8" in status.output and "16/16" in status.output
+    assert "similar: vs tiny_net_perm, 3 paired layers (18 images of samples)" in status.output
     bad = CliRunner().invoke(main, ["build", TOY, "--techniques", "similar", "--compare-with", "tiny_nett",
                                     "--store", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "no model 'tiny_nett'" in bad.output

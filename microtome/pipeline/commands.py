@@ -80,10 +80,23 @@ def status(model: str | None, store_root: str) -> None:
             continue
         trained = "" if summary.get("trained", True) else "  [untrained: random weights]"
         click.echo(f"{m} — {summary.get('title', m)}{trained}")
+        for line in _comparisons(store, m):
+            click.echo(line)
         click.echo(f"  {'layer':14s} {'units':>6s} " + " ".join(f"{t.id:>16s}" for t in shown))
         for layer in summary["layers"]:
             cells = [_cell(units.get((m, layer["id"], t.id), set()), t.scope, layer["channels"]) for t in shown]
             click.echo(f"  {layer['id']:14s} {layer['channels']:6d} " + " ".join(f"{c:>16s}" for c in cells))
+
+
+def _comparisons(store: Store, model: str) -> list[str]:
+    """One line per model `model` was compared with (`similar`'s layer-level artifacts)."""
+    seen: dict[str, set] = {}
+    for art in store.find(model, technique="similar", unit=None):
+        if art.meta.get("other_layer"):
+            seen.setdefault(str(art.meta.get("other")), set()).add(
+                (art.key.layer, art.meta.get("images"), art.meta.get("dataset")))
+    return [f"  similar: vs {other}, {len(rows)} paired layers "
+            f"({', '.join(sorted({f'{n} images of {d}' for _, n, d in rows}))})" for other, rows in sorted(seen.items())]
 
 
 def _cell(have: set, scope: str, channels: int) -> str:
