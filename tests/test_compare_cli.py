@@ -61,7 +61,7 @@ def test_build_makes_the_same_artifacts_and_status_reports_them(compared, tmp_pa
     summary = build(str(root), TOY, techniques="similar", preset="quick", compare=[PERM])
     assert summary.planned == 0  # `compare` stored exactly what the build would
     fresh = build(str(tmp_path / "fresh"), TOY, techniques="similar", preset="quick", compare=[PERM])
-    assert fresh.recorded == fresh.planned == 8 + 16 + 3 and not fresh.failed
+    assert fresh.recorded == fresh.planned == 8 + 16 + 3 + 3 and not fresh.failed  # units, then layers
     store = Store(tmp_path / "fresh", create=False)
     art = store.find("tiny_net", "conv1", 2, "similar")[0]
     assert art.meta["matched"]["unit"] == list(CONV1_PERM).index(2) and art.meta["matched"]["r"] == pytest.approx(1.0)

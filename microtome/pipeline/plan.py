@@ -106,7 +106,7 @@ def plan(store: Store, spec: ModelSpec, selection: Selection) -> list[Task]:
         variants = tech.params(ctx)
         missing: dict[str, list[Item]] = {}
         for layer in selection.layers:
-            units = [None] if tech.scope == LAYER else selection.units[layer]
+            units = [None] if tech.scope == LAYER else selection.units[layer] + ([None] if tech.layer_summary else [])
             missing[layer] = [Item(layer, u, p) for u in units for p in variants
                               if not store.has(ArtifactKey.for_params(spec.id, layer, u, tech.id, p))]
         if tech.all_layers:

@@ -155,7 +155,7 @@ SIMILAR_ENTRY = Technique(
     id=SIMILAR, title="Similar units in other models",
     runner="microtome.techniques.similar:run_similar",
     params=lambda ctx: [similar_params(ctx.preset, ctx.dataset, other) for other in ctx.compare],
-    all_layers=True, units_per_task=1 << 30, uses_dataset=True,
+    all_layers=True, layer_summary=True, units_per_task=1 << 30, uses_dataset=True,
     cost=lambda params: 0.002 * params["images"] / 250, task_overhead=5.0,
     section=Section("Similar units in other models", "sections/similar.html", 70, "similar"))
 

@@ -114,6 +114,5 @@ def run_similar(job: Job) -> list[ArtifactResult]:
         for item in job.items:
             if item.params == params and item.unit is not None:
                 wanted.setdefault(item.layer, []).append(item.unit)
-        out += side_results(comparison, A, params, {k: v for k, v in pairs.items() if k in wanted},
-                            units=lambda layer: wanted.get(layer, []))
+        out += side_results(comparison, A, params, pairs, units=lambda layer: wanted.get(layer, []))
     return out
