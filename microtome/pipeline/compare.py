@@ -119,9 +119,9 @@ def compare_into_store(store: Store, a: str, b: str, layers: str | None = None, 
                     for r in side_results(comparison, side, params, pairs)]
     summary.recorded = store.put_many(entries)
     summary.images = comparison.images
-    summary.rows = [{"layer": e.key.layer, **e.meta} for e in entries
-                    if e.key.model == spec_a.id and e.key.unit is None and e.meta.get("other_layer")
-                    and e.meta.get("other") == spec_b.id]
+    rows = {e.key.layer: {"layer": e.key.layer, **e.meta} for e in entries[::-1]  # A's side wins (A == B)
+            if e.key.model == spec_a.id and e.key.unit is None and e.meta.get("other_layer")}
+    summary.rows = [rows[lid] for lid in spec_a.layer_ids if lid in rows]
     for row in summary.rows:
         row["cka"] = row["cka"][row["other_layer"]]
     summary.seconds = time.time() - started
