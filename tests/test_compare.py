@@ -5,8 +5,6 @@ and the layer pairing of the real Lite0/Lite1 specs (no weights loaded)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
@@ -16,7 +14,7 @@ from microtome.errors import MicrotomeError
 from microtome.techniques.compare import (Moments, Side, compare, depth_pairing, linear_cka, match_grids,
                                           parse_pairs, pearson, side_pairs, spread, swapped)
 from microtome.zoo import get_spec, load_model
-from microtome.zoo.spec import LayerSpec
+from microtome.zoo.sae import with_dictionary_layer
 from tests.compare_toys import CONV1_PERM, CONV2_PERM
 
 TOY, PERM = "tests.toy_models:tiny_net", "tests.compare_toys:tiny_net_perm"
@@ -114,13 +112,15 @@ def test_depth_pairing_of_lite0_and_lite1_follows_the_stages():
     assert back["block14"] == "block10" and back["head"] == "head"
 
 
-def test_dictionary_layers_pair_with_the_partners_dictionary():
+def test_dictionary_layers_pair_with_their_bases_partner_unless_told():
     lite0, lite1 = get_spec("efficientnet_lite0"), get_spec("efficientnet_lite1")
-    sae = lambda spec, base: dataclasses.replace(spec, layers=spec.layers + (  # noqa: E731
-        LayerSpec(f"{base}.sae", f"{base}.sae", "sae", 512, spec.layer(base).size),))
-    assert depth_pairing(sae(lite0, "block10"), sae(lite1, "block14"))["block10.sae"] == "block14.sae"
-    assert depth_pairing(sae(lite0, "block10"), lite1)["block10.sae"] == "block14"
-    assert depth_pairing(sae(lite0, "block10"), lite1)["block10"] == "block14"  # unit layers unchanged
+    sae = lambda spec, base: with_dictionary_layer(spec, base, 4 * spec.layer(base).channels)  # noqa: E731
+    with_both = depth_pairing(sae(lite0, "block10"), sae(lite1, "block14"))
+    assert with_both["block10.sae"] == "block14" and with_both["block10"] == "block14"
+    assert depth_pairing(sae(lite0, "block10"), lite1) == with_both  # B's dictionaries change nothing
+    assert "block14.sae" not in depth_pairing(sae(lite1, "block14"), lite0).values()
+    assert parse_pairs("block10.sae=block14.sae", sae(lite0, "block10"), sae(lite1, "block14")) == [
+        ("block10.sae", "block14.sae")]
 
 
 def test_pairs_by_hand_and_their_errors():

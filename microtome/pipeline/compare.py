@@ -45,18 +45,21 @@ class CompareSummary:
 
 
 def load_side(name: str, store: Store, device: str):
-    """A model as a comparison reads it (default weights). The one place compare loads one,
-    so dictionary layers from the store attach here."""
+    """A model as a comparison reads it (default weights), with the store's dictionaries
+    (SAE feature layers `LAYER.sae`) attached. The one place compare loads one."""
+    from microtome.pipeline.dictionaries import with_dictionaries
     from microtome.zoo import load_model
 
-    return load_model(name, device=device)
+    return with_dictionaries(*load_model(name, device=device), store)
 
 
 def spec_side(name: str, store: Store):
-    """A model's spec as a comparison sees it, without loading weights (to check names)."""
+    """A model's spec as a comparison sees it, dictionary layers included, without loading
+    weights (to check names)."""
+    from microtome.pipeline.dictionaries import spec_with_dictionaries
     from microtome.zoo import get_spec
 
-    return get_spec(name)
+    return spec_with_dictionaries(get_spec(name), store)
 
 
 def plan_pairs(layers: str | None, spec_a, spec_b) -> tuple[str, str, dict[str, str], dict[str, str]]:

@@ -45,9 +45,9 @@ Prepare = Callable[[Task], Prepared]
 class LocalExecutor:
     """Runs tasks one after another in this process, on one loaded model (or a given worker)."""
 
-    def __init__(self, model: str, weights: str, device: str, worker=None):
+    def __init__(self, model: str, weights: str, device: str, worker=None, dictionaries: tuple = ()):
         from microtome.pipeline.worker import Worker
-        self.worker = worker or Worker(model, weights, device)
+        self.worker = worker or Worker(model, weights, device, dictionaries=dictionaries)
 
     def run(self, tasks: Sequence[Task], prepare: Prepare, tick: Callable[[float], None]) -> Iterator[Outcome]:
         for task in tasks:
@@ -79,9 +79,11 @@ class LocalExecutor:
         pass
 
 
-def open_executor(model: str, weights: str, execution: Execution, worker=None):
-    """The executor `execution` names, with its workers' models loaded."""
+def open_executor(model: str, weights: str, execution: Execution, worker=None, dictionaries: tuple = ()):
+    """The executor `execution` names, with its workers' models loaded (and the store's SAEs,
+    `dictionaries`, attached)."""
     if execution.executor == "ray":
         from microtome.pipeline.ray_executor import RayExecutor
-        return RayExecutor(model, weights, execution.device, execution.ray_address, execution.workers)
-    return LocalExecutor(model, weights, execution.device, worker)
+        return RayExecutor(model, weights, execution.device, execution.ray_address, execution.workers,
+                           dictionaries)
+    return LocalExecutor(model, weights, execution.device, worker, dictionaries)

@@ -10,6 +10,7 @@ only that.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import socket
 import time
@@ -25,6 +26,7 @@ from microtome.pipeline.plan import Selection, Task, plan, select
 from microtome.runtime import torch_threads
 from microtome.store import ArtifactKey, PutEntry, Store
 from microtome.techniques.base import Inputs
+from microtome.techniques.builtin import SAE
 from microtome.techniques.registry import technique
 from microtome.zoo.spec import ModelSpec
 
@@ -61,16 +63,21 @@ class Resolved:
     name: str
     weights: str
     spec: ModelSpec
+    dictionaries: tuple = ()  # (base, name, sae.pt bytes) of the store's SAEs (pipeline/dictionaries.py)
 
 
-def resolve(model: str, weights: str = "default") -> Resolved:
+def resolve(model: str, weights: str = "default", store: Store | None = None) -> Resolved:
     """The model's spec with the identity (source, sha256, trained) of `weights`; the zoo's own
-    loading code decides, and a registered model is not built to find out."""
+    loading code decides, and a registered model is not built to find out. With a `store`, the
+    spec has a layer for each SAE the store holds for the model, and workers attach them."""
+    from microtome.pipeline.dictionaries import dictionary_payloads, spec_with_dictionaries
     from microtome.zoo import get_spec
     from microtome.zoo.registry import spec_with_weights
 
     spec = get_spec(model)
-    return Resolved(model, str(weights), spec_with_weights(spec, weights) if ":" not in model else spec)
+    spec = spec_with_weights(spec, weights) if ":" not in model else spec
+    return Resolved(model, str(weights), spec_with_dictionaries(spec, store),
+                    dictionary_payloads(store, spec.id))
 
 
 def provenance(spec: ModelSpec, preset: str, seed: int) -> dict[str, Any]:
@@ -113,16 +120,30 @@ def build(store: Store | str, model: str, *, layers: str | Sequence[str] = "all"
     execution = execution or Execution()
     if execution.executor not in EXECUTORS:
         raise MicrotomeError(f"unknown executor {execution.executor!r}; valid: {', '.join(EXECUTORS)}")
-    resolved = resolve(model, weights)
+    existing = store if isinstance(store, Store) else _existing_store(store)
+    resolved = resolve(model, weights, existing)
     selection = select(resolved.spec, layers, units, techniques, preset, dataset, seed, compare)
     if any(technique(t).uses_dataset for t in selection.techniques):
         from microtome.data import get_dataset
         # bad paths fail before the store is touched; artifacts record the dataset's own name
         selection = dataclasses.replace(selection, dataset=get_dataset(dataset).name)
-    store = store if isinstance(store, Store) else Store(store)
+    store = existing or Store(store)
     check_weights(store, resolved.spec)
     tasks = plan(store, resolved.spec, selection)
+    if SAE in selection.techniques:
+        from microtome.pipeline.dictionaries import check_retrain
+        for task in tasks:
+            for item in task.items if task.technique == SAE else ():
+                check_retrain(store, resolved.spec, item.layer, item.params)
     return run(store, resolved, selection, tasks, execution, worker)
+
+
+def _existing_store(root) -> Store | None:
+    """The store at `root` if there is one (its SAEs are layers), else None: nothing is created
+    before the selection has been checked."""
+    from pathlib import Path
+
+    return Store(root, create=False) if (Path(root) / "index.sqlite").is_file() else None
 
 
 def run(store: Store, resolved: Resolved, selection: Selection, tasks: list[Task],
@@ -147,7 +168,7 @@ def run(store: Store, resolved: Resolved, selection: Selection, tasks: list[Task
     bar = _Bar(sum(t.cost for t in tasks), f"{spec.id} {selection.preset}", execution.progress)
     local = execution.executor == "local"
     with torch_threads(execution.threads if local else None):
-        executor = open_executor(resolved.name, resolved.weights, execution, worker)
+        executor = open_executor(resolved.name, resolved.weights, execution, worker, resolved.dictionaries)
         try:
             for task, results in executor.run(tasks, prepare, bar.update):
                 _record(store, spec.id, task, results, meta, summary)
@@ -161,6 +182,9 @@ def run(store: Store, resolved: Resolved, selection: Selection, tasks: list[Task
             summary.skipped_files = executor.skipped_files()
             executor.close()
             bar.close()
+    if SAE in {task.technique for task in tasks} and summary.recorded:
+        from microtome.pipeline.dictionaries import spec_with_dictionaries
+        store.put_model(spec.id, spec_with_dictionaries(spec, store).summary())  # its new layers
     summary.seconds = time.time() - started
     return summary
 
@@ -194,9 +218,11 @@ def build_unit(store: Store | str, model: str, layer: str, unit: int, preset: st
         techniques = [t.id for t in all_techniques() if t.on_demand]
     worker = None
     if workers is not None:
-        key = (model, weights, device)
+        from microtome.pipeline.dictionaries import dictionary_payloads
+        payloads = dictionary_payloads(store, model)
+        key = (model, weights, device, tuple((b, n, hashlib.sha256(d).hexdigest()) for b, n, d in payloads))
         if key not in workers:
-            workers[key] = Worker(model, weights, device)
+            workers[key] = Worker(model, weights, device, dictionaries=payloads)
         worker = workers[key]
     return build(store, model, layers=[layer], units=[unit], techniques=list(techniques),
                  preset=preset, weights=weights, worker=worker,

@@ -64,7 +64,7 @@ def parse_techniques(text: str | Sequence[str]) -> list[str]:
     """Technique ids from "feature_vis,deepdream", a list, or "all"; in run order."""
     names = _names(text)
     if names == ["all"]:
-        return list(technique_ids())
+        return [t.id for t in techniques() if t.in_all]
     if not names:
         raise MicrotomeError("no technique given; valid: " + ", ".join(technique_ids()))
     for name in names:

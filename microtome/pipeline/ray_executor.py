@@ -21,7 +21,8 @@ from microtome.techniques.registry import technique
 class RayExecutor:
     """A pool of `Worker` actors; `run` yields (task, results or exception) as tasks finish."""
 
-    def __init__(self, model: str, weights: str, device: str, address: str | None, workers: int):
+    def __init__(self, model: str, weights: str, device: str, address: str | None, workers: int,
+                 dictionaries: tuple = ()):
         try:
             import ray
         except ImportError as exc:
@@ -35,7 +36,7 @@ class RayExecutor:
             ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", **kwargs)
         gpus = ray.cluster_resources().get("GPU", 0) if device.startswith("cuda") else 0
         actor = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0)(Worker)
-        self.actors = [actor.remote(model, weights, device, 1) for _ in range(max(workers, 1))]
+        self.actors = [actor.remote(model, weights, device, 1, dictionaries) for _ in range(max(workers, 1))]
         ray.get([a.ping.remote() for a in self.actors])  # fail here if a worker cannot load the model
 
     def run(self, tasks: Sequence[Task], prepare: Prepare,

@@ -23,7 +23,9 @@ class Worker:
     `threads` sets torch's thread count for this worker's process while it lives (a Ray
     actor's own process); in-process callers use `microtome.runtime.torch_threads` instead."""
 
-    def __init__(self, model: str, weights: str = "default", device: str = "cpu", threads: int | None = None):
+    def __init__(self, model: str, weights: str = "default", device: str = "cpu", threads: int | None = None,
+                 dictionaries: tuple = ()):
+        from microtome.pipeline.dictionaries import attach_payloads
         from microtome.zoo import load_model
 
         if threads:
@@ -31,6 +33,8 @@ class Worker:
             set_process_threads(threads)
         self.device = device
         self.model, self.spec = load_model(model, weights=weights, device=device)
+        # the store's SAEs, `(base, name, bytes)`: their features are layers like any other
+        self.model, self.spec = attach_payloads(self.model, self.spec, dictionaries)
         self._datasets: dict[str, Any] = {}
 
     def dataset(self, name: str):

@@ -222,6 +222,15 @@ class Store:
             rows = db.execute(sql + f" ORDER BY {KEY_COLUMNS}", args).fetchall()
         return [_artifact(r) for r in rows]
 
+    def forget(self, keys: Iterable[ArtifactKey]) -> int:
+        """Remove the rows of `keys` in one transaction (replacing a retrained SAE's artifacts);
+        their blobs become orphans, which `gc` removes. Returns how many rows were removed."""
+        rows = [_key_row(key) for key in keys]
+        with self._write() as db:
+            before = db.total_changes
+            db.executemany(f"DELETE FROM artifacts WHERE {KEY_WHERE}", rows)
+            return db.total_changes - before
+
     def stats(self, model: str | None = None) -> dict[tuple[str, str, str], int]:
         """Artifact counts per (model, layer, technique), sorted."""
         sql = "SELECT model, layer, technique, COUNT(*) FROM artifacts"

@@ -128,6 +128,39 @@ LABELS_ENTRY = Technique(
     section=Section("Labels", "sections/labels.html", 60, "labels"))
 
 
+SAE = "sae"
+# `features` 0: `expansion` × the layer's channels (the layer `LAYER.sae`); N: the layer `LAYER.saeN`
+SAE_DEFAULTS: dict[str, Any] = {"features": 0, "expansion": 4, "k": 16, "lr": 0.003, "max_vectors": 200_000}
+SAE_EPOCHS = {"quick": 5, "standard": 20, "full": 40}
+
+
+def sae_params(preset: str, dataset: str = "samples", seed: int = 0, **overrides: Any) -> Params:
+    """The params of one SAE artifact (what determines the trained SAE); `overrides` come from
+    `microtome sae`'s options (features, k, epochs)."""
+    check_preset(preset)
+    params = {**SAE_DEFAULTS, "epochs": SAE_EPOCHS[preset], "dataset": dataset, "seed": seed}
+    params.update({name: value for name, value in overrides.items() if value is not None})
+    return params
+
+
+def sae_width(params: dict[str, Any], channels: int) -> int:
+    """The number of features of the SAE `params` describe on a layer of `channels` units."""
+    return int(params["features"]) or int(params["expansion"]) * channels
+
+
+def sae_name(params: dict[str, Any]) -> str:
+    """The feature layer's name after its base: `sae` at the default width, else `saeN`."""
+    return f"sae{int(params['features'])}" if int(params["features"]) else "sae"
+
+
+SAE_ENTRY = Technique(
+    id=SAE, title="Sparse autoencoder (dictionary features)", scope=LAYER,
+    runner="microtome.techniques.sae:run_sae",
+    params=lambda ctx: [sae_params(ctx.preset, ctx.dataset, ctx.seed)],
+    cost=lambda params: 2.0 * params["epochs"], units_per_task=1, uses_dataset=True, in_all=False,
+    section=Section("Dictionary", "sections/sae.html", 55, "sae"))
+
+
 SIMILAR = "similar"
 # `images`: dataset images both models see (spread evenly over the dataset); `top`: similar
 # units kept per unit; `pairing`: "depth" (stage-aware relative depth) or "A=B,..." pairs.
@@ -173,4 +206,4 @@ def _tuning_params(preset: str) -> Params:
 
 # run order: dataset examples first (feature vis reads their best activations)
 BUILTINS = (DATASET_EXAMPLES_ENTRY, FEATURE_VIS_ENTRY, DEEPDREAM_ENTRY, TUNING_ENTRY, CONNECTIONS_ENTRY,
-            LABELS_ENTRY, SIMILAR_ENTRY)
+            LABELS_ENTRY, SAE_ENTRY, SIMILAR_ENTRY)

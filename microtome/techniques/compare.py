@@ -68,6 +68,11 @@ def _position(index: int, count: int) -> float:
     return 1.0 if count == 1 else index / (count - 1)  # a lone layer is its stage's output
 
 
+def unit_layers(spec: ModelSpec) -> list[str]:
+    """The model's own layers, without dictionary-feature layers (`block10.sae`)."""
+    return [lid for lid in spec.layer_ids if _base(spec, lid) is None]
+
+
 def _base(spec: ModelSpec, lid: str) -> str | None:
     """The base layer of a dictionary-feature layer (`block10.sae` -> `block10`), else None."""
     base = lid.rsplit(".", 1)[0]
@@ -76,10 +81,10 @@ def _base(spec: ModelSpec, lid: str) -> str | None:
 
 def depth_pairing(spec_a: ModelSpec, spec_b: ModelSpec, layers_a: Sequence[str] | None = None) -> dict[str, str]:
     """`{A layer: B layer}` at matching depth for `layers_a` (default all): see the module doc.
-    A dictionary-feature layer (`block10.sae`) pairs with the B dictionary layer on the base's
-    partner when B has one (same name first), else with that partner itself."""
-    units_a = [lid for lid in spec_a.layer_ids if _base(spec_a, lid) is None]
-    units_b = [lid for lid in spec_b.layer_ids if _base(spec_b, lid) is None]
+    A dictionary-feature layer (`block10.sae`) pairs with its base's partner, a unit layer of
+    B, so the answer never depends on which dictionaries B has ("is this feature a unit of
+    the other model?"); `parse_pairs("block10.sae=block14.sae")` pairs features with features."""
+    units_a, units_b = unit_layers(spec_a), unit_layers(spec_b)
     stages_a, stages_b = _stages(spec_a, units_a), _stages(spec_b, units_b)
     out: dict[str, str] = {}
     if len(stages_a) == len(stages_b):
@@ -92,10 +97,7 @@ def depth_pairing(spec_a: ModelSpec, spec_b: ModelSpec, layers_a: Sequence[str] 
     for lid in spec_a.layer_ids:
         base = _base(spec_a, lid)
         if base is not None:
-            partner = out[base]
-            name = lid.rsplit(".", 1)[1]
-            features = [b for b in spec_b.layer_ids if _base(spec_b, b) == partner]
-            out[lid] = f"{partner}.{name}" if f"{partner}.{name}" in features else (features or [partner])[0]
+            out[lid] = out[base]
     wanted = layers_a if layers_a is not None else spec_a.layer_ids
     return {a: out[a] for a in wanted if a in out}
 

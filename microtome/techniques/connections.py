@@ -179,13 +179,19 @@ def _weight_matrix(model: nn.Module, events: list[str], src_path: str, dst_path:
 
 def weight_matrices(model: nn.Module, spec: ModelSpec, pairs: Sequence[Pair],
                     device: str | torch.device = "cpu") -> dict[Pair, torch.Tensor | None]:
-    """`{(L1, L2): A [C2, C1] from the weights, or None where the edge needs gradients}`."""
+    """`{(L1, L2): A [C2, C1] from the weights, or None where the edge needs gradients}`.
+
+    An edge into a dictionary layer (kind "sae") is its features' decoder directions
+    `[F, C1]` in the base layer's units (zoo/sae.py: `TopKSAE.loadings`)."""
+    found = {(src, dst): resolve_modules(model, {dst: spec.layer(dst).module})[dst].loadings().to(device)
+             for src, dst in pairs if spec.layer(dst).kind == "sae"}
+    pairs = [pair for pair in pairs if pair not in found]
     if not pairs:
-        return {}
+        return found
     events, outputs = _probe(model, spec, sorted({lid for pair in pairs for lid in pair}), device)
-    return {(src, dst): _weight_matrix(model, events, spec.layer(src).module,
-                                       spec.layer(dst).module, outputs[src], outputs[dst])
-            for src, dst in pairs}
+    return {**found, **{(src, dst): _weight_matrix(model, events, spec.layer(src).module,
+                                                   spec.layer(dst).module, outputs[src], outputs[dst])
+                        for src, dst in pairs}}
 
 
 # ---- "gradient": gradient × input over dataset images ------------------------------------------

@@ -72,6 +72,7 @@ class Technique:
     reads: tuple[str, ...] = ()  # techniques whose stored artifacts of the task's units it reads
     uses_dataset: bool = False
     on_demand: bool = False  # the web renders it for an unbuilt unit
+    in_all: bool = True  # part of `--techniques all` (False: only when named, e.g. training an SAE)
     section: Section = field(default_factory=lambda: Section(""))  # "": the title is `title`
 
     def variant(self, params: Mapping[str, Any]) -> str | None:

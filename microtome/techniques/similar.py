@@ -6,7 +6,8 @@ For each paired layer of the side (X against the other model Y):
   (the `top` best by pooled r), "matched": {"unit", "r", "r_spatial"} or None (the Hungarian
   partner), "best_spatial": {"unit", "r_spatial"}, "images", "dataset"}`;
 - per layer (unit None), for every layer X read: meta `{"other", "other_layer" (None when
-  unpaired), "cka": {Y layer: linear CKA}, "cka_best", "other_layers", "images", "dataset"}`,
+  unpaired), "cka": {Y layer: linear CKA}, "cka_best", "other_layers", "images", "dataset"}`
+  (Y's unit layers only: what Y's dictionaries are does not change X's artifacts),
   plus for a paired layer the medians and grids (`summary`) and the files `r.npy`,
   `r_spatial.npy` (`[Cx, Cy]` float16: the correlation matrices themselves).
 `microtome compare` records both sides; `microtome build X --techniques similar
@@ -23,7 +24,7 @@ import numpy as np
 
 from microtome.techniques.base import ArtifactResult, Job
 from microtome.techniques.builtin import SIMILAR
-from microtome.techniques.compare import Comparison, PairResult, Side, compare, side_pairs, summary
+from microtome.techniques.compare import Comparison, PairResult, Side, compare, side_pairs, summary, unit_layers
 
 A, B = "a", "b"
 
@@ -64,6 +65,8 @@ def side_results(comparison: Comparison, side: str, params: dict[str, Any], pair
     mine, other = (comparison.a, comparison.b) if side == A else (comparison.b, comparison.a)
     rows, cols = (comparison.layers_a, comparison.layers_b) if side == A else (comparison.layers_b, comparison.layers_a)
     cka = comparison.cka if side == A else comparison.cka.T  # [this side's layers, other's]
+    keep = [j for j, lid in enumerate(cols) if lid in unit_layers(other)]
+    cols, cka = [cols[j] for j in keep], cka[:, keep]
     common = {"other": other.id, "images": comparison.images, "dataset": comparison.dataset}
     out = []
     for i, layer in enumerate(rows):
@@ -90,8 +93,8 @@ def in_model_order(spec, layers: Sequence[str]) -> tuple[str, ...]:
 
 
 def load_other(name: str, device: str):
-    """The other model of a build's comparison (its default weights). The one place the build
-    loads it: dictionary layers attach here once the worker can hand them over."""
+    """The other model of a build's comparison (its default weights, its unit layers: depth
+    pairing never pairs with the other's dictionary layers, see compare.depth_pairing)."""
     from microtome.zoo import load_model
 
     return load_model(name, device=device)
@@ -105,7 +108,7 @@ def run_similar(job: Job) -> list[ArtifactResult]:
         other_model, other_spec = load_other(params["other"], job.device)
         pairs = side_pairs(params["pairing"], job.spec, other_spec, job.layers)
         a = Side(job.model, job.spec, in_model_order(job.spec, job.layers))
-        b = Side(other_model, other_spec, tuple(other_spec.layer_ids))
+        b = Side(other_model, other_spec, tuple(unit_layers(other_spec)))
         dataset = job.dataset(params["dataset"])
         total = min(len(dataset), params["images"]) * len(todo)
         comparison = compare(a, b, dataset, params["images"], list(pairs.items()), job.device,

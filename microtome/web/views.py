@@ -20,11 +20,12 @@ from microtome.errors import MicrotomeError, NotFound
 from microtome.store import Store
 from microtome.store.notes import add_note as put_note
 from microtome.store.notes import notes
-from microtome.techniques.builtin import CONNECTIONS, DATASET_EXAMPLES, DEEPDREAM, FEATURE_VIS, LABELS, SIMILAR
+from microtome.techniques.builtin import CONNECTIONS, DATASET_EXAMPLES, DEEPDREAM, FEATURE_VIS, LABELS, SAE, SIMILAR
 from microtome.techniques.registry import technique, web_sections
 from microtome.web import blobs
 from microtome.web.artifacts import dead_on, image_url, pick
 from microtome.web.catalog import Catalog, ModelView
+from microtome.web.dictionary import feature_section, layer_summary
 from microtome.web.grid import SORTS, quality_of, tiles, unit_order
 from microtome.web.jump import resolve
 from microtome.web.links import layer_brief, layer_url, model_brief, neighbours, unit_link, unit_url
@@ -180,6 +181,7 @@ def layer(state: AppState, model: str, layer: str, variant: str = "positive", pa
     return {
         "page": "layer", "title": f"{view.id}/{lid}", "model": model_brief(view),
         "layer": {**layer_brief(view, found), "deepdream": image_url(dream)},
+        "sae": layer_summary(state.store, view.id, lid),  # a dictionary layer's SAE, else None
         "variant": variant,
         "variants": [{"name": v, "url": link(v, 1), "current": v == variant} for v in GRID_VARIANTS],
         "sort": sort, "label": label, "matching": None if order is None else len(order),
@@ -222,6 +224,7 @@ def unit_page(state: AppState, view: ModelView, layer: dict[str, Any], unit: int
         sections[CONNECTIONS].update(connections(state, view, here[CONNECTIONS].meta))
         sections[CONNECTIONS]["circuit"] = unit_url(view.id, lid, unit) + "/circuit"
     sections[LABELS] = labels_of(here.get(LABELS))  # the labels themselves, best first
+    sections[SAE] = feature_section(state, view, layer, unit)  # decoder loadings / dictionaries
     sections[SIMILAR] = similar_of(state, view.id, lid, unit, thumbnails)  # other models' units, best r first
     dead = dead_on(here.get(DATASET_EXAMPLES))
     prev, nxt = neighbours(state.exported, view.id, layer, unit)
@@ -230,7 +233,7 @@ def unit_page(state: AppState, view: ModelView, layer: dict[str, Any], unit: int
         "layer": layer_brief(view, layer), "unit": unit, "shorthand": f"{view.id}/{lid}:{unit}",
         "url": unit_url(view.id, lid, unit), "prev": prev, "next": nxt,
         **sections,
-        "missing": missing(here, whole_layer),
+        "missing": [t for t in missing(here, whole_layer) if t != SAE],
         "job": None, "dead": dead is not None, "dead_on": dead,
         "quality": quality_of(here.get(f"{FEATURE_VIS}:positive")),
         "notes": [n.to_json() for n in notes(state.store, view.id, lid, unit)],

@@ -1,0 +1,50 @@
+"""What the pages show of dictionary (SAE) layers, from the stored SAE's meta (no torch).
+
+- `layer_summary(store, model, layer_id)`: the layer JSON's `"sae"` block
+  `{features, k, explained_variance, l0, dead_fraction, dataset}` for a feature layer, else None.
+- `feature_section(state, view, layer, unit)`: the unit page's `"sae"` entry. On a feature's page:
+  the base layer's units its decoder direction loads on most, `[{layer, unit, weight, url,
+  image}]`, strongest first; on a base layer's unit page: links to the layer's dictionaries.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from microtome.pipeline.dictionaries import Dictionary, dictionary_for, stored_dictionaries
+from microtome.store import Store
+from microtome.web.catalog import ModelView
+from microtome.web.links import layer_url, unit_link
+from microtome.web.state import AppState
+
+
+def layer_summary(store: Store, model: str, layer_id: str) -> dict[str, Any] | None:
+    found = dictionary_for(store, model, layer_id) if "." in layer_id else None
+    return None if found is None else {**found.summary(), "base": found.base,
+                                       "base_url": layer_url(model, found.base)}
+
+
+def feature_section(state: AppState, view: ModelView, layer: dict[str, Any], unit: int) -> dict[str, Any] | None:
+    lid = layer["id"]
+    if layer.get("kind") == "sae":
+        found = dictionary_for(state.store, view.id, lid)
+        return None if found is None else _feature(state, view, found, unit)
+    held = [d for d in stored_dictionaries(state.store, view.id) if d.base == lid]
+    if not held:
+        return None
+    return {"feature": False, "dictionaries": [{"layer": d.layer_id, "url": layer_url(view.id, d.layer_id),
+                                                **d.summary()} for d in held]}
+
+
+def _feature(state: AppState, view: ModelView, found: Dictionary, unit: int) -> dict[str, Any]:
+    from microtome.web.views import thumbnails  # views imports this module
+
+    rows = found.meta.get("loadings") or []
+    pairs = rows[unit] if unit < len(rows) else []
+    thumbs = thumbnails(state.store, view.id, [(found.base, int(u)) for u, _ in pairs])
+    loadings = [{"layer": found.base, "unit": int(u), "weight": float(w),
+                 "shorthand": f"{view.id}/{found.base}:{int(u)}",
+                 "url": unit_link(state.exported, view.id, found.base, int(u)),
+                 "image": thumbs.get((found.base, int(u)))} for u, w in pairs]
+    return {"feature": True, "base": found.base, "base_url": layer_url(view.id, found.base),
+            "loadings": loadings, **found.summary()}
