@@ -11,7 +11,8 @@ from microtome.cli import main
 from microtome.web import create_app
 from tests.compare_toys import CONV1_PERM
 from tests.test_browser import ARTIFACTS, NEEDS_CHROMIUM, broken_images, browser, page  # noqa: F401 (fixtures)
-from tests.web_fixtures import LiveServer, registry
+from microtome.store import Store
+from tests.web_fixtures import LiveServer, put_feature_vis, registry
 
 pytestmark = NEEDS_CHROMIUM
 
@@ -22,6 +23,8 @@ def site(tmp_path_factory):
     out = CliRunner().invoke(main, ["compare", "tests.toy_models:tiny_net", "tests.compare_toys:tiny_net_perm",
                                     "--preset", "quick", "--store", str(root)])
     assert out.exit_code == 0, out.output
+    with Store(root, create=False) as store:  # one similar unit has a thumbnail, the others placeholders
+        put_feature_vis(store, "tiny_net_perm", "conv1", list(CONV1_PERM).index(2), ("positive",), trained=False)
     with LiveServer(create_app(root, registry=registry, on_demand=False)) as live:
         yield live
 
@@ -33,7 +36,8 @@ def test_similar_units_and_the_cka_map_render(site, page):  # noqa: F811
     assert section.is_visible()
     first = section.locator("li").first
     assert "tiny_net_perm" in first.inner_text() and "matched" in first.inner_text().lower()
-    assert section.locator(".placeholder").count() >= 1  # no feature vis built: placeholders, not broken images
+    assert first.locator("img").count() == 1  # the twin's feature vis
+    assert section.locator(".placeholder").count() >= 1  # the others have none built: placeholders
     assert broken_images(page) == []
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "similar-section.png"), full_page=True)

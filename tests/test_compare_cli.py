@@ -16,9 +16,10 @@ from microtome.pipeline.pipeline import build
 from microtome.store import Store
 from microtome.web import create_app
 from tests.compare_toys import CONV1_PERM
-from tests.web_fixtures import registry
+from tests.web_fixtures import put_feature_vis, registry
 
 TOY, PERM = "tests.toy_models:tiny_net", "tests.compare_toys:tiny_net_perm"
+TWIN_OF_2 = list(CONV1_PERM).index(2)  # tiny_net_perm's conv1 unit that is tiny_net's conv1:2
 SIMILAR_KEYS = {"model", "layer", "unit", "r", "matched", "url"}
 
 
@@ -27,6 +28,8 @@ def compared(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare") / "store"
     out = CliRunner().invoke(main, ["compare", TOY, PERM, "--preset", "quick", "--store", str(root)])
     assert out.exit_code == 0, out.output
+    with Store(root, create=False) as store:  # a thumbnail for one similar unit: tiny_net/conv1:2's twin
+        put_feature_vis(store, "tiny_net_perm", "conv1", TWIN_OF_2, ("positive",), trained=False)
     return root, out.output
 
 
@@ -90,12 +93,13 @@ def test_unit_json_lists_similar_units_both_ways(client):
         assert (best["model"], best["layer"], best["unit"], best["matched"]) == (other, "conv1", twin, True)
         assert best["r"] == pytest.approx(1.0) and best["url"] == f"/models/{other}/conv1/{twin}"
         assert sum(e["matched"] for e in similar) == 1
+        assert (best["image"] or "").startswith("/blobs/") == (model == "tiny_net")  # the twin's feature vis
 
 
 def test_unit_page_shows_the_section_and_model_page_the_cka_map(client):
     html = client.get("/models/tiny_net/conv1/2").text
     assert 'id="similar"' in html and f'href="/models/tiny_net_perm/conv1/{list(CONV1_PERM).index(2)}"' in html
-    assert "matched" in html
+    assert "matched" in html and '<img src="/blobs/' in html
     model = client.get("/models/tiny_net_perm.json").json()["similarity"]
     assert [m["other"] for m in model] == ["tiny_net"]
     cka = model[0]["cka"]
