@@ -109,3 +109,22 @@ def test_unit_page_shows_the_section_and_model_page_the_cka_map(client):
     assert '<svg class="cka"' in page and page.count('class="paired"') == 3
     plain = client.get("/models/efficientnet_lite0.json").json()
     assert plain["similarity"] == []
+
+
+def test_dictionary_feature_layers_are_compared_too(tmp_path):
+    root = str(tmp_path / "store")
+    sae = CliRunner().invoke(main, ["sae", TOY, "conv2", "--features", "32", "--k", "4", "--epochs", "2",
+                                    "--store", root])
+    assert sae.exit_code == 0, sae.output
+    out = CliRunner().invoke(main, ["compare", TOY, PERM, "--preset", "quick", "--store", root])
+    assert out.exit_code == 0, out.output
+    assert "conv2.sae32    conv2" in out.output  # a feature layer pairs with its base's partner
+    store = Store(root, create=False)
+    features = [a for a in store.find("tiny_net", "conv2.sae32", technique="similar") if a.key.unit is not None]
+    assert len(features) == 32 and all(a.meta["other_layer"] == "conv2" for a in features)
+    with TestClient(create_app(root, registry=registry, on_demand=False)) as c:
+        similar = c.get("/models/tiny_net/conv2.sae32/0.json").json()["similar"]
+        assert similar and similar[0]["model"] == "tiny_net_perm" and similar[0]["layer"] == "conv2"
+        assert similar[0]["url"].startswith("/models/tiny_net_perm/conv2/")
+        maps = c.get("/models/tiny_net.json").json()["similarity"]
+        assert "conv2.sae32" in maps[0]["layers"] and maps[0]["other_layers"] == ["conv1", "conv2", "logits"]
