@@ -151,7 +151,7 @@ def _all_stored(store: Store, spec, pairs: dict[str, str], params: dict[str, Any
 @click.option("--dataset", default="samples", show_default=True, help="samples or folder:PATH")
 @click.option("--preset", default="standard", show_default=True, type=click.Choice(PRESETS),
               help="images: " + ", ".join(f"{p} {v['images']}" for p, v in SIMILAR_PRESETS.items()))
-@click.option("--images", default=None, type=int, help="images to read (default: the preset's)")
+@click.option("--images", default=None, type=click.IntRange(3), help="images to read (default: the preset's)")
 @click.option("--store", "store_root", default="./microtome-store", show_default=True,
               type=click.Path(file_okay=False), help="artifact store directory")
 @click.option("--device", default="cpu", show_default=True)
