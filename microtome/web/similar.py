@@ -1,7 +1,7 @@
 """The `similar` artifacts as page data: a unit's similar units in other models, and a model's
 CKA maps against the models it was compared with.
 
-- `similar_of(state, model, layer, unit, thumbnails) -> [{"model", "layer", "unit", "r",
+- `similar_of(state, unit_artifacts, thumbnails) -> [{"model", "layer", "unit", "r",
   "r_spatial", "matched", "url", "image", "shorthand"}]`, best r first over every other model
   (unit JSON `similar`); the Hungarian partner is always in the list (`matched: true`).
 - `model_similarity(state, model) -> [{"other", "other_url", "layers", "other_layers",
@@ -47,10 +47,12 @@ def _entry(state: AppState, other: str, layer: str, item: dict[str, Any], matche
             "image": None, "shorthand": f"{other}/{layer}:{unit}"}
 
 
-def similar_of(state: AppState, model: str, layer: str, unit: int, thumbnails: Thumbnails) -> list[dict[str, Any]]:
-    """The unit's similar units in every other model it was compared with, best r first."""
+def similar_of(state: AppState, unit_artifacts: Iterable[Artifact], thumbnails: Thumbnails) -> list[dict[str, Any]]:
+    """The unit's similar units in every other model it was compared with, best r first, from
+    the unit's artifacts (the unit page's one query) and one thumbnail batch per other model."""
     out = []
-    for other, art in _best_per_other(state.store.find(model, layer, unit, SIMILAR)).items():
+    mine = (a for a in unit_artifacts if a.key.technique == SIMILAR)
+    for other, art in _best_per_other(mine).items():
         other_layer = art.meta.get("other_layer")
         if not isinstance(other_layer, str):
             continue

@@ -217,7 +217,8 @@ def unit_page(state: AppState, view: ModelView, layer: dict[str, Any], unit: int
     """The unit page's data: one query for the unit's artifacts, one for its layer's (DeepDream),
     one batch for the thumbnails of the units it connects to."""
     lid = layer["id"]
-    here = pick(state.store.find(view.id, lid, unit))
+    found = state.store.find(view.id, lid, unit)
+    here = pick(found)
     whole_layer = pick(state.store.find(view.id, lid, None))
     sections = technique_views(here, whole_layer)
     if here.get(CONNECTIONS) is not None and sections.get(CONNECTIONS) is not None:
@@ -225,7 +226,7 @@ def unit_page(state: AppState, view: ModelView, layer: dict[str, Any], unit: int
         sections[CONNECTIONS]["circuit"] = unit_url(view.id, lid, unit) + "/circuit"
     sections[LABELS] = labels_of(here.get(LABELS))  # the labels themselves, best first
     sections[SAE] = feature_section(state, view, layer, unit)  # decoder loadings / dictionaries
-    sections[SIMILAR] = similar_of(state, view.id, lid, unit, thumbnails)  # other models' units, best r first
+    sections[SIMILAR] = similar_of(state, found, thumbnails)  # other models' units, best r first
     dead = dead_on(here.get(DATASET_EXAMPLES))
     prev, nxt = neighbours(state.exported, view.id, layer, unit)
     return {
