@@ -52,7 +52,7 @@ def test_declarations_drive_order_and_lookups():
     assert technique_ids()[0] == "dataset_examples"  # feature vis reads its best examples
     assert technique("feature_vis").reads == ("dataset_examples",)
     assert [t.id for t in web_sections()] == ["feature_vis", "deepdream", "dataset_examples", "tuning",
-                                             "connections", "sae", "labels"]
+                                             "connections", "sae", "labels", "similar"]
     assert technique("feature_vis").group({"variant": "neuron"}) == "feature_vis:neuron"
     assert technique("feature_vis").group({}) == "feature_vis:positive"
     assert technique("tuning").group({}) == "tuning"
@@ -146,7 +146,7 @@ def test_torch_threads_restores_and_nests():
 def test_every_technique_declares_what_the_stages_need():
     for t in techniques():
         assert t.scope in ("unit", "layer") and t.section.title and t.units_per_task >= 1
-        params = t.params(Context("quick"))
+        params = t.params(Context("quick", compare=("efficientnet_lite1",)))  # `similar` needs a peer
         assert params and all(isinstance(p, dict) for p in params)
         assert all(t.cost(p) >= 0 for p in params)
         assert callable(t.load_runner())

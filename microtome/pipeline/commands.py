@@ -38,17 +38,20 @@ def _open(store_root: str) -> Store:
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--weights", default="default", show_default=True, help="default, random or PATH")
 @click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--compare-with", "compare_with", default="", help="other models, comma-separated, for the "
+              "`similar` technique (this model's side; `microtome compare` records both)")
 @click.option("--threads", default=None, type=click.IntRange(1),
               help="torch threads of the local executor (default: torch's); 1 leaves a core free")
 def build(model, layers, units, techniques, dataset, preset, store_root, executor, ray_address,
-          workers, device, weights, seed, threads) -> None:
+          workers, device, weights, seed, compare_with, threads) -> None:
     """Precompute every missing artifact of MODEL into the store (resumable)."""
     from microtome.pipeline.executors import Execution
     from microtome.pipeline.pipeline import build as run_build
 
     execution = Execution(executor, device, threads, ray_address, workers)
     summary = run_build(store_root, model, layers=layers, units=units, techniques=techniques,
-                        preset=preset, dataset=dataset, seed=seed, weights=weights, execution=execution)
+                        preset=preset, dataset=dataset, seed=seed, weights=weights, execution=execution,
+                        compare=[m.strip() for m in compare_with.split(",") if m.strip()])
     for line in summary.lines():
         click.echo(line)
     if summary.interrupted:
@@ -77,6 +80,8 @@ def status(model: str | None, store_root: str) -> None:
             continue
         trained = "" if summary.get("trained", True) else "  [untrained: random weights]"
         click.echo(f"{m} — {summary.get('title', m)}{trained}")
+        for line in _comparisons(store, m):
+            click.echo(line)
         click.echo(f"  {'layer':14s} {'units':>6s} " + " ".join(f"{t.id:>16s}" for t in shown))
         for layer in summary["layers"]:
             cells = [_cell(units.get((m, layer["id"], t.id), set()), t.scope, layer["channels"]) for t in shown]
@@ -93,6 +98,17 @@ def _dictionaries(store: Store, model: str) -> None:
         click.echo(f"  {d.layer_id}: SAE on {d.base}, {s['features']} features, k={s['k']}, explained variance "
                    f"{s['explained_variance']:.3f}, mean L0 {s['l0']:.1f}, dead {s['dead_fraction']:.1%}, "
                    f"trained on {s['dataset']}")
+
+
+def _comparisons(store: Store, model: str) -> list[str]:
+    """One line per model `model` was compared with (`similar`'s layer-level artifacts)."""
+    seen: dict[str, set] = {}
+    for art in store.find(model, technique="similar", unit=None):
+        if art.meta.get("other_layer"):
+            seen.setdefault(str(art.meta.get("other")), set()).add(
+                (art.key.layer, art.meta.get("images"), art.meta.get("dataset")))
+    return [f"  similar: vs {other}, {len(rows)} paired layers "
+            f"({', '.join(sorted({f'{n} images of {d}' for _, n, d in rows}))})" for other, rows in sorted(seen.items())]
 
 
 def _cell(have: set, scope: str, channels: int) -> str:

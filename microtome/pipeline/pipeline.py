@@ -110,17 +110,19 @@ def stored_inputs(store: Store, model: str, task: Task) -> Inputs:
 def build(store: Store | str, model: str, *, layers: str | Sequence[str] = "all",
           units: str | Sequence[int] | None = None, techniques: str | Sequence[str] = "all",
           preset: str = "standard", dataset: str = "samples", seed: int = 0,
-          weights: str = "default", execution: Execution | None = None, worker=None) -> BuildSummary:
+          weights: str = "default", execution: Execution | None = None, worker=None,
+          compare: Sequence[str] = ()) -> BuildSummary:
     """Compute every missing artifact of `model` for the selection and record it in `store`.
 
     `worker` (a loaded `microtome.pipeline.worker.Worker`) lets a long-lived caller, such as
-    the web's render queue, load the model once for many local builds."""
+    the web's render queue, load the model once for many local builds. `compare` names the
+    other models of the `similar` technique (none: it plans nothing)."""
     execution = execution or Execution()
     if execution.executor not in EXECUTORS:
         raise MicrotomeError(f"unknown executor {execution.executor!r}; valid: {', '.join(EXECUTORS)}")
     existing = store if isinstance(store, Store) else existing_store(store)
     resolved = resolve(model, weights, existing)
-    selection = select(resolved.spec, layers, units, techniques, preset, dataset, seed)
+    selection = select(resolved.spec, layers, units, techniques, preset, dataset, seed, compare)
     if any(technique(t).uses_dataset for t in selection.techniques):
         from microtome.data import get_dataset
         # bad paths fail before the store is touched; artifacts record the dataset's own name

@@ -53,6 +53,7 @@ class Selection:
     preset: str = "standard"
     dataset: str = "samples"
     seed: int = 0
+    compare: tuple[str, ...] = ()  # other models for `similar`
 
 
 def _names(text: str | Sequence[str]) -> list[str]:
@@ -83,18 +84,21 @@ def parse_layers(spec: ModelSpec, text: str | Sequence[str]) -> list[str]:
 
 def select(spec: ModelSpec, layers: str | Sequence[str] = "all", units: str | Sequence[int] | None = None,
            techniques_: str | Sequence[str] = "all", preset: str = "standard", dataset: str = "samples",
-           seed: int = 0) -> Selection:
+           seed: int = 0, compare: Sequence[str] = ()) -> Selection:
     """Check a build's selection before anything is written; every user error is raised here."""
     check_preset(preset)
     ids = tuple(parse_techniques(techniques_))
     layer_ids = tuple(parse_layers(spec, layers))
     chosen = {layer: spec.units(layer, units)[1] for layer in layer_ids}
-    return Selection(layer_ids, chosen, ids, preset, dataset, seed)
+    for other in compare:
+        from microtome.zoo import get_spec
+        get_spec(other)  # an unknown model is an error naming the close ones
+    return Selection(layer_ids, chosen, ids, preset, dataset, seed, tuple(dict.fromkeys(compare)))
 
 
 def plan(store: Store, spec: ModelSpec, selection: Selection) -> list[Task]:
     """The tasks that make every missing artifact of `selection`; existing ones are skipped."""
-    ctx = Context(selection.preset, selection.dataset, selection.seed, spec.input_size)
+    ctx = Context(selection.preset, selection.dataset, selection.seed, spec.input_size, selection.compare)
     tasks: list[Task] = []
     for tech in techniques():
         if tech.id not in selection.techniques:
@@ -102,7 +106,7 @@ def plan(store: Store, spec: ModelSpec, selection: Selection) -> list[Task]:
         variants = tech.params(ctx)
         missing: dict[str, list[Item]] = {}
         for layer in selection.layers:
-            units = [None] if tech.scope == LAYER else selection.units[layer]
+            units = [None] if tech.scope == LAYER else selection.units[layer] + ([None] if tech.layer_summary else [])
             missing[layer] = [Item(layer, u, p) for u in units for p in variants
                               if not store.has(ArtifactKey.for_params(spec.id, layer, u, tech.id, p))]
         if tech.all_layers:

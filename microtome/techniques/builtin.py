@@ -161,6 +161,38 @@ SAE_ENTRY = Technique(
     section=Section("Dictionary", "sections/sae.html", 55, "sae"))
 
 
+SIMILAR = "similar"
+# `images`: dataset images both models see (spread evenly over the dataset); `top`: similar
+# units kept per unit; `pairing`: "depth" (stage-aware relative depth) or "A=B,..." pairs.
+SIMILAR_PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {"images": 64, "top": 8},
+    "standard": {"images": 250, "top": 8},
+    "full": {"images": 1000, "top": 8},
+}
+
+
+def similar_params(preset: str, dataset: str, other: str, pairing: str = "depth",
+                   images: int | None = None) -> Params:
+    """The params of one `similar` artifact: this model's units against `other` (a model id
+    or `module:function` entry point). `microtome compare` and `microtome build
+    --compare-with` both use these, so either finds what the other stored."""
+    check_preset(preset)
+    params = {"preset": preset, "dataset": dataset, "other": other, "pairing": pairing,
+              **SIMILAR_PRESETS[preset], "pool": "max"}
+    if images is not None:
+        params["images"] = int(images)
+    return params
+
+
+SIMILAR_ENTRY = Technique(
+    id=SIMILAR, title="Similar units in other models",
+    runner="microtome.techniques.similar:run_similar",
+    params=lambda ctx: [similar_params(ctx.preset, ctx.dataset, other) for other in ctx.compare],
+    all_layers=True, layer_summary=True, units_per_task=1 << 30, uses_dataset=True,
+    cost=lambda params: 0.002 * params["images"] / 250, task_overhead=5.0,
+    section=Section("Similar units in other models", "sections/similar.html", 70, "similar"))
+
+
 def _tuning_params(preset: str) -> Params:
     """A preset's sweep with numbers as floats where the sweep takes floats (as `check_sweep`
     completes it; the stored key is of this form)."""
@@ -174,4 +206,4 @@ def _tuning_params(preset: str) -> Params:
 
 # run order: dataset examples first (feature vis reads their best activations)
 BUILTINS = (DATASET_EXAMPLES_ENTRY, FEATURE_VIS_ENTRY, DEEPDREAM_ENTRY, TUNING_ENTRY, CONNECTIONS_ENTRY,
-            LABELS_ENTRY, SAE_ENTRY)
+            LABELS_ENTRY, SAE_ENTRY, SIMILAR_ENTRY)

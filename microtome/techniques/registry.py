@@ -36,6 +36,7 @@ class Context:
     dataset: str = "samples"
     seed: int = 0
     input_size: int = 224
+    compare: tuple[str, ...] = ()  # other models to compare with (`similar`; none: nothing planned)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Technique:
     task_overhead: float = 1.0  # per task, for the ETA
     units_per_task: int = 64
     all_layers: bool = False  # one task for every selected layer (one pass over a dataset)
+    layer_summary: bool = False  # a unit technique that also makes one artifact per layer (unit None)
     batch_key: Callable[[Mapping[str, Any]], Hashable] = lambda params: None  # split tasks by it
     reads: tuple[str, ...] = ()  # techniques whose stored artifacts of the task's units it reads
     uses_dataset: bool = False

@@ -15,7 +15,7 @@ from typing import Any
 
 from microtome.store import Artifact
 from microtome.techniques.builtin import DATASET_EXAMPLES
-from microtome.techniques.registry import LAYER, Technique, web_sections
+from microtome.techniques.registry import LAYER, Context, Technique, web_sections
 from microtome.web.artifacts import examples_view, view
 
 Picked = Mapping[str, Artifact]  # `artifacts.pick`'s answer: group key -> best artifact
@@ -58,4 +58,5 @@ def missing(unit: Picked, layer: Picked) -> list[str]:
     """The shown techniques with nothing built for this unit (or, layer-scope, its layer)."""
     present = {key.split(":")[0] for key in unit}
     present_layer = {key.split(":")[0] for key in layer}
-    return [t.id for t in shown() if t.id not in (present_layer if t.scope == LAYER else present)]
+    return [t.id for t in shown() if t.id not in (present_layer if t.scope == LAYER else present)
+            and t.params(Context("standard"))]  # none by default (`similar` needs another model): never missing

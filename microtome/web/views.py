@@ -20,7 +20,7 @@ from microtome.errors import MicrotomeError, NotFound
 from microtome.store import Store
 from microtome.store.notes import add_note as put_note
 from microtome.store.notes import notes
-from microtome.techniques.builtin import CONNECTIONS, DATASET_EXAMPLES, DEEPDREAM, FEATURE_VIS, LABELS, SAE
+from microtome.techniques.builtin import CONNECTIONS, DATASET_EXAMPLES, DEEPDREAM, FEATURE_VIS, LABELS, SAE, SIMILAR
 from microtome.techniques.registry import technique, web_sections
 from microtome.web import blobs
 from microtome.web.artifacts import dead_on, image_url, pick
@@ -31,6 +31,7 @@ from microtome.web.jump import resolve
 from microtome.web.links import layer_brief, layer_url, model_brief, neighbours, unit_link, unit_url
 from microtome.web.search import labels_of
 from microtome.web.sections import missing, technique_views
+from microtome.web.similar import model_similarity, similar_of
 from microtome.web.state import AppState
 
 GRID_PAGE_SIZE = 128
@@ -134,7 +135,8 @@ def model(state: AppState, model: str) -> Data | Redirect:
         layers.append({**layer_brief(view, layer), "deepdream": image_url(dream), "counts": counts,
                        "built_label": f"{built} artifact{'s' if built != 1 else ''}" if built else ""})
     return {"page": "model", "title": view.title, "model": model_brief(view), "layers": layers,
-            "edges": [list(e) for e in view.summary.get("edges", [])], "url": f"/models/{view.id}"}
+            "edges": [list(e) for e in view.summary.get("edges", [])], "url": f"/models/{view.id}",
+            "similarity": model_similarity(state, view.id, view.layer_ids)}  # CKA maps (web/similar.py)
 
 
 def _grid_page(view: ModelView, layer: dict[str, Any], variant: str, page: int,
@@ -215,7 +217,8 @@ def unit_page(state: AppState, view: ModelView, layer: dict[str, Any], unit: int
     """The unit page's data: one query for the unit's artifacts, one for its layer's (DeepDream),
     one batch for the thumbnails of the units it connects to."""
     lid = layer["id"]
-    here = pick(state.store.find(view.id, lid, unit))
+    found = state.store.find(view.id, lid, unit)
+    here = pick(found)
     layer_artifacts = state.store.find(view.id, lid, None)
     whole_layer = pick(layer_artifacts)
     sections = technique_views(here, whole_layer)
@@ -224,6 +227,7 @@ def unit_page(state: AppState, view: ModelView, layer: dict[str, Any], unit: int
         sections[CONNECTIONS]["circuit"] = unit_url(view.id, lid, unit) + "/circuit"
     sections[LABELS] = labels_of(here.get(LABELS))  # the labels themselves, best first
     sections[SAE] = feature_section(state, view, layer, unit, layer_artifacts)  # loadings / dictionaries
+    sections[SIMILAR] = similar_of(state, found, thumbnails)  # other models' units, best r first
     dead = dead_on(here.get(DATASET_EXAMPLES))
     prev, nxt = neighbours(state.exported, view.id, layer, unit)
     return {
