@@ -156,8 +156,11 @@ def test_dataset_examples_artifacts(folder) -> None:
     crop = np.asarray(Image.open(io.BytesIO(red.files[best["files"]["crop"]])))
     assert crop.shape == (3, 3, 3)  # centred on the square's top-left corner (its first max)
     assert (crop[1:, 1:, 0] > 200).all() and (crop[0, :, 0] < 100).all()
-    heat = Image.open(io.BytesIO(red.files[best["files"]["heat"]]))
-    assert heat.size == (SIZE, SIZE) and heat.mode == "RGBA"
+    sprite = red.meta["heat_sprite"]  # the unit's heat maps: one file, a tile per example
+    heat = Image.open(io.BytesIO(red.files[sprite["file"]]))
+    assert heat.mode == "RGBA" and sprite["tile"] == [SIZE, SIZE] and sprite["tiles"] == 6
+    assert [e["heat_tile"] for e in red.meta["top"] + red.meta["bottom"]] == list(range(6))
+    assert [n for n in red.files if "heat" in n] == ["heat_sprite.png"]
     image = Image.open(io.BytesIO(red.files[best["files"]["image"]]))
     assert image.size == (SIZE, SIZE)
     assert len(red.meta["bottom"]) == 3 and len(red.meta["quantiles"]) == len(QUANTILES)
@@ -165,7 +168,7 @@ def test_dataset_examples_artifacts(folder) -> None:
     assert sum(red.meta["histogram"]["counts"]) == 8
     assert "histogram.png" not in red.files  # the page draws the counts
     logit = results[2]
-    assert "heat" not in logit.meta["top"][0]["files"]  # a flat layer has no map
+    assert "heat_tile" not in logit.meta["top"][0] and "heat_sprite" not in logit.meta  # flat: no map
     assert logit.meta["top"][0]["box"] == [0, 0, SIZE, SIZE]
 
 
@@ -221,6 +224,7 @@ def test_examples_and_heat_maps_equal_brute_force(noisy_folder) -> None:
         with torch.no_grad():
             images = torch.stack([data.load(i, SIZE) for i in ids.tolist()])
             acts = forward_to(model, spec.preprocess(images), {r.layer: spec.layer(r.layer).module})[r.layer]
+        sheet = np.asarray(Image.open(io.BytesIO(r.files[r.meta["heat_sprite"]["file"]])))
         for kind in ("top", "bottom"):
             kept = getattr(stats[r.layer], f"{kind}_maps")[r.unit]  # [k, H, W] float16
             for rank, entry in enumerate(r.meta[kind]):
@@ -228,7 +232,7 @@ def test_examples_and_heat_maps_equal_brute_force(noisy_folder) -> None:
                 torch.testing.assert_close(kept[rank].float(), amap, rtol=2e-3, atol=1e-3)
                 scale = torch.tensor([r.meta["heat_scale"]])
                 want_rgba = example_files.heat_rgba(kept[rank][None], scale, table)[0]
-                heat = np.asarray(Image.open(io.BytesIO(r.files[entry["files"]["heat"]])))
+                heat = example_files.sprite_tile(sheet, r.meta["heat_sprite"], entry["heat_tile"])
                 assert np.array_equal(heat, want_rgba)
 
 

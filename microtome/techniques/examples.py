@@ -7,8 +7,9 @@ per batch for all units, and (`maps=True`) the maps `[C, k, H, W]` of the images
 top and bottom lists hold are kept along, so heat maps need no second forward pass.
 `collect(...) -> {layer id: LayerStats}`; `dataset_examples(...) -> [ArtifactResult]` (one per
 unit) adds crops and heat maps: a second pass only decodes the photos shown, and encodes each
-(photo, box) once whatever the number of units showing it. The histogram is data (counts in
-meta), drawn by the page.
+(photo, box) once whatever the number of units showing it; a unit's heat maps are the tiles
+of one PNG (`heat_sprite.png`, entries name their `heat_tile`). The histogram is data (counts
+in meta), drawn by the page.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from microtome.zoo.spec import ModelSpec
 Progress = Callable[[str, int, int], None]  # (stage, images done, images in the stage)
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 BINS = 64
+HEAT_SPRITE = "heat_sprite.png"  # a unit's heat maps, one tile per top then bottom example
 
 
 @dataclass
@@ -179,39 +181,58 @@ def dataset_examples(model: nn.Module, spec: ModelSpec, layer_ids: str | Sequenc
     results = []
     table = example_files.inferno()
     for layer_id, layer_units in chosen.items():
-        layer, field = stats[layer_id], fields[layer_id]
-        heat = _heat_maps(layer, layer_units, table)
+        layer = _Lists(stats[layer_id], quantiles[layer_id])
+        field, sprites = fields[layer_id], _heat_sprites(stats[layer_id], layer_units, table)
+        common = {"layer": layer_id, "dataset": layer.stats.dataset, "images": layer.stats.images,
+                  "view": {"size": layer.stats.size, "resize": resize_size(layer.stats.size)},
+                  "receptive_field": field.summary()}
         for unit in layer_units:
             files: dict[str, bytes] = {}
-            meta = _unit_meta(views, files, layer, field, unit, quantiles[layer_id], heat)
+            meta = _unit_meta(views, files, layer, field, unit, sprites.get(unit), common)
             meta["skipped"] = len(dataset.skipped)  # unreadable files (dataset.skipped lists them)
             results.append(ArtifactResult(layer_id, unit, DATASET_EXAMPLES, dict(params),
                                           files, meta))
     return results
 
 
-def _unit_meta(views: "_Views", files: dict[str, bytes], layer: LayerStats,
-               field: ReceptiveField, unit: int, quantiles: tuple[torch.Tensor, ...],
-               heat: dict[tuple[int, int], bytes]) -> dict:
-    """One unit's JSON description; its image files are added to `files`."""
-    meta = {"layer": layer.layer, "unit": unit, "dataset": layer.dataset, "images": layer.images,
-            "view": {"size": layer.size, "resize": resize_size(layer.size)},
-            "receptive_field": field.summary(), "heat_scale": _scale(layer, unit)}
-    width = len(str(layer.k - 1))
-    for kind, lists in (("top", layer.top), ("bottom", layer.bottom)):
+class _Lists:
+    """A layer's lists as Python values, converted once for all its units (indexing a tensor
+    per value costs ~1 us each, 100+ per unit): per unit, top/bottom `[(id, value, [y, x])]`,
+    quantiles `[(q, id, value, [y, x])]`, histogram edges and counts."""
+
+    def __init__(self, stats: LayerStats, quantiles: tuple[torch.Tensor, ...]) -> None:
+        self.stats = stats
+        self.lists = {kind: (t.ids.tolist(), t.values.tolist(), t.positions.tolist())
+                      for kind, t in (("top", stats.top), ("bottom", stats.bottom))}
+        q_ids, q_values, q_positions, _ = quantiles
+        self.quantiles = list(zip(q_ids.tolist(), q_values.tolist(), q_positions.tolist()))
+        self.edges = stats.histogram.edges.tolist()
+        self.counts = stats.histogram.counts.tolist()
+        self.width = len(str(stats.k - 1))
+
+
+def _unit_meta(views: "_Views", files: dict[str, bytes], layer: _Lists, field: ReceptiveField,
+               unit: int, sprite: tuple[bytes, dict] | None, common: dict) -> dict:
+    """One unit's JSON description; its image files are added to `files`. With a `sprite`
+    (its heat maps, top then bottom, as tiles of one PNG), top/bottom entries name their tile."""
+    meta = {**common, "unit": unit, "heat_scale": _scale(layer.stats, unit)}
+    if sprite is not None:
+        files[HEAT_SPRITE] = sprite[0]
+        meta["heat_sprite"] = {"file": HEAT_SPRITE, **sprite[1]}
+    tile = 0
+    for kind in ("top", "bottom"):
+        ids, values, positions = layer.lists[kind]
         meta[kind] = []
-        for rank, index in enumerate(lists.ids[unit].tolist()):
-            meta[kind].append(views.example(
-                files, f"{kind}_{rank:0{width}d}", field, index, float(lists.values[unit, rank]),
-                lists.positions[unit, rank].tolist(), heat.get((unit, index))))
-    q_ids, q_values, q_positions, _ = quantiles
+        for rank, (index, value, position) in enumerate(zip(ids[unit], values[unit], positions[unit])):
+            meta[kind].append(views.example(files, f"{kind}_{rank:0{layer.width}d}", field, index,
+                                            value, position, tile if sprite else None))
+            tile += 1
+    q_ids, q_values, q_positions = layer.quantiles[unit]
     meta["quantiles"] = [
         dict(q=q, **views.example(files, f"quantile_{round(q * 100):02d}", field,
-                                  int(q_ids[unit, j]), float(q_values[unit, j]),
-                                  q_positions[unit, j].tolist(), None))
-        for j, q in enumerate(QUANTILES) if int(q_ids[unit, j]) >= 0]
-    edges, counts = layer.histogram.edges[unit], layer.histogram.counts[unit]
-    meta["histogram"] = {"edges": edges.tolist(), "counts": counts.tolist()}
+                                  q_ids[j], q_values[j], q_positions[j], None))
+        for j, q in enumerate(QUANTILES) if q_ids[j] >= 0]
+    meta["histogram"] = {"edges": layer.edges[unit], "counts": layer.counts[unit]}
     return meta
 
 
@@ -231,24 +252,27 @@ def _scale(layer: LayerStats, unit: int) -> float:
     return max(float(layer.top.values[unit, 0]), 1e-12)
 
 
-def _heat_maps(layer: LayerStats, units: list[int], table) -> dict[tuple[int, int], bytes]:
-    """`{(unit, image index): heat map PNG}` for the top and bottom examples of `units`, from
-    the maps kept by the pass, coloured in one batch per layer. None for a flat layer."""
-    if layer.top_maps is None or layer.bottom_maps is None:
+SPRITE_PIXELS = 1 << 22  # heat maps coloured per chunk of units: ~16 MB of RGBA at a time
+
+
+def _heat_sprites(layer: LayerStats, units: list[int], table) -> dict[int, tuple[bytes, dict]]:
+    """`{unit: (sprite PNG, layout)}`: each unit's top then bottom heat maps as tiles of one
+    PNG, from the maps kept by the pass, coloured in chunks of units. Empty for a flat layer."""
+    if layer.top_maps is None or layer.bottom_maps is None or not units:
         return {}
-    u = torch.tensor(units, dtype=torch.int64)
-    ids = torch.cat([layer.top.ids[u], layer.bottom.ids[u]], dim=1)  # [U, 2k]
-    maps = torch.cat([layer.top_maps[u], layer.bottom_maps[u]], dim=1)  # [U, 2k, H, W]
-    owner = u[:, None].expand_as(ids)  # [U, 2k]
-    pairs, first = {}, []
-    for row, pair in enumerate(zip(owner.flatten().tolist(), ids.flatten().tolist())):
-        if pair not in pairs:  # an image in both lists (tiny datasets) is drawn once
-            pairs[pair] = len(first)
-            first.append(row)
-    rows = torch.tensor(first, dtype=torch.int64)
-    scales = torch.tensor([_scale(layer, unit) for unit, _ in pairs])  # [R]
-    pngs = example_files.heat_pngs(maps.flatten(0, 1)[rows], scales, table)  # [R, H, W] -> R
-    return dict(zip(pairs, pngs))
+    height, width = layer.top_maps.shape[2:]
+    count = layer.top_maps.shape[1] + layer.bottom_maps.shape[1]
+    level = example_files.heat_level(height, width)
+    chunk = max(1, SPRITE_PIXELS // (count * height * width))
+    sprites = {}
+    for start in range(0, len(units), chunk):
+        u = torch.tensor(units[start:start + chunk], dtype=torch.int64)
+        maps = torch.cat([layer.top_maps[u], layer.bottom_maps[u]], dim=1)  # [U, 2k, H, W]
+        scales = torch.tensor([_scale(layer, unit) for unit in u.tolist()])  # [U]
+        rgba = example_files.heat_rgba(maps.flatten(0, 1), scales.repeat_interleave(count), table)
+        for unit, tiles in zip(u.tolist(), rgba.reshape(len(u), count, height, width, 4)):
+            sprites[unit] = example_files.heat_sprite(tiles, level)  # [2k, H, W, 4] -> 1 PNG
+    return sprites
 
 
 def _views(chosen: dict[str, list[int]], stats: dict[str, LayerStats],
@@ -294,8 +318,9 @@ class _Views:
         self.boxes: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}  # (field, y, x)
 
     def example(self, files: dict[str, bytes], name: str, field: ReceptiveField, index: int,
-                value: float, position: list[int], heat: bytes | None) -> dict:
-        """Add one example's files to `files` and return its JSON description."""
+                value: float, position: list[int], tile: int | None) -> dict:
+        """Add one example's files to `files` and return its JSON description; `tile`: its heat
+        map's place in the unit's sprite (None: no heat map)."""
         box = self.boxes.get((id(field), *position))
         if box is None:  # the same few positions recur across units and photos
             box = self.boxes[(id(field), *position)] = field.box(*position)
@@ -312,11 +337,10 @@ class _Views:
         entry["files"]["crop"] = f"{name}_crop{crop[0]}"
         files[entry["files"]["crop"]] = crop[1]
         whole = self.files.get((index, (0, 0, self.size, self.size)))
-        if heat is not None and whole is not None:
+        if tile is not None and whole is not None:
             entry["files"]["image"] = f"{name}_image{whole[0]}"
             files[entry["files"]["image"]] = whole[1]
-            entry["files"]["heat"] = f"{name}_heat.png"
-            files[entry["files"]["heat"]] = heat
+            entry["heat_tile"] = tile
         return entry
 
 

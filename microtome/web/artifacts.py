@@ -107,14 +107,47 @@ EXAMPLE_INFO = {"q": "quantile", "value": "activation", "activation": "activatio
                 "path": "image", "position": "position", "error": "error"}  # meta key -> label, in the order shown
 
 
+def sprite_tile(artifact: Artifact, tile: Any) -> dict[str, Any] | None:
+    """Where tile `tile` of the artifact's heat sprite (`meta["heat_sprite"]`: `{file, tiles,
+    columns, tile: [H, W], pad}`, techniques/example_files.heat_sprite) lies, as the CSS
+    background of a box showing just that tile at any display size: `{url, size: [x %, y %],
+    position: [x %, y %]}`. None when the artifact has no such sprite or tile."""
+    layout = artifact.meta.get("heat_sprite")
+    try:
+        name, tiles, columns = layout["file"], int(layout["tiles"]), int(layout["columns"])
+        (height, width), pad = (int(v) for v in layout["tile"]), int(layout["pad"])
+    except (TypeError, KeyError, ValueError):
+        return None
+    if name not in artifact.files or not isinstance(tile, int) or not 0 <= tile < tiles or min(
+            columns, height, width) < 1 or pad < 0:
+        return None
+    rows = -(-tiles // columns)
+    row, column = divmod(tile, columns)
+    sheet_w, sheet_h = columns * (width + 2 * pad), rows * (height + 2 * pad)
+    # background-position p % puts the image's point p % on the box's point p %: the tile's
+    # left edge at the box's left edge takes p = offset / (sheet - box) (sheet > box: pad >= 1
+    # or several tiles; a lone unpadded tile is the whole sheet, p = 0).
+    def percent(offset: int, sheet: int, box: int) -> float:
+        return round(100 * offset / (sheet - box), 4) if sheet > box else 0.0
+    return {"url": blob_url(artifact.files[name], name),
+            "size": [round(100 * sheet_w / width, 4), round(100 * sheet_h / height, 4)],
+            "position": [percent(column * (width + 2 * pad) + pad, sheet_w, width),
+                         percent(row * (height + 2 * pad) + pad, sheet_h, height)]}
+
+
 def _row(artifact: Artifact, index: int, files: dict[str, str], info: Any) -> dict[str, Any]:
-    """One example: the whole image with its heat map laid over it (`overlay`), other images
-    (the receptive-field crop...) by role, and its small facts (`info`)."""
+    """One example: the whole image with its heat map laid over it (`overlay`: the heat map a
+    file of its own in stores built before sprites, else a tile of the unit's sprite), other
+    images (the receptive-field crop...) by role, and its small facts (`info`)."""
     images = [{"role": role, "name": name, "url": blob_url(artifact.files[name], name)}
               for role, name in files.items() if name in artifact.files]
     by_role = {im["role"]: im for im in images}
     overlay = None
-    if "image" in by_role and "heat" in by_role:
+    tile = sprite_tile(artifact, info.get("heat_tile")) if isinstance(info, dict) else None
+    if "image" in by_role and tile is not None:
+        overlay = {"image": by_role["image"]["url"], "heat_sprite": tile}
+        images = [im for im in images if im["role"] != "image"]
+    elif "image" in by_role and "heat" in by_role:
         overlay = {"image": by_role["image"]["url"], "heat": by_role["heat"]["url"]}
         images = [im for im in images if im["role"] not in ("image", "heat")]
     order = {"crop": 0, "image": 1, "heat": 2}
@@ -130,8 +163,9 @@ def examples_view(artifact: Artifact) -> dict[str, Any]:
     """Dataset examples laid out for a page, tolerant of what is there.
 
     Groups `top`, `bottom`, `quantiles` come from meta entries that name their files
-    (`{"files": {"crop": "top_0_crop.png", "image": ..., "heat": ...}, "value": ...}`, as
-    techniques/examples.py writes them); numbered files that no entry names (`top_3.png`,
+    (`{"files": {"crop": "top_0_crop.png", "image": ...}, "heat_tile": 3, "value": ...}`, as
+    techniques/examples.py writes them; before heat sprites, `files` named a "heat" file too);
+    the sprite itself is not listed among the other images; numbered files that no entry names (`top_3.png`,
     `top_3_heat.png`) are grouped by their names; other images (the histogram) are listed
     apart, and `meta["histogram"]` with `counts` is kept for an inline chart."""
     meta = artifact.meta
@@ -150,6 +184,9 @@ def examples_view(artifact: Artifact) -> dict[str, Any]:
                 rows.append(_row(artifact, i, files, entry))
         if rows:
             groups.append({"name": name, "rows": rows})
+    sprite = meta.get("heat_sprite")
+    if isinstance(sprite, dict) and isinstance(sprite.get("file"), str):
+        used.add(sprite["file"])  # shown tile by tile in the rows
     named = {g["name"] for g in groups}
     loose: dict[str, dict[int, dict[str, str]]] = {}
     other = []
