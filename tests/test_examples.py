@@ -265,3 +265,42 @@ def test_a_store_built_before_is_skipped_by_the_build(tmp_path) -> None:
             store.put(key, old_params, files, {"histogram": {"edges": [0.0, 1.0], "counts": [3]}})
         tasks = plan(store, spec, select(spec, ["block10"], [0, 1, 2], ["dataset_examples"], "standard", "samples"))
     assert [item[:2] for task in tasks for item in task.items] == [("block10", 2)]
+
+
+def test_the_page_shows_each_heat_map_as_its_tile_of_the_sprite(folder) -> None:
+    """The web's CSS for an example's heat map (background size and position in %, per the
+    CSS rules: offset = (box - image) * p) lands exactly on that example's tile, at any size,
+    and the pixels around each tile repeat its edge (smooth scaling bleeds nothing in)."""
+    from microtome.store import Artifact, ArtifactKey
+    from microtome.web.artifacts import examples_view
+
+    model, spec = toy()
+    data = get_dataset(f"folder:{folder}")
+    with pytest.warns(UserWarning):
+        r = dataset_examples(model, spec, ["mix"], data, units=[1], k=3, batch_size=4)[0]
+    names = {name: f"{i:064x}" for i, name in enumerate(r.files)}
+    art = Artifact(ArtifactKey.for_params("toy", "mix", 1, r.technique, r.params), r.params, r.meta,
+                   names, 0.0)
+    layout = r.meta["heat_sprite"]
+    sheet = np.asarray(Image.open(io.BytesIO(r.files[layout["file"]])))  # [rows * 18, cols * 18, 4]
+    height, width = layout["tile"]
+    rows = {g["name"]: g["rows"] for g in examples_view(art)["groups"]}
+    assert all(im["name"] != layout["file"] for im in examples_view(art)["other"])
+    for kind in ("top", "bottom"):
+        for entry, row in zip(r.meta[kind], rows[kind]):
+            sprite = row["overlay"]["heat_sprite"]
+            assert sprite["url"] == f"/blobs/{names[layout['file']]}.png"
+            for box in (112, 48):  # display size of the box, px
+                image_w, image_h = (box * s / 100 for s in sprite["size"])  # the sheet, scaled
+                assert image_w * height == pytest.approx(image_h * width * sheet.shape[1] / sheet.shape[0])
+                scale = image_w / sheet.shape[1]  # display px per sprite px
+                left, top = ((box - image) * p / 100 for image, p in
+                             zip((image_w, image_h), sprite["position"]))  # the sheet's offset
+                x0, y0 = round(-left / scale), round(-top / scale)  # sheet px at the box's corner
+                assert (-left / scale, -top / scale) == pytest.approx((x0, y0), abs=1e-3)  # of a sprite px
+                assert box / scale == pytest.approx(width, abs=1e-3)  # the box shows one tile exactly
+                shown = sheet[y0:y0 + height, x0:x0 + width]
+                want = example_files.sprite_tile(sheet, layout, entry["heat_tile"])
+                assert np.array_equal(shown, want)
+                ring = sheet[y0 - 1:y0 + height + 1, x0 - 1:x0 + width + 1]
+                assert np.array_equal(ring, np.pad(want, ((1, 1), (1, 1), (0, 0)), mode="edge"))

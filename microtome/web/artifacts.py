@@ -128,9 +128,9 @@ def sprite_tile(artifact: Artifact, tile: Any) -> dict[str, Any] | None:
     # left edge at the box's left edge takes p = offset / (sheet - box) (sheet > box: pad >= 1
     # or several tiles; a lone unpadded tile is the whole sheet, p = 0).
     def percent(offset: int, sheet: int, box: int) -> float:
-        return round(100 * offset / (sheet - box), 4) if sheet > box else 0.0
+        return round(100 * offset / (sheet - box), 6) if sheet > box else 0.0
     return {"url": blob_url(artifact.files[name], name),
-            "size": [round(100 * sheet_w / width, 4), round(100 * sheet_h / height, 4)],
+            "size": [round(100 * sheet_w / width, 6), round(100 * sheet_h / height, 6)],
             "position": [percent(column * (width + 2 * pad) + pad, sheet_w, width),
                          percent(row * (height + 2 * pad) + pad, sheet_h, height)]}
 
