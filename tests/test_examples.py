@@ -304,3 +304,13 @@ def test_the_page_shows_each_heat_map_as_its_tile_of_the_sprite(folder) -> None:
                 assert np.array_equal(shown, want)
                 ring = sheet[y0 - 1:y0 + height + 1, x0 - 1:x0 + width + 1]
                 assert np.array_equal(ring, np.pad(want, ((1, 1), (1, 1), (0, 0)), mode="edge"))
+
+
+def test_heat_colours_through_the_float16_table_equal_the_direct_colouring() -> None:
+    """Every float16 value but NaN (infinities included), against `heat_rgba` per pixel."""
+    table = example_files.inferno()
+    every = torch.arange(-(1 << 15), 1 << 15, dtype=torch.int32).to(torch.int16).view(torch.float16)
+    maps = every[~every.isnan()].reshape(1, -1, 1)  # [1, N, 1]
+    for scale in (1.0, 3.7, 1e-12, 6e4):
+        direct = example_files.heat_rgba(maps, torch.tensor([scale]), table)
+        assert np.array_equal(example_files.heat_rgba_half(maps, scale, table), direct)

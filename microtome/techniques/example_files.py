@@ -66,14 +66,33 @@ def inferno() -> np.ndarray:
 def heat_rgba(maps: torch.Tensor, scales: torch.Tensor, table: np.ndarray) -> np.ndarray:
     """`maps [R, H, W]`, `scales [R]` -> RGBA `[R, H, W, 4]` uint8, as matplotlib would colour
     each level (table index floor(level * 256), the top level clipped) with opacity
-    0.15 + 0.85 * level. Built in uint8: a float RGBA image of a 112 x 112 layer's maps would
-    be 8x the memory traffic."""
-    level = (maps.float() / scales.float()[:, None, None]).clamp(0, 1).numpy()  # [R, H, W]
-    rgba = np.empty((*level.shape, 4), dtype=np.uint8)
-    rgba[..., :3] = table[np.minimum((level * _LEVELS).astype(np.int32), _LEVELS - 1)]
-    alpha = (0.15 + 0.85 * level).astype(np.float64)  # float32 math, then rounded as before
-    rgba[..., 3] = (alpha * 255 + 0.5).astype(np.uint8)
+    0.15 + 0.85 * level (float32, then rounded in float64)."""
+    level = (maps.float() / scales.float()[:, None, None]).clamp(0, 1)  # [R, H, W] float32
+    return _colour(level, table).numpy()
+
+
+def _colour(level: torch.Tensor, table: np.ndarray) -> torch.Tensor:
+    """Levels `[...]` in [0, 1] (float32) -> RGBA `[..., 4]` uint8."""
+    index = (level * _LEVELS).to(torch.int64).clamp_(0, _LEVELS - 1)  # floor: levels >= 0
+    rgba = torch.empty((*level.shape, 4), dtype=torch.uint8)
+    rgba[..., :3] = torch.from_numpy(table)[index]
+    rgba[..., 3] = ((level * 0.85 + 0.15).double() * 255 + 0.5).to(torch.uint8)
     return rgba
+
+
+_HALVES = torch.arange(-(1 << 15), 1 << 15, dtype=torch.int32).to(torch.int16).view(torch.float16)
+
+
+def heat_rgba_half(maps: torch.Tensor, scale: float, table: np.ndarray) -> np.ndarray:
+    """`heat_rgba` of float16 `maps [R, H, W]` sharing one `scale`, through a table of the
+    colour of every float16 value (65,536): equal output, several times faster when the maps
+    hold more pixels than that (a 112 x 112 layer's 32 maps: 400,000)."""
+    if maps.dtype != torch.float16:
+        raise TypeError(f"heat_rgba_half takes float16 maps, got {maps.dtype}")
+    level = (_HALVES.float() / torch.tensor(scale, dtype=torch.float32)).clamp(0, 1)  # [65536]
+    colours = _colour(level, table).view(torch.int32).squeeze(1)  # [65536] RGBA as one int32
+    index = maps.view(torch.int16).to(torch.int32) + (1 << 15)  # [R, H, W] bit patterns, 0..65535
+    return colours[index.long()].unsqueeze(-1).view(torch.uint8).numpy()  # [R, H, W, 4]
 
 
 SPRITE_PAD = 1  # each tile's edge pixels repeated around it: scaled smoothly, no tile bleeds
