@@ -263,7 +263,6 @@ def _heat_sprites(layer: LayerStats, units: list[int], table) -> dict[int, tuple
         return {}
     height, width = layer.top_maps.shape[2:]
     count = layer.top_maps.shape[1] + layer.bottom_maps.shape[1]
-    level = example_files.heat_level(height, width)
     chunk = max(1, SPRITE_PIXELS // (count * height * width))
     sprites = {}
     for start in range(0, len(units), chunk):
@@ -276,7 +275,7 @@ def _heat_sprites(layer: LayerStats, units: list[int], table) -> dict[int, tuple
             rgba = example_files.heat_rgba(maps.flatten(0, 1), torch.tensor(scales).repeat_interleave(
                 count), table).reshape(len(u), count, height, width, 4)
         for unit, tiles in zip(u.tolist(), rgba):
-            sprites[unit] = example_files.heat_sprite(tiles, level)  # [2k, H, W, 4] -> 1 PNG
+            sprites[unit] = example_files.heat_sprite(tiles)  # [2k, H, W, 4] -> 1 PNG
     return sprites
 
 
