@@ -170,6 +170,7 @@ def test_dataset_examples_artifacts(folder) -> None:
     logit = results[2]
     assert "heat_tile" not in logit.meta["top"][0] and "heat_sprite" not in logit.meta  # flat: no map
     assert logit.meta["top"][0]["box"] == [0, 0, SIZE, SIZE]
+    assert logit.meta["top"][0]["crop_from"] == "image" and "crop" not in logit.meta["top"][0]["files"]
 
 
 def test_wrong_units_or_statistics_are_user_errors(folder) -> None:
@@ -267,20 +268,40 @@ def test_a_store_built_before_is_skipped_by_the_build(tmp_path) -> None:
     assert [item[:2] for task in tasks for item in task.items] == [("block10", 2)]
 
 
-def test_the_page_shows_each_heat_map_as_its_tile_of_the_sprite(folder) -> None:
-    """The web's CSS for an example's heat map (background size and position in %, per the
-    CSS rules: offset = (box - image) * p) lands exactly on that example's tile, at any size,
-    and the pixels around each tile repeat its edge (smooth scaling bleeds nothing in)."""
+def css_region(sheet: np.ndarray, window: dict, box: int) -> tuple[int, int, int, int]:
+    """The part (left, top, width, height) of image `sheet [H, W, ...]` that a `box` x `box`
+    element shows with CSS background-size/-position `window` (in %), per the CSS rules:
+    the image is scaled to size % of the box, offset by (box - image) * position %."""
+    region = []
+    for pixels, size, position in zip((sheet.shape[1], sheet.shape[0]), window["size"], window["position"]):
+        scaled = box * size / 100  # the image's displayed extent
+        offset = (box - scaled) * position / 100
+        start, extent = -offset * pixels / scaled, box * pixels / scaled  # in image pixels
+        assert (start, extent) == pytest.approx((round(start), round(extent)), abs=1e-3)
+        region.append((round(start), round(extent)))
+    (left, width), (top, height) = region
+    return left, top, width, height
+
+
+def stored(r):
+    """`r` as a stored Artifact, its files named by made-up shas."""
     from microtome.store import Artifact, ArtifactKey
+
+    names = {name: f"{i:064x}" for i, name in enumerate(r.files)}
+    return Artifact(ArtifactKey.for_params("toy", r.layer, r.unit, r.technique, r.params), r.params,
+                    r.meta, names, 0.0)
+
+
+def test_the_page_shows_each_heat_map_as_its_tile_of_the_sprite(folder) -> None:
+    """The web's CSS for an example's heat map lands exactly on that example's tile, at any
+    size, and the pixels around each tile repeat its edge (smooth scaling bleeds nothing in)."""
     from microtome.web.artifacts import examples_view
 
     model, spec = toy()
     data = get_dataset(f"folder:{folder}")
     with pytest.warns(UserWarning):
         r = dataset_examples(model, spec, ["mix"], data, units=[1], k=3, batch_size=4)[0]
-    names = {name: f"{i:064x}" for i, name in enumerate(r.files)}
-    art = Artifact(ArtifactKey.for_params("toy", "mix", 1, r.technique, r.params), r.params, r.meta,
-                   names, 0.0)
+    art = stored(r)
     layout = r.meta["heat_sprite"]
     sheet = np.asarray(Image.open(io.BytesIO(r.files[layout["file"]])))  # [rows * 18, cols * 18, 4]
     height, width = layout["tile"]
@@ -289,21 +310,45 @@ def test_the_page_shows_each_heat_map_as_its_tile_of_the_sprite(folder) -> None:
     for kind in ("top", "bottom"):
         for entry, row in zip(r.meta[kind], rows[kind]):
             sprite = row["overlay"]["heat_sprite"]
-            assert sprite["url"] == f"/blobs/{names[layout['file']]}.png"
-            for box in (112, 48):  # display size of the box, px
-                image_w, image_h = (box * s / 100 for s in sprite["size"])  # the sheet, scaled
-                assert image_w * height == pytest.approx(image_h * width * sheet.shape[1] / sheet.shape[0])
-                scale = image_w / sheet.shape[1]  # display px per sprite px
-                left, top = ((box - image) * p / 100 for image, p in
-                             zip((image_w, image_h), sprite["position"]))  # the sheet's offset
-                x0, y0 = round(-left / scale), round(-top / scale)  # sheet px at the box's corner
-                assert (-left / scale, -top / scale) == pytest.approx((x0, y0), abs=1e-3)  # of a sprite px
-                assert box / scale == pytest.approx(width, abs=1e-3)  # the box shows one tile exactly
-                shown = sheet[y0:y0 + height, x0:x0 + width]
+            assert sprite["url"] == f"/blobs/{art.files[layout['file']]}.png"
+            for box in (112, 48):  # display size of the element, px
+                x0, y0, w, h = css_region(sheet, sprite, box)
+                assert (w, h) == (width, height)
                 want = example_files.sprite_tile(sheet, layout, entry["heat_tile"])
-                assert np.array_equal(shown, want)
-                ring = sheet[y0 - 1:y0 + height + 1, x0 - 1:x0 + width + 1]
+                assert np.array_equal(sheet[y0:y0 + h, x0:x0 + w], want)
+                ring = sheet[y0 - 1:y0 + h + 1, x0 - 1:x0 + w + 1]
                 assert np.array_equal(ring, np.pad(want, ((1, 1), (1, 1), (0, 0)), mode="edge"))
+
+
+def test_crops_too_big_for_a_file_are_shown_as_regions_of_the_view(folder, monkeypatch) -> None:
+    """Crops too big for a file of their own (`own_file`: all, here) are no files: the page
+    shows the region `box` of the whole view, and that region is the receptive-field crop
+    (oracle: the photo's pixels in the box; the 32 px view is a lossless PNG)."""
+    from microtome.web.artifacts import examples_view
+
+    model, spec = toy()
+    data = get_dataset(f"folder:{folder}")
+    monkeypatch.setattr(example_files, "own_file", lambda box, size: False)  # every crop "big"
+    with pytest.warns(UserWarning):
+        results = dataset_examples(model, spec, ["colour", "logits"], data, units=[0], k=3,
+                                   batch_size=4)
+    for r in results:
+        assert not [n for n in r.files if "_crop" in n]
+        art = stored(r)
+        groups = {g["name"]: g["rows"] for g in examples_view(art)["groups"]}
+        for kind in ("top", "bottom", "quantiles"):
+            for entry, row in zip(r.meta[kind], groups[kind]):
+                assert entry["crop_from"] == "image"
+                view = np.asarray(Image.open(io.BytesIO(r.files[entry["files"]["image"]])))
+                crop = row["images"][0]
+                assert crop["role"] == "crop" and crop["url"] == f"/blobs/{art.files[entry['files']['image']]}.png"
+                top, left, bottom, right = entry["box"]
+                assert css_region(view, crop["window"], 112) == (left, top, right - left, bottom - top)
+                want = data.load(entry["index"], SIZE)[:, top:bottom, left:right]  # [3, h, w]
+                got = view[top:bottom, left:right]
+                assert np.array_equal(got, example_files.pixels(want))
+                assert (row["overlay"] is not None) == (r.layer == "colour" and kind != "quantiles")
+                assert [im["role"] for im in row["images"]] == ["crop"]
 
 
 def test_heat_colours_through_the_float16_table_equal_the_direct_colouring() -> None:

@@ -283,8 +283,10 @@ def _views(chosen: dict[str, list[int]], stats: dict[str, LayerStats],
            fields: dict[str, ReceptiveField], quantiles: dict[str, tuple[torch.Tensor, ...]],
            dataset: Dataset, size: int, batch_size: int, progress: Progress | None) -> "_Views":
     """The second pass, over just the photos some unit shows: decode each once and encode
-    each of its boxes (crops, and the whole view under heat maps) once."""
+    each of its small crops once, and its whole view once (under heat maps, and for crops too
+    big for a file of their own)."""
     boxes: dict[int, set[tuple[int, int, int, int]]] = {}  # image index -> boxes to encode
+    whole = (0, 0, size, size)
     for layer_id, layer_units in chosen.items():
         layer, field = stats[layer_id], fields[layer_id]
         u = torch.tensor(layer_units, dtype=torch.int64)
@@ -292,11 +294,12 @@ def _views(chosen: dict[str, list[int]], stats: dict[str, LayerStats],
         ids = torch.cat([layer.top.ids[u], layer.bottom.ids[u], q_ids[u]], dim=1)  # [U, n]
         pos = torch.cat([layer.top.positions[u], layer.bottom.positions[u], q_pos[u]], dim=1)
         for index, (y, x) in set(zip(ids.flatten().tolist(), map(tuple, pos.reshape(-1, 2).tolist()))):
-            if index >= 0:
-                boxes.setdefault(index, set()).add(field.box(y, x))
+            if index >= 0:  # a crop of its own, or a region of the whole view
+                box = field.box(y, x)
+                boxes.setdefault(index, set()).add(box if example_files.own_file(box, size) else whole)
         if layer.grid != (1, 1):  # heat maps lie over the whole view
             for index in torch.cat([layer.top.ids[u], layer.bottom.ids[u]], dim=1).unique().tolist():
-                boxes[index].add((0, 0, size, size))
+                boxes[index].add(whole)
     views = _Views(dataset, size)
     done = 0
     for batch in dataset.batches(size, batch_size, indices=sorted(boxes)):
@@ -313,37 +316,45 @@ def _views(chosen: dict[str, list[int]], stats: dict[str, LayerStats],
 
 class _Views:
     """The encoded boxes of photos, `{(image index, box): (extension, bytes)}`: a photo shown by
-    many units is one bytes object, hence one blob in the store."""
+    many units is one bytes object, hence one blob in the store. An example's entry names its
+    crop file (`files.crop`), or says `crop_from: "image"`: its crop is the region `box` of its
+    whole view (`files.image`)."""
 
     def __init__(self, dataset: Dataset, size: int) -> None:
         self.dataset, self.size = dataset, size
         self.files: dict[tuple[int, tuple[int, int, int, int]], tuple[str, bytes]] = {}
         self.info: dict[int, tuple] = {}  # image index -> (path, label, class name)
-        self.boxes: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}  # (field, y, x)
+        self.boxes: dict[tuple[int, int, int], tuple[tuple[int, int, int, int], bool]] = {}  # (field, y, x) -> (box, own file)
 
     def example(self, files: dict[str, bytes], name: str, field: ReceptiveField, index: int,
                 value: float, position: list[int], tile: int | None) -> dict:
         """Add one example's files to `files` and return its JSON description; `tile`: its heat
         map's place in the unit's sprite (None: no heat map)."""
-        box = self.boxes.get((id(field), *position))
-        if box is None:  # the same few positions recur across units and photos
-            box = self.boxes[(id(field), *position)] = field.box(*position)
+        known = self.boxes.get((id(field), *position))
+        if known is None:  # the same few positions recur across units and photos
+            box = field.box(*position)
+            known = self.boxes[(id(field), *position)] = box, example_files.own_file(box, self.size)
+        box, own = known
         info = self.info.get(index)
         if info is None:
             data = self.dataset
             info = self.info[index] = (data.paths[index], data.labels[index], data.label_name(index))
         entry = {"index": index, "path": info[0], "value": value, "position": position,
                  "box": list(box), "label": info[1], "class_name": info[2], "files": {}}
-        crop = self.files.get((index, box))
+        whole = self.files.get((index, (0, 0, self.size, self.size)))
+        crop = self.files.get((index, box)) if own else whole
         if crop is None:  # unreadable now, though it was read in the pass
             entry["error"] = "the image could not be read again"
             return entry
-        entry["files"]["crop"] = f"{name}_crop{crop[0]}"
-        files[entry["files"]["crop"]] = crop[1]
-        whole = self.files.get((index, (0, 0, self.size, self.size)))
-        if tile is not None and whole is not None:
+        if own:
+            entry["files"]["crop"] = f"{name}_crop{crop[0]}"
+            files[entry["files"]["crop"]] = crop[1]
+        else:  # the crop is the region `box` of the whole view
+            entry["crop_from"] = "image"
+        if whole is not None and (tile is not None or not own):
             entry["files"]["image"] = f"{name}_image{whole[0]}"
             files[entry["files"]["image"]] = whole[1]
+        if tile is not None and whole is not None:
             entry["heat_tile"] = tile
         return entry
 
