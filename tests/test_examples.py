@@ -359,3 +359,35 @@ def test_heat_colours_through_the_float16_table_equal_the_direct_colouring() -> 
     for scale in (1.0, 3.7, 1e-12, 6e4):
         direct = example_files.heat_rgba(maps, torch.tensor([scale]), table)
         assert np.array_equal(example_files.heat_rgba_half(maps, scale, table), direct)
+
+
+def test_the_unit_page_serves_sprites_and_view_crops(folder, tmp_path, monkeypatch) -> None:
+    """A unit page over artifacts written as now (heat sprite, crops cut from the view): the
+    page lays each example out with CSS windows and every URL it names is served."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from microtome.store import ArtifactKey, Store
+    from microtome.web import create_app
+    from tests.web_fixtures import registry
+
+    model, spec = toy()
+    data = get_dataset(f"folder:{folder}")
+    monkeypatch.setattr(example_files, "own_file", lambda box, size: box[2] - box[0] < 3)
+    with pytest.warns(UserWarning):
+        r = dataset_examples(model, spec, ["colour"], data, units=[0], k=3, batch_size=4)[0]
+    with Store(tmp_path / "store") as store:
+        store.put_model("efficientnet_lite0", registry()["efficientnet_lite0"])
+        store.put(ArtifactKey.for_params("efficientnet_lite0", "block10", 0, r.technique, r.params),
+                  r.params, r.files, r.meta)
+    with TestClient(create_app(tmp_path / "store", registry=registry, on_demand=False)) as client:
+        html = client.get("/models/efficientnet_lite0/block10/0").text
+        assert html.count('class="heat window"') == 6  # top 3 + bottom 3, tiles of one sprite
+        views = sum(1 for e in r.meta["top"] + r.meta["bottom"] + r.meta["quantiles"] if "crop_from" in e)
+        assert 0 < views < 15 and html.count('<span class="window"') == views
+        urls = set(re.findall(r"url\('([^']+)'\)", html)) | set(re.findall(r'src="(/blobs/[^"]+)"', html))
+        assert any(u.endswith(".png") for u in urls) and len(urls) > 2
+        for url in urls:
+            got = client.get(url)
+            assert got.status_code == 200 and got.headers["content-type"].startswith("image/")
