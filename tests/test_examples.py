@@ -339,9 +339,10 @@ def test_crops_too_big_for_a_file_are_shown_as_regions_of_the_view(folder, monke
         for kind in ("top", "bottom", "quantiles"):
             for entry, row in zip(r.meta[kind], groups[kind]):
                 assert entry["crop_from"] == "image"
-                view = np.asarray(Image.open(io.BytesIO(r.files[entry["files"]["image"]])))
+                image = entry["files"]["image"]
+                view = np.asarray(Image.open(io.BytesIO(r.files[image])))
                 crop = row["images"][0]
-                assert crop["role"] == "crop" and crop["url"] == f"/blobs/{art.files[entry['files']['image']]}.png"
+                assert crop["role"] == "crop" and crop["url"] == f"/blobs/{art.files[image]}.png"
                 top, left, bottom, right = entry["box"]
                 assert css_region(view, crop["window"], 112) == (left, top, right - left, bottom - top)
                 want = data.load(entry["index"], SIZE)[:, top:bottom, left:right]  # [3, h, w]

@@ -334,7 +334,8 @@ class _Views:
         self.dataset, self.size = dataset, size
         self.files: dict[tuple[int, tuple[int, int, int, int]], tuple[str, bytes]] = {}
         self.info: dict[int, tuple] = {}  # image index -> (path, label, class name)
-        self.boxes: dict[tuple[int, int, int], tuple[tuple[int, int, int, int], bool]] = {}  # (field, y, x) -> (box, own file)
+        # (field, y, x) -> (box, whether its crop is a file of its own)
+        self.boxes: dict[tuple[int, int, int], tuple[tuple[int, int, int, int], bool]] = {}
 
     def example(self, files: dict[str, bytes], name: str, field: ReceptiveField, index: int,
                 value: float, position: list[int], tile: int | None) -> dict:

@@ -143,8 +143,8 @@ def sprite_tile(artifact: Artifact, tile: Any) -> dict[str, Any] | None:
 def _view_crop(artifact: Artifact, info: dict, image: dict[str, str]) -> dict[str, Any] | None:
     """An example's crop shown as the region `box` of its whole view `image` (entries with
     `crop_from: "image"`): the image dict with the CSS `window`; None if the facts are missing."""
-    size = artifact.meta.get("view", {}).get("size") if isinstance(artifact.meta.get("view"), dict) else None
-    box = info.get("box")
+    view = artifact.meta.get("view")
+    size, box = view.get("size") if isinstance(view, dict) else None, info.get("box")
     if not isinstance(size, int) or not (isinstance(box, list) and len(box) == 4
                                          and all(isinstance(v, int) for v in box)):
         return None
