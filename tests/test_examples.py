@@ -156,8 +156,11 @@ def test_dataset_examples_artifacts(folder) -> None:
     crop = np.asarray(Image.open(io.BytesIO(red.files[best["files"]["crop"]])))
     assert crop.shape == (3, 3, 3)  # centred on the square's top-left corner (its first max)
     assert (crop[1:, 1:, 0] > 200).all() and (crop[0, :, 0] < 100).all()
-    heat = Image.open(io.BytesIO(red.files[best["files"]["heat"]]))
-    assert heat.size == (SIZE, SIZE) and heat.mode == "RGBA"
+    sprite = red.meta["heat_sprite"]  # the unit's heat maps: one file, a tile per example
+    heat = Image.open(io.BytesIO(red.files[sprite["file"]]))
+    assert heat.mode == "RGBA" and sprite["tile"] == [SIZE, SIZE] and sprite["tiles"] == 6
+    assert [e["heat_tile"] for e in red.meta["top"] + red.meta["bottom"]] == list(range(6))
+    assert [n for n in red.files if "heat" in n] == ["heat_sprite.png"]
     image = Image.open(io.BytesIO(red.files[best["files"]["image"]]))
     assert image.size == (SIZE, SIZE)
     assert len(red.meta["bottom"]) == 3 and len(red.meta["quantiles"]) == len(QUANTILES)
@@ -165,8 +168,9 @@ def test_dataset_examples_artifacts(folder) -> None:
     assert sum(red.meta["histogram"]["counts"]) == 8
     assert "histogram.png" not in red.files  # the page draws the counts
     logit = results[2]
-    assert "heat" not in logit.meta["top"][0]["files"]  # a flat layer has no map
+    assert "heat_tile" not in logit.meta["top"][0] and "heat_sprite" not in logit.meta  # flat: no map
     assert logit.meta["top"][0]["box"] == [0, 0, SIZE, SIZE]
+    assert logit.meta["top"][0]["crop_from"] == "image" and "crop" not in logit.meta["top"][0]["files"]
 
 
 def test_wrong_units_or_statistics_are_user_errors(folder) -> None:
@@ -221,6 +225,7 @@ def test_examples_and_heat_maps_equal_brute_force(noisy_folder) -> None:
         with torch.no_grad():
             images = torch.stack([data.load(i, SIZE) for i in ids.tolist()])
             acts = forward_to(model, spec.preprocess(images), {r.layer: spec.layer(r.layer).module})[r.layer]
+        sheet = np.asarray(Image.open(io.BytesIO(r.files[r.meta["heat_sprite"]["file"]])))
         for kind in ("top", "bottom"):
             kept = getattr(stats[r.layer], f"{kind}_maps")[r.unit]  # [k, H, W] float16
             for rank, entry in enumerate(r.meta[kind]):
@@ -228,7 +233,7 @@ def test_examples_and_heat_maps_equal_brute_force(noisy_folder) -> None:
                 torch.testing.assert_close(kept[rank].float(), amap, rtol=2e-3, atol=1e-3)
                 scale = torch.tensor([r.meta["heat_scale"]])
                 want_rgba = example_files.heat_rgba(kept[rank][None], scale, table)[0]
-                heat = np.asarray(Image.open(io.BytesIO(r.files[entry["files"]["heat"]])))
+                heat = example_files.sprite_tile(sheet, r.meta["heat_sprite"], entry["heat_tile"])
                 assert np.array_equal(heat, want_rgba)
 
 
@@ -261,3 +266,129 @@ def test_a_store_built_before_is_skipped_by_the_build(tmp_path) -> None:
             store.put(key, old_params, files, {"histogram": {"edges": [0.0, 1.0], "counts": [3]}})
         tasks = plan(store, spec, select(spec, ["block10"], [0, 1, 2], ["dataset_examples"], "standard", "samples"))
     assert [item[:2] for task in tasks for item in task.items] == [("block10", 2)]
+
+
+def css_region(sheet: np.ndarray, window: dict, box: int) -> tuple[int, int, int, int]:
+    """The part (left, top, width, height) of image `sheet [H, W, ...]` that a `box` x `box`
+    element shows with CSS background-size/-position `window` (in %), per the CSS rules:
+    the image is scaled to size % of the box, offset by (box - image) * position %."""
+    region = []
+    for pixels, size, position in zip((sheet.shape[1], sheet.shape[0]), window["size"], window["position"]):
+        scaled = box * size / 100  # the image's displayed extent
+        offset = (box - scaled) * position / 100
+        start, extent = -offset * pixels / scaled, box * pixels / scaled  # in image pixels
+        assert (start, extent) == pytest.approx((round(start), round(extent)), abs=1e-3)
+        region.append((round(start), round(extent)))
+    (left, width), (top, height) = region
+    return left, top, width, height
+
+
+def stored(r):
+    """`r` as a stored Artifact, its files named by made-up shas."""
+    from microtome.store import Artifact, ArtifactKey
+
+    names = {name: f"{i:064x}" for i, name in enumerate(r.files)}
+    return Artifact(ArtifactKey.for_params("toy", r.layer, r.unit, r.technique, r.params), r.params,
+                    r.meta, names, 0.0)
+
+
+def test_the_page_shows_each_heat_map_as_its_tile_of_the_sprite(folder) -> None:
+    """The web's CSS for an example's heat map lands exactly on that example's tile, at any
+    size, and the pixels around each tile repeat its edge (smooth scaling bleeds nothing in)."""
+    from microtome.web.artifacts import examples_view
+
+    model, spec = toy()
+    data = get_dataset(f"folder:{folder}")
+    with pytest.warns(UserWarning):
+        r = dataset_examples(model, spec, ["mix"], data, units=[1], k=3, batch_size=4)[0]
+    art = stored(r)
+    layout = r.meta["heat_sprite"]
+    sheet = np.asarray(Image.open(io.BytesIO(r.files[layout["file"]])))  # [rows * 18, cols * 18, 4]
+    height, width = layout["tile"]
+    rows = {g["name"]: g["rows"] for g in examples_view(art)["groups"]}
+    assert all(im["name"] != layout["file"] for im in examples_view(art)["other"])
+    for kind in ("top", "bottom"):
+        for entry, row in zip(r.meta[kind], rows[kind]):
+            sprite = row["overlay"]["heat_sprite"]
+            assert sprite["url"] == f"/blobs/{art.files[layout['file']]}.png"
+            for box in (112, 48):  # display size of the element, px
+                x0, y0, w, h = css_region(sheet, sprite, box)
+                assert (w, h) == (width, height)
+                want = example_files.sprite_tile(sheet, layout, entry["heat_tile"])
+                assert np.array_equal(sheet[y0:y0 + h, x0:x0 + w], want)
+                ring = sheet[y0 - 1:y0 + h + 1, x0 - 1:x0 + w + 1]
+                assert np.array_equal(ring, np.pad(want, ((1, 1), (1, 1), (0, 0)), mode="edge"))
+
+
+def test_crops_too_big_for_a_file_are_shown_as_regions_of_the_view(folder, monkeypatch) -> None:
+    """Crops too big for a file of their own (`own_file`: all, here) are no files: the page
+    shows the region `box` of the whole view, and that region is the receptive-field crop
+    (oracle: the photo's pixels in the box; the 32 px view is a lossless PNG)."""
+    from microtome.web.artifacts import examples_view
+
+    model, spec = toy()
+    data = get_dataset(f"folder:{folder}")
+    monkeypatch.setattr(example_files, "own_file", lambda box, size: False)  # every crop "big"
+    with pytest.warns(UserWarning):
+        results = dataset_examples(model, spec, ["colour", "logits"], data, units=[0], k=3,
+                                   batch_size=4)
+    for r in results:
+        assert not [n for n in r.files if "_crop" in n]
+        art = stored(r)
+        groups = {g["name"]: g["rows"] for g in examples_view(art)["groups"]}
+        for kind in ("top", "bottom", "quantiles"):
+            for entry, row in zip(r.meta[kind], groups[kind]):
+                assert entry["crop_from"] == "image"
+                image = entry["files"]["image"]
+                view = np.asarray(Image.open(io.BytesIO(r.files[image])))
+                crop = row["images"][0]
+                assert crop["role"] == "crop" and crop["url"] == f"/blobs/{art.files[image]}.png"
+                top, left, bottom, right = entry["box"]
+                assert css_region(view, crop["window"], 112) == (left, top, right - left, bottom - top)
+                want = data.load(entry["index"], SIZE)[:, top:bottom, left:right]  # [3, h, w]
+                got = view[top:bottom, left:right]
+                assert np.array_equal(got, example_files.pixels(want))
+                assert (row["overlay"] is not None) == (r.layer == "colour" and kind != "quantiles")
+                assert [im["role"] for im in row["images"]] == ["crop"]
+
+
+def test_heat_colours_through_the_float16_table_equal_the_direct_colouring() -> None:
+    """Every float16 value but NaN (infinities included), against `heat_rgba` per pixel."""
+    table = example_files.inferno()
+    every = torch.arange(-(1 << 15), 1 << 15, dtype=torch.int32).to(torch.int16).view(torch.float16)
+    maps = every[~every.isnan()].reshape(1, -1, 1)  # [1, N, 1]
+    for scale in (1.0, 3.7, 1e-12, 6e4):
+        direct = example_files.heat_rgba(maps, torch.tensor([scale]), table)
+        assert np.array_equal(example_files.heat_rgba_half(maps, scale, table), direct)
+
+
+def test_the_unit_page_serves_sprites_and_view_crops(folder, tmp_path, monkeypatch) -> None:
+    """A unit page over artifacts written as now (heat sprite, crops cut from the view): the
+    page lays each example out with CSS windows and every URL it names is served."""
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from microtome.store import ArtifactKey, Store
+    from microtome.web import create_app
+    from tests.web_fixtures import registry
+
+    model, spec = toy()
+    data = get_dataset(f"folder:{folder}")
+    monkeypatch.setattr(example_files, "own_file", lambda box, size: box[2] - box[0] < 3)
+    with pytest.warns(UserWarning):
+        r = dataset_examples(model, spec, ["colour"], data, units=[0], k=3, batch_size=4)[0]
+    with Store(tmp_path / "store") as store:
+        store.put_model("efficientnet_lite0", registry()["efficientnet_lite0"])
+        store.put(ArtifactKey.for_params("efficientnet_lite0", "block10", 0, r.technique, r.params),
+                  r.params, r.files, r.meta)
+    with TestClient(create_app(tmp_path / "store", registry=registry, on_demand=False)) as client:
+        html = client.get("/models/efficientnet_lite0/block10/0").text
+        assert html.count('class="heat window"') == 6  # top 3 + bottom 3, tiles of one sprite
+        views = sum(1 for e in r.meta["top"] + r.meta["bottom"] + r.meta["quantiles"] if "crop_from" in e)
+        assert 0 < views < 15 and html.count('<span class="window"') == views
+        urls = set(re.findall(r"url\('([^']+)'\)", html)) | set(re.findall(r'src="(/blobs/[^"]+)"', html))
+        assert any(u.endswith(".png") for u in urls) and len(urls) > 2
+        for url in urls:
+            got = client.get(url)
+            assert got.status_code == 200 and got.headers["content-type"].startswith("image/")

@@ -36,13 +36,18 @@ class Row:
     shas: dict[str, str]
 
 
-def check(entry: PutEntry) -> None:
-    """MicrotomeError/TypeError naming what is wrong with one entry, before anything is written."""
+def check(entry: PutEntry, params_json: str | None = None) -> None:
+    """MicrotomeError/TypeError naming what is wrong with one entry, before anything is written.
+    `params_json`: `canonical_json(entry.params)` when the caller has it already."""
     if not isinstance(entry.key, ArtifactKey):
         raise TypeError(f"expected an ArtifactKey, got {type(entry.key).__name__}")
-    if param_hash(entry.params) != entry.key.params_hash:
+    if params_json is None:
+        got = param_hash(entry.params)
+    else:  # param_hash, from the text already rendered
+        got = hashlib.sha256(params_json.encode()).hexdigest()[:16]
+    if got != entry.key.params_hash:
         raise MicrotomeError(
-            f"params hash to {param_hash(entry.params)} but the key says {entry.key.params_hash}; "
+            f"params hash to {got} but the key says {entry.key.params_hash}; "
             f"make the key with ArtifactKey.for_params(..., params)"
         )
     files = entry.files
@@ -56,7 +61,10 @@ def prepare(entries: Iterable[PutEntry]) -> tuple[list[Row], dict[str, bytes]]:
     blobs: dict[str, bytes] = {}
     by_object: dict[int, tuple[bytes, str]] = {}  # id(data) -> (data, sha); data kept alive
     for entry in entries:
-        check(entry)
+        if not isinstance(entry.params, dict):
+            raise MicrotomeError(f"params must be a dict, got {type(entry.params).__name__}")
+        params_json = canonical_json(entry.params, "params")
+        check(entry, params_json)
         shas = {}
         for name, data in entry.files.items():
             known = by_object.get(id(data))
@@ -66,6 +74,6 @@ def prepare(entries: Iterable[PutEntry]) -> tuple[list[Row], dict[str, bytes]]:
                 blobs.setdefault(known[1], payload)
             shas[name] = known[1]
         if entry.key not in rows:
-            rows[entry.key] = Row(entry.key, canonical_json(entry.params, "params"),
+            rows[entry.key] = Row(entry.key, params_json,
                                   canonical_json({} if entry.meta is None else entry.meta, "meta"), shas)
     return list(rows.values()), blobs

@@ -7,8 +7,9 @@ per batch for all units, and (`maps=True`) the maps `[C, k, H, W]` of the images
 top and bottom lists hold are kept along, so heat maps need no second forward pass.
 `collect(...) -> {layer id: LayerStats}`; `dataset_examples(...) -> [ArtifactResult]` (one per
 unit) adds crops and heat maps: a second pass only decodes the photos shown, and encodes each
-(photo, box) once whatever the number of units showing it. The histogram is data (counts in
-meta), drawn by the page.
+(photo, box) once whatever the number of units showing it; a unit's heat maps are the tiles
+of one PNG (`heat_sprite.png`, entries name their `heat_tile`). The histogram is data (counts
+in meta), drawn by the page.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from microtome.zoo.spec import ModelSpec
 Progress = Callable[[str, int, int], None]  # (stage, images done, images in the stage)
 QUANTILES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 BINS = 64
+HEAT_SPRITE = "heat_sprite.png"  # a unit's heat maps, one tile per top then bottom example
 
 
 @dataclass
@@ -92,7 +94,8 @@ def collect(model: nn.Module, spec: ModelSpec, layer_ids: Sequence[str], dataset
     if state is None:
         raise MicrotomeError(f"no readable image in {dataset.name}: "
                              f"{len(dataset.skipped)} files skipped, e.g. {dataset.skipped[:3]}")
-    return state.result(images=seen, size=size, k=k, dataset=dataset.name)
+    with torch_threads(1):
+        return state.result(images=seen, size=size, k=k, dataset=dataset.name)
 
 
 class _Pass:
@@ -170,48 +173,77 @@ def dataset_examples(model: nn.Module, spec: ModelSpec, layer_ids: str | Sequenc
             raise MicrotomeError(f"the statistics given do not fit: they need layer {layer_id!r} "
                                  f"at size {size} with k={k} over {dataset.name}, collected "
                                  f"with maps=True")
-    fields = fields or receptive_fields(model, spec, list(paths), size, device)
     chosen = {layer_id: _units(units, stats[layer_id].channels, layer_id) for layer_id in paths}
     params = {"dataset": dataset.name, "k": k, "size": size, "preset": preset}
-    quantiles = {layer_id: stats[layer_id].histogram.quantile_examples(list(QUANTILES))
-                 for layer_id in paths}
-    views = _views(chosen, stats, fields, quantiles, dataset, size, batch_size, progress)
+    # Batch-of-one passes and ops of ~1 ms from here on: a second thread only spins (receptive
+    # fields of lite0 under load: 0.8 s with one thread, 10 s with two).
+    with torch_threads(1):
+        fields = fields or receptive_fields(model, spec, list(paths), size, device)
+        quantiles = {layer_id: stats[layer_id].histogram.quantile_examples(list(QUANTILES))
+                     for layer_id in paths}
+        views = _views(chosen, stats, fields, quantiles, dataset, size, batch_size, progress)
+        return _artifacts(chosen, stats, fields, quantiles, views, dataset, params)
+
+
+def _artifacts(chosen: dict[str, list[int]], stats: dict[str, LayerStats],
+               fields: dict[str, ReceptiveField], quantiles: dict[str, tuple[torch.Tensor, ...]],
+               views: "_Views", dataset: Dataset, params: dict) -> list[ArtifactResult]:
+    """One `ArtifactResult` per chosen unit: its meta, crops, views and heat sprite."""
     results = []
     table = example_files.inferno()
     for layer_id, layer_units in chosen.items():
-        layer, field = stats[layer_id], fields[layer_id]
-        heat = _heat_maps(layer, layer_units, table)
+        layer = _Lists(stats[layer_id], quantiles[layer_id])
+        field, sprites = fields[layer_id], _heat_sprites(stats[layer_id], layer_units, table)
+        common = {"layer": layer_id, "dataset": layer.stats.dataset, "images": layer.stats.images,
+                  "view": {"size": layer.stats.size, "resize": resize_size(layer.stats.size)},
+                  "receptive_field": field.summary()}
         for unit in layer_units:
             files: dict[str, bytes] = {}
-            meta = _unit_meta(views, files, layer, field, unit, quantiles[layer_id], heat)
+            meta = _unit_meta(views, files, layer, field, unit, sprites.get(unit), common)
             meta["skipped"] = len(dataset.skipped)  # unreadable files (dataset.skipped lists them)
             results.append(ArtifactResult(layer_id, unit, DATASET_EXAMPLES, dict(params),
                                           files, meta))
     return results
 
 
-def _unit_meta(views: "_Views", files: dict[str, bytes], layer: LayerStats,
-               field: ReceptiveField, unit: int, quantiles: tuple[torch.Tensor, ...],
-               heat: dict[tuple[int, int], bytes]) -> dict:
-    """One unit's JSON description; its image files are added to `files`."""
-    meta = {"layer": layer.layer, "unit": unit, "dataset": layer.dataset, "images": layer.images,
-            "view": {"size": layer.size, "resize": resize_size(layer.size)},
-            "receptive_field": field.summary(), "heat_scale": _scale(layer, unit)}
-    width = len(str(layer.k - 1))
-    for kind, lists in (("top", layer.top), ("bottom", layer.bottom)):
+class _Lists:
+    """A layer's lists as Python values, converted once for all its units (indexing a tensor
+    per value costs ~1 us each, 100+ per unit): per unit, top/bottom `[(id, value, [y, x])]`,
+    quantiles `[(q, id, value, [y, x])]`, histogram edges and counts."""
+
+    def __init__(self, stats: LayerStats, quantiles: tuple[torch.Tensor, ...]) -> None:
+        self.stats = stats
+        self.lists = {kind: (t.ids.tolist(), t.values.tolist(), t.positions.tolist())
+                      for kind, t in (("top", stats.top), ("bottom", stats.bottom))}
+        q_ids, q_values, q_positions, _ = quantiles
+        self.quantiles = list(zip(q_ids.tolist(), q_values.tolist(), q_positions.tolist()))
+        self.edges = stats.histogram.edges.tolist()
+        self.counts = stats.histogram.counts.tolist()
+        self.width = len(str(stats.k - 1))
+
+
+def _unit_meta(views: "_Views", files: dict[str, bytes], layer: _Lists, field: ReceptiveField,
+               unit: int, sprite: tuple[bytes, dict] | None, common: dict) -> dict:
+    """One unit's JSON description; its image files are added to `files`. With a `sprite`
+    (its heat maps, top then bottom, as tiles of one PNG), top/bottom entries name their tile."""
+    meta = {**common, "unit": unit, "heat_scale": _scale(layer.stats, unit)}
+    if sprite is not None:
+        files[HEAT_SPRITE] = sprite[0]
+        meta["heat_sprite"] = {"file": HEAT_SPRITE, **sprite[1]}
+    tile = 0
+    for kind in ("top", "bottom"):
+        ids, values, positions = layer.lists[kind]
         meta[kind] = []
-        for rank, index in enumerate(lists.ids[unit].tolist()):
-            meta[kind].append(views.example(
-                files, f"{kind}_{rank:0{width}d}", field, index, float(lists.values[unit, rank]),
-                lists.positions[unit, rank].tolist(), heat.get((unit, index))))
-    q_ids, q_values, q_positions, _ = quantiles
+        for rank, (index, value, position) in enumerate(zip(ids[unit], values[unit], positions[unit])):
+            meta[kind].append(views.example(files, f"{kind}_{rank:0{layer.width}d}", field, index,
+                                            value, position, tile if sprite else None))
+            tile += 1
+    q_ids, q_values, q_positions = layer.quantiles[unit]
     meta["quantiles"] = [
         dict(q=q, **views.example(files, f"quantile_{round(q * 100):02d}", field,
-                                  int(q_ids[unit, j]), float(q_values[unit, j]),
-                                  q_positions[unit, j].tolist(), None))
-        for j, q in enumerate(QUANTILES) if int(q_ids[unit, j]) >= 0]
-    edges, counts = layer.histogram.edges[unit], layer.histogram.counts[unit]
-    meta["histogram"] = {"edges": edges.tolist(), "counts": counts.tolist()}
+                                  q_ids[j], q_values[j], q_positions[j], None))
+        for j, q in enumerate(QUANTILES) if q_ids[j] >= 0]
+    meta["histogram"] = {"edges": layer.edges[unit], "counts": layer.counts[unit]}
     return meta
 
 
@@ -231,32 +263,41 @@ def _scale(layer: LayerStats, unit: int) -> float:
     return max(float(layer.top.values[unit, 0]), 1e-12)
 
 
-def _heat_maps(layer: LayerStats, units: list[int], table) -> dict[tuple[int, int], bytes]:
-    """`{(unit, image index): heat map PNG}` for the top and bottom examples of `units`, from
-    the maps kept by the pass, coloured in one batch per layer. None for a flat layer."""
-    if layer.top_maps is None or layer.bottom_maps is None:
+SPRITE_PIXELS = 1 << 22  # heat maps coloured per chunk of units: ~16 MB of RGBA at a time
+HALF_TABLE_PIXELS = 1 << 18  # from this many pixels per unit on, colour through a table (5x faster)
+
+
+def _heat_sprites(layer: LayerStats, units: list[int], table) -> dict[int, tuple[bytes, dict]]:
+    """`{unit: (sprite PNG, layout)}`: each unit's top then bottom heat maps as tiles of one
+    PNG, from the maps kept by the pass, coloured in chunks of units. Empty for a flat layer."""
+    if layer.top_maps is None or layer.bottom_maps is None or not units:
         return {}
-    u = torch.tensor(units, dtype=torch.int64)
-    ids = torch.cat([layer.top.ids[u], layer.bottom.ids[u]], dim=1)  # [U, 2k]
-    maps = torch.cat([layer.top_maps[u], layer.bottom_maps[u]], dim=1)  # [U, 2k, H, W]
-    owner = u[:, None].expand_as(ids)  # [U, 2k]
-    pairs, first = {}, []
-    for row, pair in enumerate(zip(owner.flatten().tolist(), ids.flatten().tolist())):
-        if pair not in pairs:  # an image in both lists (tiny datasets) is drawn once
-            pairs[pair] = len(first)
-            first.append(row)
-    rows = torch.tensor(first, dtype=torch.int64)
-    scales = torch.tensor([_scale(layer, unit) for unit, _ in pairs])  # [R]
-    pngs = example_files.heat_pngs(maps.flatten(0, 1)[rows], scales, table)  # [R, H, W] -> R
-    return dict(zip(pairs, pngs))
+    height, width = layer.top_maps.shape[2:]
+    count = layer.top_maps.shape[1] + layer.bottom_maps.shape[1]
+    chunk = max(1, SPRITE_PIXELS // (count * height * width))
+    sprites = {}
+    for start in range(0, len(units), chunk):
+        u = torch.tensor(units[start:start + chunk], dtype=torch.int64)
+        maps = torch.cat([layer.top_maps[u], layer.bottom_maps[u]], dim=1)  # [U, 2k, H, W]
+        scales = [_scale(layer, unit) for unit in u.tolist()]  # [U]
+        if maps.dtype == torch.float16 and count * height * width >= HALF_TABLE_PIXELS:
+            rgba = [example_files.heat_rgba_half(m, scale, table) for m, scale in zip(maps, scales)]
+        else:  # [U * 2k, H, W] coloured in one batch
+            rgba = example_files.heat_rgba(maps.flatten(0, 1), torch.tensor(scales).repeat_interleave(
+                count), table).reshape(len(u), count, height, width, 4)
+        for unit, tiles in zip(u.tolist(), rgba):
+            sprites[unit] = example_files.heat_sprite(tiles)  # [2k, H, W, 4] -> 1 PNG
+    return sprites
 
 
 def _views(chosen: dict[str, list[int]], stats: dict[str, LayerStats],
            fields: dict[str, ReceptiveField], quantiles: dict[str, tuple[torch.Tensor, ...]],
            dataset: Dataset, size: int, batch_size: int, progress: Progress | None) -> "_Views":
     """The second pass, over just the photos some unit shows: decode each once and encode
-    each of its boxes (crops, and the whole view under heat maps) once."""
+    each of its small crops once, and its whole view once (under heat maps, and for crops too
+    big for a file of their own)."""
     boxes: dict[int, set[tuple[int, int, int, int]]] = {}  # image index -> boxes to encode
+    whole = (0, 0, size, size)
     for layer_id, layer_units in chosen.items():
         layer, field = stats[layer_id], fields[layer_id]
         u = torch.tensor(layer_units, dtype=torch.int64)
@@ -264,16 +305,16 @@ def _views(chosen: dict[str, list[int]], stats: dict[str, LayerStats],
         ids = torch.cat([layer.top.ids[u], layer.bottom.ids[u], q_ids[u]], dim=1)  # [U, n]
         pos = torch.cat([layer.top.positions[u], layer.bottom.positions[u], q_pos[u]], dim=1)
         for index, (y, x) in set(zip(ids.flatten().tolist(), map(tuple, pos.reshape(-1, 2).tolist()))):
-            if index >= 0:
-                boxes.setdefault(index, set()).add(field.box(y, x))
+            if index >= 0:  # a crop of its own, or a region of the whole view
+                box = field.box(y, x)
+                boxes.setdefault(index, set()).add(box if example_files.own_file(box, size) else whole)
         if layer.grid != (1, 1):  # heat maps lie over the whole view
             for index in torch.cat([layer.top.ids[u], layer.bottom.ids[u]], dim=1).unique().tolist():
-                boxes[index].add((0, 0, size, size))
+                boxes[index].add(whole)
     views = _Views(dataset, size)
     done = 0
     for batch in dataset.batches(size, batch_size, indices=sorted(boxes)):
-        with torch_threads(1):  # [B, 3, S, S] -> [B, S, S, 3] uint8, one op for the batch
-            batch_pixels = example_files.pixels(batch.images)  # [B, S, S, 3]
+        batch_pixels = example_files.pixels(batch.images)  # [B, 3, S, S] -> [B, S, S, 3] uint8
         for index, view in zip(batch.indices.tolist(), batch_pixels):
             for box in boxes[index]:
                 views.files[(index, box)] = example_files.encode_box(view, box)
@@ -285,38 +326,47 @@ def _views(chosen: dict[str, list[int]], stats: dict[str, LayerStats],
 
 class _Views:
     """The encoded boxes of photos, `{(image index, box): (extension, bytes)}`: a photo shown by
-    many units is one bytes object, hence one blob in the store."""
+    many units is one bytes object, hence one blob in the store. An example's entry names its
+    crop file (`files.crop`), or says `crop_from: "image"`: its crop is the region `box` of its
+    whole view (`files.image`)."""
 
     def __init__(self, dataset: Dataset, size: int) -> None:
         self.dataset, self.size = dataset, size
         self.files: dict[tuple[int, tuple[int, int, int, int]], tuple[str, bytes]] = {}
         self.info: dict[int, tuple] = {}  # image index -> (path, label, class name)
-        self.boxes: dict[tuple[int, int, int], tuple[int, int, int, int]] = {}  # (field, y, x)
+        # (field, y, x) -> (box, whether its crop is a file of its own)
+        self.boxes: dict[tuple[int, int, int], tuple[tuple[int, int, int, int], bool]] = {}
 
     def example(self, files: dict[str, bytes], name: str, field: ReceptiveField, index: int,
-                value: float, position: list[int], heat: bytes | None) -> dict:
-        """Add one example's files to `files` and return its JSON description."""
-        box = self.boxes.get((id(field), *position))
-        if box is None:  # the same few positions recur across units and photos
-            box = self.boxes[(id(field), *position)] = field.box(*position)
+                value: float, position: list[int], tile: int | None) -> dict:
+        """Add one example's files to `files` and return its JSON description; `tile`: its heat
+        map's place in the unit's sprite (None: no heat map)."""
+        known = self.boxes.get((id(field), *position))
+        if known is None:  # the same few positions recur across units and photos
+            box = field.box(*position)
+            known = self.boxes[(id(field), *position)] = box, example_files.own_file(box, self.size)
+        box, own = known
         info = self.info.get(index)
         if info is None:
             data = self.dataset
             info = self.info[index] = (data.paths[index], data.labels[index], data.label_name(index))
         entry = {"index": index, "path": info[0], "value": value, "position": position,
                  "box": list(box), "label": info[1], "class_name": info[2], "files": {}}
-        crop = self.files.get((index, box))
+        whole = self.files.get((index, (0, 0, self.size, self.size)))
+        crop = self.files.get((index, box)) if own else whole
         if crop is None:  # unreadable now, though it was read in the pass
             entry["error"] = "the image could not be read again"
             return entry
-        entry["files"]["crop"] = f"{name}_crop{crop[0]}"
-        files[entry["files"]["crop"]] = crop[1]
-        whole = self.files.get((index, (0, 0, self.size, self.size)))
-        if heat is not None and whole is not None:
+        if own:
+            entry["files"]["crop"] = f"{name}_crop{crop[0]}"
+            files[entry["files"]["crop"]] = crop[1]
+        else:  # the crop is the region `box` of the whole view
+            entry["crop_from"] = "image"
+        if whole is not None and (tile is not None or not own):
             entry["files"]["image"] = f"{name}_image{whole[0]}"
             files[entry["files"]["image"]] = whole[1]
-            entry["files"]["heat"] = f"{name}_heat.png"
-            files[entry["files"]["heat"]] = heat
+        if tile is not None and whole is not None:
+            entry["heat_tile"] = tile
         return entry
 
 

@@ -107,16 +107,74 @@ EXAMPLE_INFO = {"q": "quantile", "value": "activation", "activation": "activatio
                 "path": "image", "position": "position", "error": "error"}  # meta key -> label, in the order shown
 
 
+def window(sheet: tuple[int, int], region: tuple[int, int, int, int]) -> dict[str, list[float]]:
+    """CSS background `size` and `position` (in %) that show just `region` (left, top, width,
+    height) of an image of `sheet` (width, height) pixels in a box of any size: `size` scales
+    the image so the region fills the box; background-position p % puts the image's point p %
+    on the box's point p %, so the region's corner at the box's corner takes
+    p = offset / (image - region) (any p when they are equal)."""
+    def percent(offset: int, whole: int, part: int) -> float:
+        return round(100 * offset / (whole - part), 6) if whole > part else 0.0
+    (sheet_w, sheet_h), (left, top, width, height) = sheet, region
+    return {"size": [round(100 * sheet_w / width, 6), round(100 * sheet_h / height, 6)],
+            "position": [percent(left, sheet_w, width), percent(top, sheet_h, height)]}
+
+
+def sprite_tile(artifact: Artifact, tile: Any) -> dict[str, Any] | None:
+    """Where tile `tile` of the artifact's heat sprite (`meta["heat_sprite"]`: `{file, tiles,
+    columns, tile: [H, W], pad}`, techniques/example_files.heat_sprite) lies, as the CSS
+    background of a box showing just that tile (`window`): `{url, size, position}`. None when
+    the artifact has no such sprite or tile."""
+    layout = artifact.meta.get("heat_sprite")
+    try:
+        name, tiles, columns = layout["file"], int(layout["tiles"]), int(layout["columns"])
+        (height, width), pad = (int(v) for v in layout["tile"]), int(layout["pad"])
+    except (TypeError, KeyError, ValueError):
+        return None
+    if name not in artifact.files or not isinstance(tile, int) or not 0 <= tile < tiles or min(
+            columns, height, width) < 1 or pad < 0:
+        return None
+    row, column = divmod(tile, columns)
+    sheet = (columns * (width + 2 * pad), -(-tiles // columns) * (height + 2 * pad))
+    region = (column * (width + 2 * pad) + pad, row * (height + 2 * pad) + pad, width, height)
+    return {"url": blob_url(artifact.files[name], name), **window(sheet, region)}
+
+
+def _view_crop(artifact: Artifact, info: dict, image: dict[str, str]) -> dict[str, Any] | None:
+    """An example's crop shown as the region `box` of its whole view `image` (entries with
+    `crop_from: "image"`): the image dict with the CSS `window`; None if the facts are missing."""
+    view = artifact.meta.get("view")
+    size, box = view.get("size") if isinstance(view, dict) else None, info.get("box")
+    if not isinstance(size, int) or not (isinstance(box, list) and len(box) == 4
+                                         and all(isinstance(v, int) for v in box)):
+        return None
+    top, left, bottom, right = box
+    if not (0 <= top < bottom <= size and 0 <= left < right <= size):
+        return None
+    return {**image, "role": "crop", "window": window((size, size), (left, top, right - left, bottom - top))}
+
+
 def _row(artifact: Artifact, index: int, files: dict[str, str], info: Any) -> dict[str, Any]:
-    """One example: the whole image with its heat map laid over it (`overlay`), other images
-    (the receptive-field crop...) by role, and its small facts (`info`)."""
+    """One example: the whole image with its heat map laid over it (`overlay`: the heat map a
+    file of its own in stores built before sprites, else a tile of the unit's sprite), other
+    images (the receptive-field crop: a file, or a `window` of the whole view) by role, and its
+    small facts (`info`)."""
     images = [{"role": role, "name": name, "url": blob_url(artifact.files[name], name)}
               for role, name in files.items() if name in artifact.files]
     by_role = {im["role"]: im for im in images}
+    crop = None
+    if isinstance(info, dict) and info.get("crop_from") == "image" and "image" in by_role:
+        crop = _view_crop(artifact, info, by_role["image"])
     overlay = None
-    if "image" in by_role and "heat" in by_role:
+    tile = sprite_tile(artifact, info.get("heat_tile")) if isinstance(info, dict) else None
+    if "image" in by_role and tile is not None:
+        overlay = {"image": by_role["image"]["url"], "heat_sprite": tile}
+        images = [im for im in images if im["role"] != "image"]
+    elif "image" in by_role and "heat" in by_role:
         overlay = {"image": by_role["image"]["url"], "heat": by_role["heat"]["url"]}
         images = [im for im in images if im["role"] not in ("image", "heat")]
+    if crop is not None:  # the view is shown as the crop (and under the heat map, if any)
+        images = [crop] + [im for im in images if im["role"] != "image"]
     order = {"crop": 0, "image": 1, "heat": 2}
     images.sort(key=lambda im: order.get(im["role"], 3))
     if isinstance(info, dict):
@@ -130,8 +188,9 @@ def examples_view(artifact: Artifact) -> dict[str, Any]:
     """Dataset examples laid out for a page, tolerant of what is there.
 
     Groups `top`, `bottom`, `quantiles` come from meta entries that name their files
-    (`{"files": {"crop": "top_0_crop.png", "image": ..., "heat": ...}, "value": ...}`, as
-    techniques/examples.py writes them); numbered files that no entry names (`top_3.png`,
+    (`{"files": {"crop": "top_0_crop.png", "image": ...}, "heat_tile": 3, "value": ...}`, as
+    techniques/examples.py writes them; before heat sprites, `files` named a "heat" file too);
+    the sprite itself is not listed among the other images; numbered files that no entry names (`top_3.png`,
     `top_3_heat.png`) are grouped by their names; other images (the histogram) are listed
     apart, and `meta["histogram"]` with `counts` is kept for an inline chart."""
     meta = artifact.meta
@@ -150,6 +209,9 @@ def examples_view(artifact: Artifact) -> dict[str, Any]:
                 rows.append(_row(artifact, i, files, entry))
         if rows:
             groups.append({"name": name, "rows": rows})
+    sprite = meta.get("heat_sprite")
+    if isinstance(sprite, dict) and isinstance(sprite.get("file"), str):
+        used.add(sprite["file"])  # shown tile by tile in the rows
     named = {g["name"] for g in groups}
     loose: dict[str, dict[int, dict[str, str]]] = {}
     other = []
