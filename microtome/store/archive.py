@@ -7,7 +7,9 @@ no links or devices), and each blob is re-hashed as it is written.
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import tarfile
 from collections.abc import Iterable
 from contextlib import suppress
@@ -18,6 +20,19 @@ from microtome.store.blobs import BlobDir
 from microtome.store.keys import SHA_RE
 
 INDEX_NAME = "index.sqlite"
+
+
+def snapshot_index(db: sqlite3.Connection, path: Path) -> set[str]:
+    """Copy the index `db` to `path` as one self-contained file without claims; the blobs it names."""
+    copy = sqlite3.connect(path)
+    try:
+        db.backup(copy)
+        copy.execute("DELETE FROM claims")
+        copy.commit()
+        copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+        return {sha for (f,) in copy.execute("SELECT files FROM artifacts") for sha in json.loads(f).values()}
+    finally:
+        copy.close()
 
 
 def write_mode(archive_path: Path) -> str:

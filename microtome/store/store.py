@@ -359,16 +359,8 @@ class Store:
         archive.write_mode(archive_path)  # fail on a bad name before any work
         snapshot = self._blobs.temp_path(".index")
         try:
-            copy = sqlite3.connect(snapshot)
-            try:
-                with self._read() as db:
-                    db.backup(copy)
-                copy.execute("DELETE FROM claims")
-                copy.commit()
-                copy.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
-                shas = {sha for (f,) in copy.execute("SELECT files FROM artifacts") for sha in json.loads(f).values()}
-            finally:
-                copy.close()
+            with self._read() as db:
+                shas = archive.snapshot_index(db, snapshot)
             archive.write_archive(archive_path, snapshot, self._blobs, shas)
         finally:
             with suppress(FileNotFoundError):
