@@ -35,6 +35,7 @@ from torch import nn  # noqa: E402
 
 from microtome.data import get_dataset  # noqa: E402
 from microtome.techniques import feature_vis as fv  # noqa: E402
+from microtome.techniques.builtin import FV_PRESETS  # noqa: E402
 from microtome.zoo import load_model  # noqa: E402
 from microtome.zoo.hooks import forward_to  # noqa: E402
 
@@ -93,7 +94,7 @@ def main() -> None:
     ap.add_argument("--units", type=int, default=4, help="units sampled per layer")
     ap.add_argument("--photos", type=int, default=1000)
     ap.add_argument("--folder", default=str(PHOTOS))
-    ap.add_argument("--preset", default="standard", choices=list(fv.FV_PRESETS))
+    ap.add_argument("--preset", default="standard", choices=list(FV_PRESETS))
     ap.add_argument("--layers", default="", help="comma-separated layer ids (default: stem to head)")
     ap.add_argument("--steps", type=int, help="override the preset's steps")
     ap.add_argument("--lr", type=float, help="override the preset's learning rate")
