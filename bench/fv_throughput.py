@@ -128,16 +128,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="OpenMP wait policy: default (unset), PASSIVE, or both in turn")
     parser.add_argument("--policy-child", choices=POLICIES, help=argparse.SUPPRESS)
     parser.add_argument("--no-steps", action="store_true", help="skip steps-to-90%% per preset")
+    parser.add_argument("--steps-only", action="store_true",
+                        help="only steps-to-90%% per preset (no timing, no lucent)")
     args = parser.parse_args(argv)
     if args.policy_child is None:  # the parent: one child process per policy
         forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
         policies = POLICIES if args.policy == "both" else (args.policy,)
+        if args.steps_only:  # not a timing: one policy is enough
+            policies = policies[-1:]
         for i, policy in enumerate(policies):
             extra = ["--no-steps"] if i > 0 else []
             code = subprocess.call([sys.executable, __file__, *forwarded, *extra,
                                     "--policy-child", policy])
             if code:
                 return code
+        return 0
+    if args.steps_only:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        model, spec = load_model(MODEL)
+        steps_to_90(model, spec, list(range(args.units)))
         return 0
     try:
         with warnings.catch_warnings():  # kornia 0.4 scripts functions with a deprecated API

@@ -100,3 +100,23 @@ def test_the_schedule_applies_by_the_measured_receptive_field():
     early = fv._render_kwargs(params, early=True)
     assert early["polish_steps"] == params["steps"] // 8 and early["saturation"] == 5.0
     assert "polish_steps" not in fv._render_kwargs(params, early=False)
+
+
+@pytest.mark.parametrize("size,stride", [(37, 1), (38, 1), (37, 2), (38, 2)])
+def test_same_conv_pads_in_the_conv_as_tensorflow_does(size, stride):
+    """SameConv2d (efficientnet_lite's): its output equals the explicit TensorFlow SAME padding
+    (total max((ceil(n/s) - 1)·s + k - n, 0), the extra pixel at the bottom/right), whether it
+    pads in the conv (symmetric) or with F.pad (asymmetric)."""
+    import torch.nn.functional as F
+
+    from microtome.zoo.efficientnet_lite import SameConv2d
+
+    torch.manual_seed(0)
+    conv = SameConv2d(6, 6, 5, stride, groups=6, bias=False)
+    x = torch.randn(2, 6, size, size)
+    total = max((math.ceil(size / stride) - 1) * stride + 5 - size, 0)
+    pads = [total // 2, total - total // 2] * 2
+    expected = F.conv2d(F.pad(x, pads), conv.weight, None, stride, 0, 1, 6)
+    out = conv(x)
+    assert out.shape == expected.shape == (2, 6, math.ceil(size / stride), math.ceil(size / stride))
+    assert torch.allclose(out, expected, atol=1e-5)
