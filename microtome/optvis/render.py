@@ -18,6 +18,10 @@ The caller's model is never modified: the renderer works on `private_copy(model)
 and hooks, shared weights), which it arranges for speed (`fast._fast_model`: BatchNorm folding,
 channels_last) while the images are optimized; the final values are measured with the model as
 it is. So two threads may render with one model at the same time.
+
+The last `polish_steps` steps optimize the image's pixels themselves (`param.pixel_logits`), with
+no transform: what the feature-vis technique does for layers whose receptive field is a few
+pixels wide (`techniques.builtin.EARLY_LAYERS`), whose optimum has the highest frequencies.
 """
 
 from __future__ import annotations
@@ -232,12 +236,11 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
                                       thresholds, progress)
     if polish:  # the last steps in pixel space, on the image as it is measured
         with torch.no_grad():
-            start = make_image().detach()
+            start = make_image().detach()  # [N, 3, H, W]
         params, make_image = param_mod.pixel_logits(start, saturation)
         opt = torch.optim.Adam(params, lr=polish_lr or lr, fused=device.type in ("cpu", "cuda"))
-        more, _ = loop.optimize(probe, opt, make_image, range(steps - polish + 1, steps + 1),
-                                steps, thresholds, progress, values)
-        snapshots.update(more)
+        snapshots.update(loop.optimize(probe, opt, make_image, range(steps - polish + 1, steps + 1),
+                                       steps, thresholds, progress, values)[0])
     with torch.no_grad(), hooked(work, paths, stop=True) as captured:  # the model as it is
         final = make_image().detach()
         acts = run(work, preprocess(final), captured) if paths else {}
