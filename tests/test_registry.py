@@ -26,9 +26,11 @@ QUIET = Execution(progress=False)
 # param hashes of every built-in artifact at each preset, as stores built before the registry
 # hold them (computed with the code before it): a change here orphans stored artifacts
 PINNED = {
-    "feature_vis/quick": ["fc91cdd2db2d2289", "e1b68d2a9f893d4b", "ce9a276fc257ac1d", "f0d797da398c7c33"],
-    "feature_vis/standard": ["182b004f524d37b9", "d59ebda6298980c7", "ceed7b737ab02477", "0a80a04aa60eef7d"],
-    "feature_vis/full": ["ddf025df91dcffd7", "0c38804a099177c2", "a7821cb39285521d", "a7a0f1c2b81ccb64"],
+    # changed deliberately by the early-layer schedule (issue 8, `EARLY_LAYERS`); the stores'
+    # older artifacts keep their keys (`BEFORE_EARLY_LAYERS`) and builds render the new ones
+    "feature_vis/quick": ["d34a801161bb572c", "2c996d9960a0c335", "c43d1a22fd4e2163", "c054587f8d8eec78"],
+    "feature_vis/standard": ["c1d357d9145a2879", "667057f313dc0002", "2a56eba0900aa4fe", "a0bea01b407c19a8"],
+    "feature_vis/full": ["075d09c463314400", "e9b2c14aa112e833", "51e42723b1fd35b8", "6c6e245b89e5cc18"],
     "deepdream/quick": ["44cf66e8cb952cc5"], "deepdream/standard": ["898be60e3dd6bdf8"],
     "deepdream/full": ["5865bfa4aca6e065"],
     "dataset_examples/quick": ["e82f37e48f08a601"], "dataset_examples/standard": ["0de3df8ee3bcc354"],
@@ -38,6 +40,23 @@ PINNED = {
     "connections/quick": ["f20c61d9776f7068"], "connections/standard": ["1fab55e6ba0c5981"],
     "connections/full": ["346a360c16921c42"],
 }
+
+
+BEFORE_EARLY_LAYERS = {
+    "quick": ["fc91cdd2db2d2289", "e1b68d2a9f893d4b", "ce9a276fc257ac1d", "f0d797da398c7c33"],
+    "standard": ["182b004f524d37b9", "d59ebda6298980c7", "ceed7b737ab02477", "0a80a04aa60eef7d"],
+    "full": ["ddf025df91dcffd7", "0c38804a099177c2", "a7821cb39285521d", "a7a0f1c2b81ccb64"],
+}
+
+
+def test_feature_vis_params_before_the_early_layer_schedule_keep_their_keys():
+    from microtome.techniques.builtin import EARLY_LAYERS
+
+    size = get_spec("efficientnet_lite0").input_size
+    for preset, hashes in BEFORE_EARLY_LAYERS.items():
+        params = technique("feature_vis").params(Context(preset, "samples", 0, size))
+        old = [{k: v for k, v in p.items() if k not in EARLY_LAYERS} for p in params]
+        assert [param_hash(p) for p in old] == hashes, preset
 
 
 def test_builtin_params_hash_as_before():

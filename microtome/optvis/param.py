@@ -87,8 +87,13 @@ def decorrelate(images: torch.Tensor, matrix: torch.Tensor | None = None) -> tor
     return torch.matmul(m, images.flatten(2)).view_as(images)  # [3, 3] @ [B, 3, HW]
 
 
-def to_valid_rgb(make_image: MakeImage, decorrelated: bool = True) -> MakeImage:
-    """Wrap `make_image` so its output is RGB in [0, 1]: optional colour decorrelation, then sigmoid."""
+def to_valid_rgb(make_image: MakeImage, decorrelated: bool = True,
+                 saturation: float | None = None) -> MakeImage:
+    """Wrap `make_image` so its output is RGB in [0, 1]: optional colour decorrelation, then sigmoid.
+
+    With `saturation` s the logits are bounded softly before the sigmoid, `s·tanh(z / s)`: pixels
+    stay within sigmoid(±s) of the range (s = 5: 0.7% of it, between 8-bit levels 2 and 253),
+    and an image pushed towards black or white keeps a gradient instead of clipping."""
     matrices: dict[tuple, torch.Tensor] = {}  # the colour matrix, made once per device and dtype
 
     def make() -> torch.Tensor:
@@ -98,6 +103,8 @@ def to_valid_rgb(make_image: MakeImage, decorrelated: bool = True) -> MakeImage:
             if key not in matrices:
                 matrices[key] = _color_matrix(x.device, x.dtype)
             x = decorrelate(x, matrices[key])
+        if saturation is not None:
+            x = torch.tanh(x / saturation) * saturation
         return torch.sigmoid(x)
 
     return make
@@ -105,7 +112,8 @@ def to_valid_rgb(make_image: MakeImage, decorrelated: bool = True) -> MakeImage:
 
 def image(size: int, batch: int = 1, fft: bool = True, decorrelated: bool = True,
           decay: float = 1.0, sd: float = 0.01, device=None,
-          rng: PerImage | None = None) -> tuple[list[torch.Tensor], MakeImage]:
+          rng: PerImage | None = None, saturation: float | None = None
+          ) -> tuple[list[torch.Tensor], MakeImage]:
     """The standard parameterization: `batch` images `[batch, 3, size, size]` valid RGB.
 
     Image i draws its initial values from `rng`'s generator i (the renderer's), or without
@@ -113,7 +121,28 @@ def image(size: int, batch: int = 1, fft: bool = True, decorrelated: bool = True
     shape = (batch, 3, size, size)
     params, make = (fft_image(shape, sd, decay, device, rng) if fft
                     else pixel_image(shape, sd, device, rng))
-    return params, to_valid_rgb(make, decorrelated)
+    return params, to_valid_rgb(make, decorrelated, saturation)
+
+
+def pixel_logits(images: torch.Tensor, saturation: float | None = None
+                 ) -> tuple[list[torch.Tensor], MakeImage]:
+    """Free per-pixel logits starting at `images` `[B, 3, H, W]` in (0, 1): `make_image()` returns
+    them through the sigmoid (bounded by `saturation` as in `to_valid_rgb`), equal to `images` at
+    the start up to float rounding. The renderer's polishing phase: every pixel moves at the
+    optimizer's own pace, where the FFT parameterization slows the highest frequencies by 1/f.
+    `params` `[B, 3, H, W]`."""
+    eps = 1e-6
+    logits = torch.logit(images.clamp(eps, 1 - eps))
+    if saturation is not None:
+        bound = saturation * (1 - 1e-6)
+        logits = torch.atanh(logits.clamp(-bound, bound) / saturation) * saturation
+    logits = logits.detach().clone().requires_grad_(True)
+
+    def make_image() -> torch.Tensor:
+        x = logits if saturation is None else torch.tanh(logits / saturation) * saturation
+        return torch.sigmoid(x)
+
+    return [logits], make_image
 
 
 # ---- Lucent's other parameterizations: `(...) -> (params, image_f)` ----------------------------

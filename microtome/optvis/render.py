@@ -18,6 +18,10 @@ The caller's model is never modified: the renderer works on `private_copy(model)
 and hooks, shared weights), which it arranges for speed (`fast._fast_model`: BatchNorm folding,
 channels_last) while the images are optimized; the final values are measured with the model as
 it is. So two threads may render with one model at the same time.
+
+The last `polish_steps` steps optimize the image's pixels themselves (`param.pixel_logits`), with
+no transform: what the feature-vis technique does for layers whose receptive field is a few
+pixels wide (`techniques.builtin.EARLY_LAYERS`), whose optimum has the highest frequencies.
 """
 
 from __future__ import annotations
@@ -133,22 +137,32 @@ class _Loop:
     objectives: list[Objective]
     redirect_steps: int
     sharpen: tuple[int, Transform] = (0, _pass)  # (last steps, their transform)
+    polish: int = 0  # the very last steps, untransformed
+
+    def transform_at(self, step: int, steps: int) -> Transform:
+        """The transform of `step` (1-based) of `steps`: the standard set, then the sharpening
+        set for the last `sharpen` steps, then none for the last `polish` steps."""
+        if step > steps - self.polish:
+            return _pass
+        last, sharp = self.sharpen
+        return sharp if step > steps - last else self.transform
 
     def optimize(self, probe: torch.Tensor, opt: torch.optim.Optimizer,
-                 make_image: Callable[[], torch.Tensor], steps: int, thresholds: Sequence[int],
-                 progress: Progress | None) -> dict[int, torch.Tensor]:
-        """Run `steps` steps; the snapshots `{step: images}` at `thresholds`."""
+                 make_image: Callable[[], torch.Tensor], steps: range, total: int,
+                 thresholds: Sequence[int], progress: Progress | None,
+                 values: torch.Tensor | None = None) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+        """Run `steps` (numbered 1..`total` over the whole render); the snapshots `{step: images}`
+        at `thresholds` and the last step's values `[N]` (`values`: the previous step's)."""
         snapshots: dict[int, torch.Tensor] = {}
-        values = torch.zeros(len(self.objectives))  # [N] at the previous step
+        if values is None:
+            values = torch.zeros(len(self.objectives))  # [N] at the previous step
         with _fast_model(self.model, self.paths, probe) as channels_last, \
                 hooked(self.model, self.paths, stop=True) as captured:
             memory_format = torch.channels_last if channels_last else torch.contiguous_format
-            for step in range(1, steps + 1):
+            for step in steps:
                 opt.zero_grad(set_to_none=True)
                 images = make_image()  # [N, 3, H, W]
-                last, sharp = self.sharpen
-                transform = sharp if step > steps - last else self.transform
-                x = self.preprocess(apply(transform, images, self.rng))
+                x = self.preprocess(apply(self.transform_at(step, total), images, self.rng))
                 x = x.contiguous(memory_format=memory_format)
                 allow = _redirected(step, self.redirect_steps, values)
                 with batch_invariant(), \
@@ -158,11 +172,12 @@ class _Loop:
                 values = _values(self.objectives, acts)
                 (-values.sum()).backward()
                 opt.step()
+                values = values.detach()
                 if progress is not None:
-                    progress(step, steps, values.detach())
+                    progress(step, total, values)
                 if step in thresholds:
                     snapshots[step] = make_image().detach().clone()
-        return snapshots
+        return snapshots, values
 
 
 def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | str], *,
@@ -171,7 +186,9 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
            transforms: Sequence[Transform] | None = None, thresholds: Sequence[int] = (),
            seed: int = 0, seeds: Sequence[int] | None = None, param_f: ParamF | None = None,
            optimizer: OptimizerF | None = None, redirect_steps: int = REDIRECT_STEPS,
-           sharpen_steps: int = 0, device: str | torch.device = "cpu",
+           sharpen_steps: int = 0, polish_steps: int = 0, polish_lr: float | None = None,
+           saturation: float | None = None,
+           device: str | torch.device = "cpu",
            progress: Progress | None = None) -> RenderResult:
     """Optimize images to maximize `objectives`; same seed, same images.
 
@@ -182,7 +199,9 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     (`size`, `fft`, `decorrelated`, `decay` then unused; `make_image()` gives `[N, 3, H, W]` in
     [0, 1]); `optimizer(params)` replaces Adam(lr). `redirect_steps=0` turns the redirected
     ReLU gradient off. The last `sharpen_steps` steps use `sharp_transforms()` (whole-pixel
-    shifts, no resampling) in place of the standard set."""
+    shifts, no resampling) in place of the standard set, and the last `polish_steps` (counted
+    within them) no transform at all: the image is then optimized exactly as it is measured.
+    `saturation` bounds the standard parameterization's logits (see `param.to_valid_rgb`)."""
     device = torch.device(device)
     n_images = None
     if param_f is not None:  # its batch size, from one image
@@ -197,7 +216,8 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     rng = PerImage.from_seeds(own_seeds)
     if param_f is None:
         params, make_image = param_mod.image(size, len(rng), fft=fft, decorrelated=decorrelated,
-                                             decay=decay, device=device, rng=rng)
+                                             decay=decay, device=device, rng=rng,
+                                             saturation=saturation)
     opt = (optimizer(params) if optimizer is not None  # the fused kernel: one pass, same update
            else torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda")))
     work = private_copy(model)
@@ -210,8 +230,17 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     probe = preprocess(torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(seed))
                        .to(device))
     loop = _Loop(work, paths, preprocess, transform, rng, objs, redirect_steps,
-                 (sharpen_steps, compose(sharp_transforms())))
-    snapshots = loop.optimize(probe, opt, make_image, steps, thresholds, progress)
+                 (sharpen_steps, compose(sharp_transforms())), polish_steps)
+    polish = min(max(polish_steps, 0), steps)
+    snapshots, values = loop.optimize(probe, opt, make_image, range(1, steps - polish + 1), steps,
+                                      thresholds, progress)
+    if polish:  # the last steps in pixel space, on the image as it is measured
+        with torch.no_grad():
+            start = make_image().detach()  # [N, 3, H, W]
+        params, make_image = param_mod.pixel_logits(start, saturation)
+        opt = torch.optim.Adam(params, lr=polish_lr or lr, fused=device.type in ("cpu", "cuda"))
+        snapshots.update(loop.optimize(probe, opt, make_image, range(steps - polish + 1, steps + 1),
+                                       steps, thresholds, progress, values)[0])
     with torch.no_grad(), hooked(work, paths, stop=True) as captured:  # the model as it is
         final = make_image().detach()
         acts = run(work, preprocess(final), captured) if paths else {}

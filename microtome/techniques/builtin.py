@@ -52,6 +52,12 @@ CONNECTIONS_PRESETS: dict[str, dict[str, Any]] = {
     "full": {"top": 8, "images": 64},
 }
 OPTIMIZATION = {"lr": 0.05}  # shared by feature vis and DeepDream
+# Feature vis of layers whose receptive field is at most `early_field` pixels (efficientnet_lite0's
+# stem and block0, googlenet's conv1): their optimum is a high-frequency, high-contrast pattern
+# that the transforms' resampling and the FFT's 1/f scaling hold back, so the last steps
+# (`steps // polish_every`) optimize the pixels themselves, untransformed, with logits bounded
+# softly (`saturation`) so that the image saturates without clipping. Other layers: as before.
+EARLY_LAYERS = {"early_field": 8, "polish_every": 8, "polish_lr": 0.2, "saturation": 5.0}
 IMAGE_MODEL = {"fft": True, "decorrelated": True, "transforms": "standard"}
 
 
@@ -61,7 +67,7 @@ def fv_params(preset: str, variant: str, seed: int = 0) -> Params:
     if variant not in FV_VARIANTS:
         raise unknown("variant", variant, FV_VARIANTS)
     params = {"preset": preset, "variant": variant, **FV_PRESETS[preset], **OPTIMIZATION,
-              "seed": seed, **IMAGE_MODEL}
+              "seed": seed, **IMAGE_MODEL, **EARLY_LAYERS}
     if variant == "diversity":
         params.update(images=DIVERSITY_SET, diversity_weight=DIVERSITY_WEIGHT)
     return params

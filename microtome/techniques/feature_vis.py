@@ -18,8 +18,9 @@ from microtome.images import png_bytes
 from microtome.optvis import objectives as O
 from microtome.optvis.render import Progress, render
 from microtome.techniques.base import ArtifactResult, Job
-from microtome.techniques.builtin import (DEEPDREAM, DIVERSITY_SET, DIVERSITY_WEIGHT, FEATURE_VIS,
-                                          FV_VARIANTS, dream_params, fv_params)
+from microtome.techniques.builtin import (DEEPDREAM, DIVERSITY_SET, DIVERSITY_WEIGHT,
+                                          EARLY_LAYERS, FEATURE_VIS, FV_VARIANTS, dream_params,
+                                          fv_params)
 from microtome.zoo.hooks import forward_to
 from microtome.zoo.spec import ModelSpec
 
@@ -40,16 +41,36 @@ def _objectives(layer: str, unit: int, variant: str) -> list[O.Objective]:
 TRANSFORM_SETS = {"standard": None, "none": []}  # stored name -> render's `transforms`
 
 
-def _render_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
+def _render_kwargs(params: Mapping[str, Any], early: bool = False) -> dict[str, Any]:
     """The `render` arguments that stored params decide: every one of them is passed (params
-    stored before `sharpen_steps` existed rendered without it: 0)."""
+    stored before `sharpen_steps` or the early-layer schedule existed rendered without them).
+    `early`: the layer's receptive field is at most `params["early_field"]` pixels
+    (`_is_early`), so the early-layer schedule applies (pixel polishing, bounded logits)."""
     name = params.get("transforms", "standard")
     if name not in TRANSFORM_SETS:
         raise MicrotomeError(f"unknown transforms {name!r} in params; valid: {', '.join(TRANSFORM_SETS)}")
     return {"size": params["size"], "steps": params["steps"], "lr": params["lr"],
             "seed": params["seed"], "fft": params.get("fft", True),
             "decorrelated": params.get("decorrelated", True),
-            "transforms": TRANSFORM_SETS[name], "sharpen_steps": params.get("sharpen_steps", 0)}
+            "transforms": TRANSFORM_SETS[name], "sharpen_steps": params.get("sharpen_steps", 0),
+            **(_early_kwargs(params) if early else {})}
+
+
+def _early_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {"polish_steps": params["steps"] // params["polish_every"],
+            "polish_lr": params["polish_lr"], "saturation": params["saturation"]}
+
+
+def _is_early(model: nn.Module, spec: ModelSpec, layer: str, params: Mapping[str, Any],
+              device) -> bool:
+    """Whether `layer`'s receptive field, measured at the render size, is at most
+    `params["early_field"]` pixels on its longer side (False without that param)."""
+    if params.get("early_field") is None:
+        return False
+    from microtome.techniques.receptive import receptive_fields
+
+    field = receptive_fields(model, spec, [layer], params["size"], device)[layer]
+    return max(field.extent) <= params["early_field"]
 
 
 def _unit_maxima(model: nn.Module, spec: ModelSpec, layer: str, images: torch.Tensor,
@@ -81,12 +102,14 @@ def feature_vis(model: nn.Module, spec: ModelSpec, layer_id: str, units: Sequenc
         if not jobs:
             continue
         first = jobs[0][1]
-        if any(_render_kwargs(p) != _render_kwargs(first) for _, p in jobs):
+        if any(_render_kwargs(p) != _render_kwargs(first) or
+               p.get("early_field") != first.get("early_field") for _, p in jobs):
             raise MicrotomeError("feature_vis renders one batch per kind: all params must share "
                                  "size, steps, lr, seed, fft, decorrelated and transforms")
         objectives = [o for u, p in jobs for o in _objectives(layer, u, p["variant"])]
-        rendered = render(model, objectives, spec=spec, **_render_kwargs(first), device=device,
-                          progress=progress)
+        early = _is_early(model, spec, layer, first, device)
+        rendered = render(model, objectives, spec=spec, **_render_kwargs(first, early),
+                          device=device, progress=progress)
         per_job = DIVERSITY_SET if diverse else 1
         target_units = [u for u, _ in jobs for _ in range(per_job)]
         maxima = _unit_maxima(model, spec, layer, rendered.images, target_units)
@@ -141,5 +164,5 @@ def run_deepdream(job: Job) -> list[ArtifactResult]:
             for item in job.items]
 
 
-__all__ = ["VARIANTS", "deepdream", "dream_params", "feature_vis", "fv_params", "run_deepdream",
+__all__ = ["EARLY_LAYERS", "VARIANTS", "deepdream", "dream_params", "feature_vis", "fv_params", "run_deepdream",
            "run_feature_vis"]
