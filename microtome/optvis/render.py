@@ -180,6 +180,26 @@ class _Loop:
         return snapshots, values
 
 
+def _custom_param(param_f: ParamF):
+    """`param_f()`'s params and image function, and its batch size (from one image)."""
+    params, make_image = param_f()
+    with torch.no_grad():
+        return list(params), make_image, make_image().shape[0]
+
+
+def _polish(loop: "_Loop", probe: torch.Tensor, make_image, snapshots: dict, values, steps: int,
+            polish: int, lr: float, saturation: float | None, thresholds: Sequence[int],
+            progress: Progress | None, device: torch.device):
+    """Optimize the last `polish` steps on the pixels' logits; returns the new `make_image`."""
+    with torch.no_grad():
+        start = make_image().detach()  # [N, 3, H, W]
+    params, make_image = param_mod.pixel_logits(start, saturation)
+    opt = torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda"))
+    snapshots.update(loop.optimize(probe, opt, make_image, range(steps - polish + 1, steps + 1),
+                                   steps, thresholds, progress, values)[0])
+    return make_image
+
+
 def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | str], *,
            spec=None, size: int = 128, batch: int | None = None, steps: int = 512,
            lr: float = 0.05, fft: bool = True, decorrelated: bool = True, decay: float = 1.0,
@@ -205,10 +225,7 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     device = torch.device(device)
     n_images = None
     if param_f is not None:  # its batch size, from one image
-        params, make_image = param_f()
-        params = list(params)
-        with torch.no_grad():
-            n_images = make_image().shape[0]
+        params, make_image, n_images = _custom_param(param_f)
     objs = _batch_objectives(objectives, batch, n_images)
     own_seeds = list(seeds) if seeds is not None else image_seeds(seed, [o.name for o in objs])
     if len(own_seeds) != len(objs):
@@ -235,12 +252,8 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     snapshots, values = loop.optimize(probe, opt, make_image, range(1, steps - polish + 1), steps,
                                       thresholds, progress)
     if polish:  # the last steps in pixel space, on the image as it is measured
-        with torch.no_grad():
-            start = make_image().detach()  # [N, 3, H, W]
-        params, make_image = param_mod.pixel_logits(start, saturation)
-        opt = torch.optim.Adam(params, lr=polish_lr or lr, fused=device.type in ("cpu", "cuda"))
-        snapshots.update(loop.optimize(probe, opt, make_image, range(steps - polish + 1, steps + 1),
-                                       steps, thresholds, progress, values)[0])
+        make_image = _polish(loop, probe, make_image, snapshots, values, steps, polish,
+                             polish_lr or lr, saturation, thresholds, progress, device)
     with torch.no_grad(), hooked(work, paths, stop=True) as captured:  # the model as it is
         final = make_image().detach()
         acts = run(work, preprocess(final), captured) if paths else {}
