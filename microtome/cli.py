@@ -154,6 +154,10 @@ DEMO_MODEL = "efficientnet_lite0"
 DEMO_LAYERS = "stem,block2,block4"
 # then, where labels mean something: the logits' dataset examples and labels (cheap: no renders)
 DEMO_LABELLED = ("logits", "dataset_examples,connections,labels")
+# and the instrument's cross-cutting views, seconds each: block10's dictionary features
+# (`block10.sae`, rendered on demand) and block10's similar units in efficientnet_lite1
+DEMO_SAE = ("sae", DEMO_MODEL, "block10", "--epochs", "10")
+DEMO_COMPARE = ("compare", DEMO_MODEL, "efficientnet_lite1", "--layers", "block10=block14", "--preset", "quick")
 
 
 @main.command()
@@ -171,9 +175,11 @@ def demo(ctx: click.Context, store_root: str, layers: str, host: str, port: int,
     import shlex
 
     common = ["--preset", "quick", "--dataset", "samples", "--store", store_root, "--threads", "1"]
-    base = [sys.executable, "-m", "microtome.cli", "build", DEMO_MODEL]
+    cli = [sys.executable, "-m", "microtome.cli"]
+    base = [*cli, "build", DEMO_MODEL]
     steps = [[*base, "--layers", layers, *common],
-             [*base, "--layers", DEMO_LABELLED[0], "--techniques", DEMO_LABELLED[1], *common]]
+             [*base, "--layers", DEMO_LABELLED[0], "--techniques", DEMO_LABELLED[1], *common],
+             [*cli, *DEMO_SAE, *common[2:]], [*cli, *DEMO_COMPARE, *common[2:]]]
     build_cmd = ["sh", "-c", " && ".join(shlex.join(step) for step in steps)]
     if no_serve:
         raise SystemExit(subprocess.call(build_cmd))
@@ -184,8 +190,9 @@ def demo(ctx: click.Context, store_root: str, layers: str, host: str, port: int,
     log_path = Path(store_root) / "demo-build.log"
     with open(log_path, "ab") as log:
         builder = subprocess.Popen(build_cmd, stdout=log, stderr=log)
-    click.echo(f"building {DEMO_MODEL} layers {layers}, then the labels of {DEMO_LABELLED[0]} "
-               f"(quick preset) in the background; log: {log_path}")
+    click.echo(f"building {DEMO_MODEL} layers {layers}, then the labels of {DEMO_LABELLED[0]}, an SAE on "
+               f"block10 and a comparison with efficientnet_lite1 (quick preset) in the background; "
+               f"log: {log_path}")
     _announce_when_done(builder, log_path)
     click.echo(f"microtome is serving at http://{host}:{port}/models/{DEMO_MODEL}  (Ctrl-C stops)")
     try:

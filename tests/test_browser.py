@@ -15,7 +15,7 @@ from microtome.store import Store
 from microtome.web import create_app
 from tests.web_fixtures import MODEL, FakeRenderer, LiveServer, registry, served_export, store_copy
 
-playwright = pytest.importorskip("playwright.sync_api")
+from playwright import sync_api as playwright  # a test dependency (pyproject [test]): never skipped
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -14,7 +14,7 @@ from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, NEEDS_CHROMIUM, broken
 from tests.test_web_inspect import MODEL, toy_app, toy_store
 from tests.web_fixtures import LiveServer
 
-playwright = pytest.importorskip("playwright.sync_api")
+from playwright import sync_api as playwright  # a test dependency (pyproject [test]): never skipped
 
 pytestmark = NEEDS_CHROMIUM  # slow; skipped only where no Chromium is installed and not under CI
 

@@ -13,8 +13,6 @@ from microtome.web import create_app
 from tests.test_browser import NEEDS_CHROMIUM, browser, page  # noqa: F401  (fixtures)
 from tests.web_fixtures import LAYER, MODEL, LiveServer, registry, served_export, store_copy
 
-playwright = pytest.importorskip("playwright.sync_api")
-
 pytestmark = NEEDS_CHROMIUM  # slow; skipped only where no Chromium is installed and not under CI
 TOKEN = "browser-token"
 EVIL = "<script>alert('pwned')</script><img src=x onerror=alert(2)>"

@@ -11,8 +11,6 @@ from tests.test_browser import NEEDS_CHROMIUM, broken_images, browser, page  # n
 from tests.test_sae_web import add_sae
 from tests.web_fixtures import LAYER, MODEL, LiveServer, registry, store_copy
 
-playwright = pytest.importorskip("playwright.sync_api")
-
 pytestmark = NEEDS_CHROMIUM  # slow; skipped only where no Chromium is installed and not under CI
 
 
