@@ -73,7 +73,7 @@ def measure_layer(model, spec, layer: str, units: list[int], best: torch.Tensor,
     start = time.perf_counter()
     results = fv.feature_vis(model, spec, layer, units, [params],
                              best_examples={u: float(best[u]) for u in units})
-    ratios, dead, clipped, bound = [], 0, [], []
+    ratios, dead, clipped, bound, below = [], 0, [], [], []
     for r in results:
         clipped.append(clipped_fraction(r.files["image.png"]))
         bound.append(clipped_fraction(r.files["image.png"], 2))
@@ -82,11 +82,13 @@ def measure_layer(model, spec, layer: str, units: list[int], best: torch.Tensor,
             continue
         at_cap = capped and r.meta["max_activation"] >= CAP - 1e-3
         ratios.append(max(r.meta["quality"], 1.0) if at_cap else r.meta["quality"])
+        if ratios[-1] < 1:
+            below.append(f"{r.unit}:{ratios[-1]:.2f}")
     return {"layer": layer, "units": len(units), "dead": dead,
             "median": statistics.median(ratios) if ratios else float("nan"),
             "at_least_1": sum(q >= 1 for q in ratios) / len(ratios) if ratios else float("nan"),
             "clipped": float(np.mean(clipped)), "bound": float(np.mean(bound)), "seconds": time.perf_counter() - start,
-            "worst": min(ratios) if ratios else float("nan")}
+            "worst": min(ratios) if ratios else float("nan"), "below": below}
 
 
 def main() -> None:
@@ -98,6 +100,7 @@ def main() -> None:
     ap.add_argument("--layers", default="", help="comma-separated layer ids (default: stem to head)")
     ap.add_argument("--steps", type=int, help="override the preset's steps")
     ap.add_argument("--lr", type=float, help="override the preset's learning rate")
+    ap.add_argument("--lr-final", type=float, help="anneal the learning rate to this (cosine)")
     ap.add_argument("--sharpen-steps", type=int, help="last steps with whole-pixel shifts only")
     ap.add_argument("--no-early", action="store_true",
                     help="without the early-layer schedule (the params stored before it existed)")
@@ -108,7 +111,8 @@ def main() -> None:
     model, spec = load_model(MODEL)
     layers = args.layers.split(",") if args.layers else [l.id for l in spec.layers if l.kind != "logits"]
     params = fv.fv_params(args.preset, "positive", args.seed)
-    overrides = (("steps", args.steps), ("lr", args.lr), ("sharpen_steps", args.sharpen_steps))
+    overrides = (("steps", args.steps), ("lr", args.lr), ("sharpen_steps", args.sharpen_steps),
+                 ("lr_final", args.lr_final))
     params.update({k: v for k, v in overrides if v is not None})
     if args.no_early:
         params = {k: v for k, v in params.items() if k not in fv.EARLY_LAYERS}
@@ -116,12 +120,12 @@ def main() -> None:
     best = best_photo_maxima(model, spec, layers, args.folder, args.photos)
     early = {k: params[k] for k in fv.EARLY_LAYERS if k in params}
     print(f"{MODEL}, {args.units} units/layer, preset {args.preset} (steps {params['steps']}, "
-          f"lr {params['lr']}, sharpen {params.get('sharpen_steps', 0)}, {params['size']} px, "
+          f"lr {params['lr']}{'->' + str(params['lr_final']) if params.get('lr_final') else ''}, sharpen {params.get('sharpen_steps', 0)}, {params['size']} px, "
           f"early layers {early or 'as others'}), "
           f"best of {args.photos} photos "
           f"({time.perf_counter() - t:.0f} s), {args.threads} threads")
     print(f"{'layer':8} {'units':>5} {'dead':>4} {'median':>7} {'>=1':>6} {'worst':>6} "
-          f"{'clipped':>8} {'bound':>6} {'s':>5}")
+          f"{'clipped':>8} {'bound':>6} {'s':>5}  below 1 (unit:ratio)")
     rows = []
     for layer in layers:
         units = sample_units(spec.layer(layer).channels, args.units, args.seed)
@@ -130,7 +134,7 @@ def main() -> None:
         rows.append(row)
         print(f"{layer:8} {row['units']:5d} {row['dead']:4d} {row['median']:7.2f} "
               f"{row['at_least_1']:6.0%} {row['worst']:6.2f} {row['clipped']:8.2%} {row['bound']:6.2%} "
-              f"{row['seconds']:5.0f}", flush=True)
+              f"{row['seconds']:5.0f}  {' '.join(row['below'])}", flush=True)
     live = [r for r in rows if r["at_least_1"] == r["at_least_1"]]
     print(f"layers meeting >= 95% at >= 1: {sum(r['at_least_1'] >= 0.95 for r in live)}/{len(live)}; "
           f"max clipped {max(r['clipped'] for r in rows):.2%} "

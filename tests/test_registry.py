@@ -26,11 +26,13 @@ QUIET = Execution(progress=False)
 # param hashes of every built-in artifact at each preset, as stores built before the registry
 # hold them (computed with the code before it): a change here orphans stored artifacts
 PINNED = {
-    # changed deliberately by the early-layer schedule (issue 8, `EARLY_LAYERS`); the stores'
-    # older artifacts keep their keys (`BEFORE_EARLY_LAYERS`) and builds render the new ones
-    "feature_vis/quick": ["d34a801161bb572c", "2c996d9960a0c335", "c43d1a22fd4e2163", "c054587f8d8eec78"],
-    "feature_vis/standard": ["c1d357d9145a2879", "667057f313dc0002", "2a56eba0900aa4fe", "a0bea01b407c19a8"],
-    "feature_vis/full": ["075d09c463314400", "e9b2c14aa112e833", "51e42723b1fd35b8", "6c6e245b89e5cc18"],
+    # changed deliberately by the early-layer schedule, then by the local-layer schedule and the
+    # standard preset's 256 steps (issue 8, `EARLY_LAYERS`, `FV_PRESETS`); the stores' older
+    # artifacts keep their keys (`BEFORE_EARLY_LAYERS`, `BEFORE_LOCAL_LAYERS`) and builds render
+    # the new ones
+    "feature_vis/quick": ["474932b3e0090b36", "fc4cc30f39a095f0", "40dd7655cf1f9549", "29a531c6e7ed8fd3"],
+    "feature_vis/standard": ["e2823b136d5c818c", "8527b46ab956503b", "483dcded427a0595", "a2a17788c6d4639d"],
+    "feature_vis/full": ["e8ccadde76a26e05", "fecda91aed9279bb", "b02f518175922997", "b23a1829ed1e853a"],
     "deepdream/quick": ["44cf66e8cb952cc5"], "deepdream/standard": ["898be60e3dd6bdf8"],
     "deepdream/full": ["5865bfa4aca6e065"],
     "dataset_examples/quick": ["e82f37e48f08a601"], "dataset_examples/standard": ["0de3df8ee3bcc354"],
@@ -49,14 +51,33 @@ BEFORE_EARLY_LAYERS = {
 }
 
 
-def test_feature_vis_params_before_the_early_layer_schedule_keep_their_keys():
+BEFORE_LOCAL_LAYERS = {
+    "quick": ["d34a801161bb572c", "2c996d9960a0c335", "c43d1a22fd4e2163", "c054587f8d8eec78"],
+    "standard": ["c1d357d9145a2879", "667057f313dc0002", "2a56eba0900aa4fe", "a0bea01b407c19a8"],
+    "full": ["075d09c463314400", "e9b2c14aa112e833", "51e42723b1fd35b8", "6c6e245b89e5cc18"],
+}
+FORMER_STEPS = {"standard": 512}  # the standard preset's steps before 256
+
+
+def _former(params: dict, preset: str, dropped) -> dict:
+    """`params` without the keys `dropped(key)` names, with the preset's former steps."""
+    old = {k: v for k, v in params.items() if not dropped(k)}
+    if preset in FORMER_STEPS:
+        old["steps"] = FORMER_STEPS[preset]
+    return old
+
+
+def test_feature_vis_params_before_the_layer_schedules_keep_their_keys():
     from microtome.techniques.builtin import EARLY_LAYERS
 
     size = get_spec("efficientnet_lite0").input_size
-    for preset, hashes in BEFORE_EARLY_LAYERS.items():
-        params = technique("feature_vis").params(Context(preset, "samples", 0, size))
-        old = [{k: v for k, v in p.items() if k not in EARLY_LAYERS} for p in params]
-        assert [param_hash(p) for p in old] == hashes, preset
+    for before, dropped in ((BEFORE_EARLY_LAYERS, lambda k: k in EARLY_LAYERS),
+                            (BEFORE_LOCAL_LAYERS,
+                             lambda k: k.startswith("local_") or k == "early_step_factor")):
+        for preset, hashes in before.items():
+            params = technique("feature_vis").params(Context(preset, "samples", 0, size))
+            old = [_former(p, preset, dropped) for p in params]
+            assert [param_hash(p) for p in old] == hashes, preset
 
 
 def test_builtin_params_hash_as_before():

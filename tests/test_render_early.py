@@ -92,14 +92,23 @@ def test_the_schedule_applies_by_the_measured_receptive_field():
     model, spec = tiny_net()
     params = fv.fv_params("quick", "positive")
     assert params["early_field"] == 8
-    assert fv._is_early(model, spec, "conv1", params, "cpu")  # 3x3: field 3
-    assert fv._is_early(model, spec, "conv2", params, "cpu")  # two 3x3, stride 2: field 7
-    assert not fv._is_early(model, spec, "conv2", {**params, "early_field": 5}, "cpu")
+    assert fv._layer_schedule(model, spec, "conv1", params, "cpu") == "early"  # 3x3: field 3
+    assert fv._layer_schedule(model, spec, "conv2", params, "cpu") == "early"  # 3x3 s2, 3x3: 7
+    narrow = {**params, "early_field": 5}
+    assert fv._layer_schedule(model, spec, "conv2", narrow, "cpu") == "local"  # 7 <= 72
+    assert fv._layer_schedule(model, spec, "conv2", {**narrow, "local_field": 6}, "cpu") is None
     old = {k: v for k, v in params.items() if k not in fv.EARLY_LAYERS}
-    assert not fv._is_early(model, spec, "conv1", old, "cpu")  # params stored before it
-    early = fv._render_kwargs(params, early=True)
-    assert early["polish_steps"] == params["steps"] // 8 and early["saturation"] == 5.0
-    assert "polish_steps" not in fv._render_kwargs(params, early=False)
+    assert fv._layer_schedule(model, spec, "conv1", old, "cpu") is None  # params stored before it
+    before_local = {k: v for k, v in narrow.items() if not k.startswith("local_")}
+    assert fv._layer_schedule(model, spec, "conv2", before_local, "cpu") is None
+    early = fv._render_kwargs(params, "early")
+    assert early["steps"] == 2 * params["steps"] and early["saturation"] == 5.0
+    assert early["polish_steps"] == 2 * params["steps"] // 8
+    local = fv._render_kwargs(params, "local")
+    assert local["steps"] == params["steps"] and local["polish_steps"] == params["steps"] // 8
+    assert "saturation" not in local
+    assert local["polish_lr"] == params["local_polish_lr"]
+    assert "polish_steps" not in fv._render_kwargs(params)
 
 
 @pytest.mark.parametrize("size,stride", [(37, 1), (38, 1), (37, 2), (38, 2)])

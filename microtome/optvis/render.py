@@ -26,6 +26,7 @@ pixels wide (`techniques.builtin.EARLY_LAYERS`), whose optimum has the highest f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -138,6 +139,7 @@ class _Loop:
     redirect_steps: int
     sharpen: tuple[int, Transform] = (0, _pass)  # (last steps, their transform)
     polish: int = 0  # the very last steps, untransformed
+    lr_at: Callable[[int], float] | None = None  # step -> learning rate (None: the optimizer's)
 
     def transform_at(self, step: int, steps: int) -> Transform:
         """The transform of `step` (1-based) of `steps`: the standard set, then the sharpening
@@ -160,6 +162,9 @@ class _Loop:
                 hooked(self.model, self.paths, stop=True) as captured:
             memory_format = torch.channels_last if channels_last else torch.contiguous_format
             for step in steps:
+                if self.lr_at is not None and step <= total - self.polish:
+                    for group in opt.param_groups:
+                        group["lr"] = self.lr_at(step)
                 opt.zero_grad(set_to_none=True)
                 images = make_image()  # [N, 3, H, W]
                 x = self.preprocess(apply(self.transform_at(step, total), images, self.rng))
@@ -187,6 +192,15 @@ def _custom_param(param_f: ParamF):
         return list(params), make_image, make_image().shape[0]
 
 
+def cosine_lr(lr: float, lr_final: float, steps: int) -> Callable[[int], float]:
+    """Step (1-based) -> learning rate, annealed from `lr` at step 1 to `lr_final` at `steps`
+    along half a cosine."""
+    def lr_at(step: int) -> float:
+        t = (step - 1) / max(steps - 1, 1)
+        return lr_final + (lr - lr_final) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0)))
+    return lr_at
+
+
 def _polish(loop: "_Loop", probe: torch.Tensor, make_image, snapshots: dict, values, steps: int,
             polish: int, lr: float, saturation: float | None, thresholds: Sequence[int],
             progress: Progress | None, device: torch.device):
@@ -202,7 +216,7 @@ def _polish(loop: "_Loop", probe: torch.Tensor, make_image, snapshots: dict, val
 
 def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | str], *,
            spec=None, size: int = 128, batch: int | None = None, steps: int = 512,
-           lr: float = 0.05, fft: bool = True, decorrelated: bool = True, decay: float = 1.0,
+           lr: float = 0.05, lr_final: float | None = None, fft: bool = True, decorrelated: bool = True, decay: float = 1.0,
            transforms: Sequence[Transform] | None = None, thresholds: Sequence[int] = (),
            seed: int = 0, seeds: Sequence[int] | None = None, param_f: ParamF | None = None,
            optimizer: OptimizerF | None = None, redirect_steps: int = REDIRECT_STEPS,
@@ -221,7 +235,9 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     ReLU gradient off. The last `sharpen_steps` steps use `sharp_transforms()` (whole-pixel
     shifts, no resampling) in place of the standard set, and the last `polish_steps` (counted
     within them) no transform at all: the image is then optimized exactly as it is measured.
-    `saturation` bounds the standard parameterization's logits (see `param.to_valid_rgb`)."""
+    `saturation` bounds the standard parameterization's logits (see `param.to_valid_rgb`).
+    `lr_final` anneals the learning rate from `lr` to it along half a cosine over the steps
+    before the polish (`cosine_lr`; only for the default optimizer)."""
     device = torch.device(device)
     n_images = None
     if param_f is not None:  # its batch size, from one image
@@ -246,9 +262,11 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     # a random image from a generator of its own: the global one is not touched
     probe = preprocess(torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(seed))
                        .to(device))
-    loop = _Loop(work, paths, preprocess, transform, rng, objs, redirect_steps,
-                 (sharpen_steps, compose(sharp_transforms())), polish_steps)
     polish = min(max(polish_steps, 0), steps)
+    lr_at = (cosine_lr(lr, lr_final, steps - polish)
+             if lr_final is not None and optimizer is None else None)
+    loop = _Loop(work, paths, preprocess, transform, rng, objs, redirect_steps,
+                 (sharpen_steps, compose(sharp_transforms())), polish_steps, lr_at)
     snapshots, values = loop.optimize(probe, opt, make_image, range(1, steps - polish + 1), steps,
                                       thresholds, progress)
     if polish:  # the last steps in pixel space, on the image as it is measured

@@ -22,7 +22,7 @@ CONNECTIONS = "connections"
 FV_VARIANTS = ("positive", "negative", "neuron", "diversity")
 FV_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"steps": 64, "size": 96},
-    "standard": {"steps": 512, "size": 128},
+    "standard": {"steps": 256, "size": 128},
     "full": {"steps": 1024, "size": 160},
 }
 DREAM_PRESETS: dict[str, dict[str, Any]] = {
@@ -56,8 +56,13 @@ OPTIMIZATION = {"lr": 0.05}  # shared by feature vis and DeepDream
 # stem and block0, googlenet's conv1): their optimum is a high-frequency, high-contrast pattern
 # that the transforms' resampling and the FFT's 1/f scaling hold back, so the last steps
 # (`steps // polish_every`) optimize the pixels themselves, untransformed, with logits bounded
-# softly (`saturation`) so that the image saturates without clipping. Other layers: as before.
-EARLY_LAYERS = {"early_field": 8, "polish_every": 8, "polish_lr": 0.2, "saturation": 5.0}
+# softly (`saturation`) so that the image saturates without clipping; they are cheap to render,
+# and take `early_step_factor` times the preset's steps. Layers whose field is at
+# most `local_field` pixels (lite0's block1 to block4 at 128 px: a texture of small motifs, which
+# the transforms' sub-pixel resampling blurs) polish the same way at `local_polish_lr`, with the
+# usual unbounded logits. Other layers: the transforms to the end.
+EARLY_LAYERS = {"early_field": 8, "polish_every": 8, "polish_lr": 0.2, "saturation": 5.0,
+                "early_step_factor": 2, "local_field": 72, "local_polish_lr": 0.1}
 IMAGE_MODEL = {"fft": True, "decorrelated": True, "transforms": "standard"}
 
 

@@ -41,11 +41,12 @@ def _objectives(layer: str, unit: int, variant: str) -> list[O.Objective]:
 TRANSFORM_SETS = {"standard": None, "none": []}  # stored name -> render's `transforms`
 
 
-def _render_kwargs(params: Mapping[str, Any], early: bool = False) -> dict[str, Any]:
+def _render_kwargs(params: Mapping[str, Any], schedule: str | None = None) -> dict[str, Any]:
     """The `render` arguments that stored params decide: every one of them is passed (params
-    stored before `sharpen_steps` or the early-layer schedule existed rendered without them).
-    `early`: the layer's receptive field is at most `params["early_field"]` pixels
-    (`_is_early`), so the early-layer schedule applies (pixel polishing, bounded logits)."""
+    stored before `sharpen_steps` or the layer schedules existed rendered without them).
+    `schedule` (`_layer_schedule`): "early" for a layer whose receptive field is at most
+    `params["early_field"]` pixels (more steps, pixel polishing, bounded logits), "local" for one whose
+    field is at most `params["local_field"]` (pixel polishing), None for the others."""
     name = params.get("transforms", "standard")
     if name not in TRANSFORM_SETS:
         raise MicrotomeError(f"unknown transforms {name!r} in params; valid: {', '.join(TRANSFORM_SETS)}")
@@ -53,24 +54,34 @@ def _render_kwargs(params: Mapping[str, Any], early: bool = False) -> dict[str, 
             "seed": params["seed"], "fft": params.get("fft", True),
             "decorrelated": params.get("decorrelated", True),
             "transforms": TRANSFORM_SETS[name], "sharpen_steps": params.get("sharpen_steps", 0),
-            **(_early_kwargs(params) if early else {})}
+            **_schedule_kwargs(params, schedule)}
 
 
-def _early_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
-    return {"polish_steps": params["steps"] // params["polish_every"],
-            "polish_lr": params["polish_lr"], "saturation": params["saturation"]}
+def _schedule_kwargs(params: Mapping[str, Any], schedule: str | None) -> dict[str, Any]:
+    if schedule == "early":
+        steps = params["steps"] * params.get("early_step_factor", 1)
+        return {"steps": steps, "polish_steps": steps // params["polish_every"],
+                "polish_lr": params["polish_lr"], "saturation": params["saturation"]}
+    if schedule == "local":
+        return {"polish_steps": params["steps"] // params["polish_every"],
+                "polish_lr": params["local_polish_lr"]}
+    return {}
 
 
-def _is_early(model: nn.Module, spec: ModelSpec, layer: str, params: Mapping[str, Any],
-              device) -> bool:
-    """Whether `layer`'s receptive field, measured at the render size, is at most
-    `params["early_field"]` pixels on its longer side (False without that param)."""
+def _layer_schedule(model: nn.Module, spec: ModelSpec, layer: str, params: Mapping[str, Any],
+                    device) -> str | None:
+    """"early" if `layer`'s receptive field, measured at the render size, is at most
+    `params["early_field"]` pixels on its longer side, else "local" if it is at most
+    `params["local_field"]`, else None (None too for params stored without those keys)."""
     if params.get("early_field") is None:
-        return False
+        return None
     from microtome.techniques.receptive import receptive_fields
 
-    field = receptive_fields(model, spec, [layer], params["size"], device)[layer]
-    return max(field.extent) <= params["early_field"]
+    extent = max(receptive_fields(model, spec, [layer], params["size"], device)[layer].extent)
+    if extent <= params["early_field"]:
+        return "early"
+    local = params.get("local_field")
+    return "local" if local is not None and extent <= local else None
 
 
 def _unit_maxima(model: nn.Module, spec: ModelSpec, layer: str, images: torch.Tensor,
@@ -103,12 +114,12 @@ def feature_vis(model: nn.Module, spec: ModelSpec, layer_id: str, units: Sequenc
             continue
         first = jobs[0][1]
         if any(_render_kwargs(p) != _render_kwargs(first) or
-               p.get("early_field") != first.get("early_field") for _, p in jobs):
+               any(p.get(k) != first.get(k) for k in EARLY_LAYERS) for _, p in jobs):
             raise MicrotomeError("feature_vis renders one batch per kind: all params must share "
                                  "size, steps, lr, seed, fft, decorrelated and transforms")
         objectives = [o for u, p in jobs for o in _objectives(layer, u, p["variant"])]
-        early = _is_early(model, spec, layer, first, device)
-        rendered = render(model, objectives, spec=spec, **_render_kwargs(first, early),
+        schedule = _layer_schedule(model, spec, layer, first, device)
+        rendered = render(model, objectives, spec=spec, **_render_kwargs(first, schedule),
                           device=device, progress=progress)
         per_job = DIVERSITY_SET if diverse else 1
         target_units = [u for u, _ in jobs for _ in range(per_job)]
