@@ -108,6 +108,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from microtome.runtime import keep_freed_memory
+
+    keep_freed_memory()  # as the command line does
     model, spec = load_model(MODEL)
     layers = args.layers.split(",") if args.layers else [l.id for l in spec.layers if l.kind != "logits"]
     params = fv.fv_params(args.preset, "positive", args.seed)

@@ -31,6 +31,11 @@ at 2 threads) is read from the default policy's lines. `--policy default` or `--
 runs one of them. Lucent as shipped is slow at 512 steps (about 7 min for 8 units): `--shipped`
 adds it to the whole-job comparison; it is always in the equal-steps one.
 
+The `microtome` command line makes glibc's malloc keep freed memory for reuse
+(`runtime.keep_freed_memory`: without it a render step faults its pages in afresh, 1.5x slower
+here). The bench sets it for its whole process, so lucent runs with it too; `--no-keep-freed`
+runs both without it.
+
 It also prints, per preset, the steps a unit needs to reach 90% of the activation it ends
 with (median over the units, the preset's settings), from one render per preset.
 
@@ -171,6 +176,8 @@ def parse(argv: list[str] | None):
                         help="OpenMP wait policy: default (unset), PASSIVE, or both in turn")
     parser.add_argument("--shipped", action="store_true",
                         help="lucent as shipped in the whole-job comparison too (slow)")
+    parser.add_argument("--no-keep-freed", action="store_true",
+                        help="leave glibc's malloc as it is (the command line sets it)")
     parser.add_argument("--policy-child", choices=POLICIES, help=argparse.SUPPRESS)
     parser.add_argument("--no-steps", action="store_true", help="skip steps-to-90%% per preset")
     parser.add_argument("--steps-only", action="store_true",
@@ -219,7 +226,8 @@ def header(args, units: list[int], load: float) -> None:
             f"whole job: microtome standard preset ({FV_PRESETS['standard']['steps']} steps), "
             f"lucent {LUCENT_STEPS} steps")
     print(f"{MODEL} {LAYER} units 0-{len(units) - 1}, {SIZE} px, {mode}, "
-          f"{torch.get_num_threads()} threads (OMP_WAIT_POLICY={policy}), "
+          f"{torch.get_num_threads()} threads (OMP_WAIT_POLICY={policy}, malloc "
+          f"{'as it is' if args.no_keep_freed else 'keeps freed memory'}), "
           f"{args.rounds} round(s); ratio = microtome / lucent")
     if load >= 1.0:
         print(f"note: load average {load:.1f} on {os.cpu_count()} cores before the bench started: "
@@ -231,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     if args.policy_child is None:
         return run_policies(args, argv)
+    if not args.no_keep_freed:
+        from microtome.runtime import keep_freed_memory
+
+        keep_freed_memory()
     if args.steps_only:
         if args.threads:
             torch.set_num_threads(args.threads)

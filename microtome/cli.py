@@ -29,6 +29,9 @@ class _Group(click.Group):
 @click.version_option(package_name="microtome")
 def main() -> None:
     """microtome: a microscope for vision models."""
+    from microtome.runtime import keep_freed_memory
+
+    keep_freed_memory()  # this process exists to run the command: see its docstring
 
 
 @main.command()

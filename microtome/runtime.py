@@ -46,3 +46,35 @@ def set_process_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+MMAP_THRESHOLD = 32 << 20  # glibc's largest allowed value (HEAP_MAX_SIZE / 2 on 64-bit)
+TRIM_THRESHOLD = 1 << 30
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for the process's next allocations instead of
+    handing it back to the system at every free; True if it took (False off glibc).
+
+    By default, blocks over a threshold that glibc adjusts as it goes are mapped and unmapped
+    at each allocation, and free memory at the top of the heap is returned as soon as it
+    exceeds twice that threshold. A render step allocates and frees tensors of a few MB to a
+    few tens of MB hundreds of times, so each step faults all its pages in afresh: measured on
+    efficientnet_lite0, 8 images at 128 px, 2 threads, 5.3M page faults and 13 s of system time
+    in 36 s, 124 ms a step, against 0.17M faults and 80 ms a step with this setting. The cost:
+    the process keeps its peak heap until it exits. For a process that exists to do such work
+    (the command line, a build worker), called once when it starts; never in a library call."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))

@@ -28,9 +28,10 @@ class Worker:
         from microtome.pipeline.dictionaries import attach_payloads
         from microtome.zoo import load_model
 
-        if threads:
-            from microtome.runtime import set_process_threads
+        if threads:  # a process of its own (see above)
+            from microtome.runtime import keep_freed_memory, set_process_threads
             set_process_threads(threads)
+            keep_freed_memory()
         self.device = device
         self.model, self.spec = load_model(model, weights=weights, device=device)
         # the store's SAEs, `(base, name, bytes)`: their features are layers like any other
