@@ -100,6 +100,8 @@ def main() -> None:
     ap.add_argument("--layers", default="", help="comma-separated layer ids (default: stem to head)")
     ap.add_argument("--steps", type=int, help="override the preset's steps")
     ap.add_argument("--lr", type=float, help="override the preset's learning rate")
+    ap.add_argument("--saturation", type=float,
+                    help="the early layers' logit bound (5: 8-bit levels 2..253)")
     ap.add_argument("--lr-final", type=float, help="anneal the learning rate to this (cosine)")
     ap.add_argument("--sharpen-steps", type=int, help="last steps with whole-pixel shifts only")
     ap.add_argument("--no-early", action="store_true",
@@ -115,7 +117,7 @@ def main() -> None:
     layers = args.layers.split(",") if args.layers else [l.id for l in spec.layers if l.kind != "logits"]
     params = fv.fv_params(args.preset, "positive", args.seed)
     overrides = (("steps", args.steps), ("lr", args.lr), ("sharpen_steps", args.sharpen_steps),
-                 ("lr_final", args.lr_final))
+                 ("lr_final", args.lr_final), ("saturation", args.saturation))
     params.update({k: v for k, v in overrides if v is not None})
     if args.no_early:
         params = {k: v for k, v in params.items() if k not in fv.EARLY_LAYERS}

@@ -216,7 +216,8 @@ def _polish(loop: "_Loop", probe: torch.Tensor, make_image, snapshots: dict, val
 
 def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | str], *,
            spec=None, size: int = 128, batch: int | None = None, steps: int = 512,
-           lr: float = 0.05, lr_final: float | None = None, fft: bool = True, decorrelated: bool = True, decay: float = 1.0,
+           lr: float = 0.05, lr_final: float | None = None, fft: bool = True,
+           decorrelated: bool = True, decay: float = 1.0,
            transforms: Sequence[Transform] | None = None, thresholds: Sequence[int] = (),
            seed: int = 0, seeds: Sequence[int] | None = None, param_f: ParamF | None = None,
            optimizer: OptimizerF | None = None, redirect_steps: int = REDIRECT_STEPS,
@@ -236,8 +237,7 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     shifts, no resampling) in place of the standard set, and the last `polish_steps` (counted
     within them) no transform at all: the image is then optimized exactly as it is measured.
     `saturation` bounds the standard parameterization's logits (see `param.to_valid_rgb`).
-    `lr_final` anneals the learning rate from `lr` to it along half a cosine over the steps
-    before the polish (`cosine_lr`; only for the default optimizer)."""
+    `lr_final`: the default optimizer's rate goes from `lr` to it by `cosine_lr` until the polish."""
     device = torch.device(device)
     n_images = None
     if param_f is not None:  # its batch size, from one image
@@ -272,9 +272,15 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     if polish:  # the last steps in pixel space, on the image as it is measured
         make_image = _polish(loop, probe, make_image, snapshots, values, steps, polish,
                              polish_lr or lr, saturation, thresholds, progress, device)
-    with torch.no_grad(), hooked(work, paths, stop=True) as captured:  # the model as it is
-        final = make_image().detach()
-        acts = run(work, preprocess(final), captured) if paths else {}
-        acts[INPUT] = final
-        final_values = _values(objs, acts).detach()
+    final, final_values = _measure(work, paths, preprocess, make_image, objs)
     return RenderResult(final, final_values, snapshots, [o.name for o in objs], seed, own_seeds)
+
+
+def _measure(model: nn.Module, paths: dict[str, str], preprocess, make_image,
+             objs: list[Objective]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The final images `[N, 3, H, W]` and their values `[N]`, with the model as it is."""
+    with torch.no_grad(), hooked(model, paths, stop=True) as captured:
+        final = make_image().detach()
+        acts = run(model, preprocess(final), captured) if paths else {}
+        acts[INPUT] = final
+        return final, _values(objs, acts).detach()
