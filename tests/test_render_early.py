@@ -109,6 +109,8 @@ def test_the_schedule_applies_by_the_measured_receptive_field():
     assert "saturation" not in local
     assert local["polish_lr"] == params["local_polish_lr"]
     assert "polish_steps" not in fv._render_kwargs(params)
+    assert "lr_final" not in fv._render_kwargs(params)  # stored params have no schedule of lr
+    assert fv._render_kwargs({**params, "lr_final": 0.01})["lr_final"] == 0.01
 
 
 @pytest.mark.parametrize("size,stride", [(37, 1), (38, 1), (37, 2), (38, 2)])

@@ -54,6 +54,7 @@ def _render_kwargs(params: Mapping[str, Any], schedule: str | None = None) -> di
             "seed": params["seed"], "fft": params.get("fft", True),
             "decorrelated": params.get("decorrelated", True),
             "transforms": TRANSFORM_SETS[name], "sharpen_steps": params.get("sharpen_steps", 0),
+            **({"lr_final": params["lr_final"]} if params.get("lr_final") is not None else {}),
             **_schedule_kwargs(params, schedule)}
 
 
