@@ -105,7 +105,7 @@ def main() -> None:
     ap.add_argument("--lr-final", type=float, help="anneal the learning rate to this (cosine)")
     ap.add_argument("--sharpen-steps", type=int, help="last steps with whole-pixel shifts only")
     ap.add_argument("--no-early", action="store_true",
-                    help="without the early-layer schedule (the params stored before it existed)")
+                    help="without the early and local layer schedules (params stored before them)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = ap.parse_args()

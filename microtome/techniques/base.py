@@ -63,11 +63,10 @@ class Job:
         """The items' params without repeats, in first-seen order."""
         return list({frozen(item.params): item.params for item in self.items}.values())
 
-    def step_progress(self, total_steps: int) -> Callable[[int, int, Any], None]:
+    def step_progress(self) -> Callable[[int, int, Any], None]:
         """A renderer progress callback `(step, steps, values)` that ticks 1/steps a step: one
-        tick per render, whatever steps the layer's schedule gives it (`total_steps`, the
-        preset's, only when the renderer reports none)."""
-        return lambda step, steps, values: self.tick(1.0 / (steps or total_steps))
+        tick per render, whatever steps the layer's schedule gives it."""
+        return lambda step, steps, values: self.tick(1.0 / steps)
 
     def input_metas(self, technique: str, layer: str, unit: int | None) -> list[dict[str, Any]]:
         return self.inputs.get(technique, {}).get((layer, unit), [])

@@ -166,13 +166,13 @@ def run_feature_vis(job: Job) -> list[ArtifactResult]:
         if tops:
             best[unit] = max(tops)
     return feature_vis(job.model, job.spec, layer, job.units, params_list, device=job.device,
-                       best_examples=best, progress=job.step_progress(params_list[0]["steps"]))
+                       best_examples=best, progress=job.step_progress())
 
 
 def run_deepdream(job: Job) -> list[ArtifactResult]:
     """The DeepDream runner: one layer, one artifact per planned params."""
     return [deepdream(job.model, job.spec, item.layer, item.params, device=job.device,
-                      progress=job.step_progress(item.params["steps"]))
+                      progress=job.step_progress())
             for item in job.items]
 
 
