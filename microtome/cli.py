@@ -63,9 +63,12 @@ def _progress_bar(total: int, desc: str):
     """A tqdm bar and a renderer progress callback that advances it."""
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True)
+    bar = tqdm(total=total or None, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True)
 
     def callback(step: int, steps: int, values) -> None:
+        if bar.total != steps:  # the layer schedule may change the steps
+            bar.total = steps
+            bar.refresh()
         bar.update(1)
         if step % 16 == 0 or step == steps:
             bar.set_postfix(objective=f"{float(values.mean()):.3g}")
@@ -74,27 +77,69 @@ def _progress_bar(total: int, desc: str):
 
 
 OBJECTIVE_KINDS = ("channel", "neuron", "negative")
+VARIANT_OF_KIND = {"channel": "positive", "neuron": "neuron", "negative": "negative"}
+PRESETS = ("quick", "standard", "full")
+
+
+def _render_units(net, spec, layer_id: str, units, kind: str, preset: str | None,
+                  steps: int | None, size: int | None, seed: int, schedule: bool, device: str):
+    """Render `units` as the build's feature vis does: at `preset`, exactly its params (so the
+    same images as the build at that preset and seed); otherwise at `steps`/`size` with the
+    same layer schedule (`schedule=False`: none). A progress bar on stderr."""
+    from microtome.optvis.render import render as run_render
+    from microtome.optvis.schedule import LAYER_SCHEDULE
+    from microtome.techniques.feature_vis import fv_params, render_variant, variant_objectives
+
+    if preset is not None and (steps is not None or size is not None):
+        raise MicrotomeError(f"--preset {preset} fixes steps and size; pass either --preset or "
+                             "--steps/--size")
+    bar, callback = _progress_bar(steps or 0, f"{spec.id}/{layer_id} x{len(units)}")
+    with bar:
+        if preset is not None:
+            params = fv_params(preset, VARIANT_OF_KIND[kind], seed)
+            return render_variant(net, spec, layer_id, units, params, schedule=schedule,
+                                  device=device, progress=callback)
+        objectives = variant_objectives(layer_id, units, VARIANT_OF_KIND[kind])
+        return run_render(net, objectives, spec=spec, size=size or 128, steps=steps or 512,
+                          seed=seed, schedule=LAYER_SCHEDULE if schedule else None,
+                          device=device, progress=callback)
+
+
+def _render_options(command):
+    """The options `render` and `sheet` share: how the images are rendered."""
+    options = [
+        click.option("--preset", type=click.Choice(PRESETS), default=None,
+                     help="the build's feature-vis params (steps, size, schedule): the build's image"),
+        click.option("--steps", default=None, type=click.IntRange(1),
+                     help="optimization steps [default: 512; early layers take twice as many]"),
+        click.option("--size", default=None, type=click.IntRange(16, 1024),
+                     help="image side in px [default: 128]"),
+        click.option("--seed", default=0, show_default=True, type=int),
+        click.option("--no-schedule", "no_schedule", is_flag=True,
+                     help="no layer schedule: exactly --steps, transforms to the last step"),
+        click.option("--device", default="cpu", show_default=True)]
+    for option in reversed(options):
+        command = option(command)
+    return command
 
 
 @main.command()
 @click.argument("model")
 @click.argument("target", metavar="LAYER:UNIT[,UNIT...]")
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG file to write")
-@click.option("--steps", default=512, show_default=True, type=click.IntRange(1))
-@click.option("--size", default=128, show_default=True, type=click.IntRange(16, 1024), help="image side in px")
-@click.option("--seed", default=0, show_default=True, type=int)
+@_render_options
 @click.option("--objective", "kind", default="channel", show_default=True, type=click.Choice(OBJECTIVE_KINDS))
 @click.option("--weights", default="default", show_default=True,
               help="default, random (untrained, explicit) or a local state dict file")
-@click.option("--device", default="cpu", show_default=True)
 @click.option("--store", "store_root", default="./microtome-store", show_default=True,
               type=click.Path(file_okay=False), help="whose SAEs (layers like block10.sae) the model carries")
-def render(model: str, target: str, out: str, steps: int, size: int, seed: int, kind: str,
-           weights: str, device: str, store_root: str) -> None:
-    """Render feature visualizations of units of one layer into one PNG (side by side)."""
+def render(model: str, target: str, out: str, preset: str | None, steps: int | None,
+           size: int | None, seed: int, no_schedule: bool, device: str, kind: str, weights: str,
+           store_root: str) -> None:
+    """Render feature visualizations of units of one layer into one PNG (side by side), as the
+    build renders them: the layer's schedule applies (early layers: more steps and a pixel
+    polish), and `--preset` gives the build's very image."""
     from microtome.images import grid, png_bytes, write_atomic
-    from microtome.optvis import objectives as O
-    from microtome.optvis.render import render as run_render
     from microtome.pipeline.dictionaries import load_with_dictionaries, spec_with_dictionaries
     from microtome.pipeline.pipeline import existing_store
     from microtome.zoo import get_spec
@@ -110,15 +155,14 @@ def render(model: str, target: str, out: str, steps: int, size: int, seed: int, 
     if not out.lower().endswith(".png"):
         raise MicrotomeError(f"output {out!r} must be a .png file")
     net, spec = load_with_dictionaries(model, weights, store, device)
-    make = {"channel": lambda u: O.channel(layer.id, u), "neuron": lambda u: O.neuron(layer.id, u),
-            "negative": lambda u: -O.channel(layer.id, u)}[kind]
-    bar, callback = _progress_bar(steps, f"{model}/{layer.id} x{len(units)}")
-    with bar:
-        result = run_render(net, [make(u) for u in units], spec=spec, size=size, steps=steps,
-                            seed=seed, device=device, progress=callback)
+    result = _render_units(net, spec, layer.id, units, kind, preset, steps, size, seed,
+                           not no_schedule, device)
     path = write_atomic(out, png_bytes(grid(result.images)))
     if not spec.trained:
         click.echo("note: untrained model (random weights)", err=True)
+    if result.schedule:
+        click.echo(f"{result.schedule} layer: {result.steps} steps, the last ones polishing "
+                   "pixels (--no-schedule: none)", err=True)
     for u, v in zip(units, result.values.tolist()):
         click.echo(f"{model}/{layer.id}:{u}  {kind} {v:.4g}")
     click.echo(str(path))
@@ -128,14 +172,13 @@ def render(model: str, target: str, out: str, steps: int, size: int, seed: int, 
 @click.argument("model", default="efficientnet_lite0")
 @click.argument("target", default="block10:0-15", metavar="LAYER:UNITS")
 @click.option("--out", default="out/contact-sheet.png", show_default=True, type=click.Path(dir_okay=False))
-@click.option("--steps", default=256, show_default=True, type=click.IntRange(1))
+@_render_options
 @click.option("--columns", default=4, show_default=True, type=click.IntRange(1))
-@click.option("--device", default="cpu", show_default=True)
-def sheet(model: str, target: str, out: str, steps: int, columns: int, device: str) -> None:
-    """A contact sheet (one PNG grid, captioned) of feature visualizations of a layer's units."""
+def sheet(model: str, target: str, out: str, preset: str | None, steps: int | None,
+          size: int | None, seed: int, no_schedule: bool, device: str, columns: int) -> None:
+    """A contact sheet (one PNG grid, captioned) of feature visualizations of a layer's units
+    (default 256 steps), rendered as `render` renders them."""
     from microtome.images import grid, png_bytes, write_atomic
-    from microtome.optvis import objectives as O
-    from microtome.optvis.render import render as run_render
     from microtome.zoo import get_spec, load_model
     from microtome.zoo.spec import parse_units
 
@@ -144,10 +187,10 @@ def sheet(model: str, target: str, out: str, steps: int, columns: int, device: s
     layer = spec.layer(layer_name or target)
     units = parse_units(unit_text or "all", layer.channels, f"{layer.id} of {spec.id}")
     net, spec = load_model(model, device=device)
-    bar, callback = _progress_bar(steps, f"{model}/{layer.id} x{len(units)}")
-    with bar:
-        result = run_render(net, [O.channel(layer.id, u) for u in units], spec=spec, size=128,
-                            steps=steps, device=device, progress=callback)
+    if preset is None and steps is None:
+        steps = 256
+    result = _render_units(net, spec, layer.id, units, "channel", preset, steps, size, seed,
+                           not no_schedule, device)
     sheet_image = grid(result.images, columns=columns, labels=[f"{layer.id}:{u}" for u in units])
     path = write_atomic(out, png_bytes(sheet_image))
     click.echo(f"contact sheet of {model}/{layer.id} ({len(units)} units): {Path(path).resolve()}")

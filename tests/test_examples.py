@@ -15,7 +15,7 @@ from microtome.data import get_dataset
 from microtome.errors import MicrotomeError
 from microtome.techniques import example_files
 from microtome.techniques.examples import QUANTILES, collect, dataset_examples, spatial_max
-from microtome.techniques.receptive import receptive_fields
+from microtome.zoo.receptive import receptive_fields
 from microtome.zoo.hooks import forward_to
 from microtome.zoo.spec import LayerSpec, ModelSpec, chain_edges
 

@@ -87,27 +87,38 @@ def test_saturation_bounds_the_standard_parameterization():
 
 
 def test_the_schedule_applies_by_the_measured_receptive_field():
+    from microtome.optvis import objectives as O
+    from microtome.optvis.render import _layer_kind
+    from microtome.optvis.schedule import LayerSchedule
     from tests.toy_models import tiny_net
 
     model, spec = tiny_net()
     params = fv.fv_params("quick", "positive")
     assert params["early_field"] == 8
-    assert fv._layer_schedule(model, spec, "conv1", params, "cpu") == "early"  # 3x3: field 3
-    assert fv._layer_schedule(model, spec, "conv2", params, "cpu") == "early"  # 3x3 s2, 3x3: 7
+
+    def kind(layer, stored):
+        return _layer_kind(model, spec, [O.channel(layer, 0)], params["size"],
+                           LayerSchedule.from_params(stored), torch.device("cpu"))
+
+    assert kind("conv1", params) == "early"  # 3x3: field 3
+    assert kind("conv2", params) == "early"  # 3x3 s2, 3x3: 7
     narrow = {**params, "early_field": 5}
-    assert fv._layer_schedule(model, spec, "conv2", narrow, "cpu") == "local"  # 7 <= 72
-    assert fv._layer_schedule(model, spec, "conv2", {**narrow, "local_field": 6}, "cpu") is None
+    assert kind("conv2", narrow) == "local"  # 7 <= 72
+    assert kind("conv2", {**narrow, "local_field": 6}) is None
     old = {k: v for k, v in params.items() if k not in fv.EARLY_LAYERS}
-    assert fv._layer_schedule(model, spec, "conv1", old, "cpu") is None  # params stored before it
+    assert kind("conv1", old) is None  # params stored before it
     before_local = {k: v for k, v in narrow.items() if not k.startswith("local_")}
-    assert fv._layer_schedule(model, spec, "conv2", before_local, "cpu") is None
-    early = fv._render_kwargs(params, "early")
+    assert kind("conv2", before_local) is None
+    schedule = LayerSchedule.from_params(params)
+    early = schedule.render_kwargs("early", params["steps"])
     assert early["steps"] == 2 * params["steps"] and early["saturation"] == 5.0
     assert early["polish_steps"] == 2 * params["steps"] // 8
-    local = fv._render_kwargs(params, "local")
+    local = schedule.render_kwargs("local", params["steps"])
     assert local["steps"] == params["steps"] and local["polish_steps"] == params["steps"] // 8
     assert "saturation" not in local
     assert local["polish_lr"] == params["local_polish_lr"]
+    assert fv._render_kwargs(old)["schedule"] is None
+    assert fv._render_kwargs(params)["schedule"] == schedule
     assert "polish_steps" not in fv._render_kwargs(params)
     assert "lr_final" not in fv._render_kwargs(params)  # stored params have no schedule of lr
     assert fv._render_kwargs({**params, "lr_final": 0.01})["lr_final"] == 0.01

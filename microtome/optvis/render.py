@@ -41,11 +41,13 @@ from microtome.optvis.invariant import batch_invariant
 from microtome.optvis.objectives import INPUT, Acts, Objective, as_objective
 from microtome.optvis.randomness import PerImage, image_seeds
 from microtome.optvis.redirect import redirected_relus
+from microtome.optvis.schedule import LAYER_SCHEDULE, LayerSchedule
 from microtome.optvis.transforms import (Transform, apply, compose, sharp_transforms,
                                          standard_transforms)
 from microtome.zoo.hooks import hooked, run
 
-__all__ = ["render", "RenderResult", "Progress", "ParamF", "OptimizerF", "_fast_model"]
+__all__ = ["render", "RenderResult", "Progress", "ParamF", "OptimizerF", "LayerSchedule",
+           "LAYER_SCHEDULE", "_fast_model"]
 
 Progress = Callable[[int, int, torch.Tensor], None]  # (step, steps, values [N]) -> None
 ParamF = Callable[[], tuple[Iterable[torch.Tensor], Callable[[], torch.Tensor]]]
@@ -65,6 +67,8 @@ class RenderResult:
     objectives: list[str] = field(default_factory=list)
     seed: int = 0
     image_seeds: list[int] = field(default_factory=list)
+    schedule: str | None = None  # the layer schedule's kind that ran ("early", "local")
+    steps: int = 0  # the steps that ran (an early layer's schedule multiplies them)
 
 
 def _paths(layers: set[str], spec, model: nn.Module) -> dict[str, str]:
@@ -76,23 +80,18 @@ def _paths(layers: set[str], spec, model: nn.Module) -> dict[str, str]:
     return out
 
 
-def _values(objectives: list[Objective], acts: Acts) -> torch.Tensor:
-    """Objective i's value on image i `[N]`; a single objective applies to every image.
-
-    A run of consecutive images with the same objective (e.g. a diversity set) is evaluated
-    once on its own slice of the batch. Slicing goes through one `split` per layer, whose
-    backward is one concatenation: evaluating N objectives on the whole batch and picking
-    entry i would build N full-size gradients per layer (quadratic in N)."""
-    if len(objectives) == 1:
-        return objectives[0](acts)
-    runs: list[list] = []  # [objective, number of consecutive images]
-    for obj in objectives:
-        if runs and runs[-1][0] is obj:
-            runs[-1][1] += 1
+def _runs(objectives: list[Objective]) -> list[tuple[slice, Objective]]:
+    """The batch as runs of consecutive images with the same objective `[(slice, objective)]`:
+    a diversity set (or one objective over the whole batch) is one run, every other image a run
+    of its own. A run is the renderer's unit of computation: an image's gradient is computed
+    with its run only, never with the rest of the batch, so it is the same in any batch."""
+    runs: list[tuple[slice, Objective]] = []
+    for i, obj in enumerate(objectives):
+        if runs and runs[-1][1] is obj:
+            runs[-1] = (slice(runs[-1][0].start, i + 1), obj)
         else:
-            runs.append([obj, 1])
-    chunks = {name: torch.split(t, [n for _, n in runs]) for name, t in acts.items()}
-    return torch.cat([obj({name: c[j] for name, c in chunks.items()}) for j, (obj, _) in enumerate(runs)])
+            runs.append((slice(i, i + 1), obj))
+    return runs
 
 
 def _redirected(step: int, redirect_steps: int, values: torch.Tensor) -> torch.Tensor | None:
@@ -141,6 +140,9 @@ class _Loop:
     polish: int = 0  # the very last steps, untransformed
     lr_at: Callable[[int], float] | None = None  # step -> learning rate (None: the optimizer's)
 
+    def __post_init__(self) -> None:
+        self.runs = _runs(self.objectives)
+
     def transform_at(self, step: int, steps: int) -> Transform:
         """The transform of `step` (1-based) of `steps`: the standard set, then the sharpening
         set for the last `sharpen` steps, then none for the last `polish` steps."""
@@ -167,29 +169,60 @@ class _Loop:
                         group["lr"] = self.lr_at(step)
                 opt.zero_grad(set_to_none=True)
                 images = make_image()  # [N, 3, H, W]
-                x = self.preprocess(apply(self.transform_at(step, total), images, self.rng))
-                x = x.contiguous(memory_format=memory_format)
+                pixels = images.detach().requires_grad_(True)  # each run's gradient lands here
                 allow = _redirected(step, self.redirect_steps, values)
-                with batch_invariant(), \
-                        redirected_relus(allow) if allow is not None else nullcontext():
-                    acts = run(self.model, x, captured) if self.paths else {}
-                acts[INPUT] = images  # penalties see the untransformed image
-                values = _values(self.objectives, acts)
-                (-values.sum()).backward()
+                transform = self.transform_at(step, total)
+                values = torch.cat([self._run_step(pixels, sl, obj, transform, allow, captured,
+                                                   memory_format)
+                                    for sl, obj in self.runs])
+                if pixels.grad is not None:  # through the parameterization, batch-wide
+                    images.backward(pixels.grad)
                 opt.step()
-                values = values.detach()
                 if progress is not None:
                     progress(step, total, values)
                 if step in thresholds:
                     snapshots[step] = make_image().detach().clone()
         return snapshots, values
 
+    def _run_step(self, pixels: torch.Tensor, sl: slice, obj: Objective, transform: Transform,
+                  allow: torch.Tensor | None, captured: dict,
+                  memory_format: torch.memory_format) -> torch.Tensor:
+        """One run's forward and backward (its gradient accumulates in `pixels.grad`); its
+        values `[n]`. The run's images are computed as a batch of their own, so no kernel sees
+        another run's images (oneDNN's kernels round differently by batch size)."""
+        images = pixels[sl]  # [n, 3, H, W]
+        rng = PerImage(self.rng.generators[sl])
+        x = self.preprocess(apply(transform, images, rng)).contiguous(memory_format=memory_format)
+        mask = allow[sl] if allow is not None else None
+        with batch_invariant(), \
+                redirected_relus(mask) if mask is not None and bool(mask.any()) else nullcontext():
+            acts = run(self.model, x, captured) if self.paths else {}
+        acts[INPUT] = images  # penalties see the untransformed image
+        values = obj(acts)  # [n]
+        (-values.sum()).backward()
+        return values.detach()
+
 
 def _custom_param(param_f: ParamF):
-    """`param_f()`'s params and image function, and its batch size (from one image)."""
+    """`param_f()`'s params and image function, its batch size and image side (from one image)."""
     params, make_image = param_f()
     with torch.no_grad():
-        return list(params), make_image, make_image().shape[0]
+        shape = make_image().shape  # [N, 3, H, W]
+    return list(params), make_image, shape[0], max(shape[-2:])
+
+
+def _layer_kind(model: nn.Module, spec, objs: list[Objective], side: int,
+                schedule: LayerSchedule | None, device: torch.device) -> str | None:
+    """The schedule's kind ("early", "local", None) for the layers `objs` read, from their
+    receptive fields measured at `side` px: the widest field decides, so a layer of another
+    kind in the mix keeps its transforms. None without a spec (paths, not layers)."""
+    layers = set().union(*(o.layers for o in objs)) - {INPUT}
+    if schedule is None or spec is None or not layers:
+        return None
+    from microtome.zoo.receptive import receptive_fields
+
+    fields = receptive_fields(model, spec, sorted(layers), side, device)
+    return schedule.kind(max(max(f.extent) for f in fields.values()))
 
 
 def cosine_lr(lr: float, lr_final: float, steps: int) -> Callable[[int], float]:
@@ -221,11 +254,12 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
            transforms: Sequence[Transform] | None = None, thresholds: Sequence[int] = (),
            seed: int = 0, seeds: Sequence[int] | None = None, param_f: ParamF | None = None,
            optimizer: OptimizerF | None = None, redirect_steps: int = REDIRECT_STEPS,
-           sharpen_steps: int = 0, polish_steps: int = 0, polish_lr: float | None = None,
+           sharpen_steps: int = 0, schedule: LayerSchedule | None = LAYER_SCHEDULE,
+           polish_steps: int = 0, polish_lr: float | None = None,
            saturation: float | None = None,
            device: str | torch.device = "cpu",
            progress: Progress | None = None) -> RenderResult:
-    """Optimize images to maximize `objectives`; same seed, same images.
+    """Optimize images to maximize `objectives`; same seed, same images, in any batch.
 
     `spec` (a ModelSpec) resolves layer names and preprocesses [0, 1] RGB to the model's
     input; without it layer names are module paths and images go in as they are.
@@ -237,26 +271,31 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     shifts, no resampling) in place of the standard set, and the last `polish_steps` (counted
     within them) no transform at all: the image is then optimized exactly as it is measured.
     `saturation` bounds the standard parameterization's logits (see `param.to_valid_rgb`).
-    `lr_final`: the default optimizer's rate goes from `lr` to it by `cosine_lr` until the polish."""
+    `lr_final`: the default optimizer's rate goes from `lr` to it by `cosine_lr` until the polish.
+    `schedule` (with a `spec`): the layers' receptive fields at the render size pick the
+    schedule's kind, whose `steps`, `polish_steps`, `polish_lr` and `saturation` then replace
+    the arguments (`schedule.LayerSchedule`: an early layer takes twice the steps); the
+    result's `schedule` says which kind ran. `schedule=None` renders exactly as asked."""
     device = torch.device(device)
-    n_images = None
-    if param_f is not None:  # its batch size, from one image
-        params, make_image, n_images = _custom_param(param_f)
-    objs = _batch_objectives(objectives, batch, n_images)
+    custom = _custom_param(param_f) if param_f is not None else None
+    objs = _batch_objectives(objectives, batch, custom[2] if custom else None)
+    kind = _layer_kind(model, spec, objs, custom[3] if custom else size, schedule, device)
+    if kind is not None:
+        scheduled = schedule.render_kwargs(kind, steps)
+        steps, polish_steps = scheduled["steps"], scheduled["polish_steps"]
+        polish_lr, saturation = scheduled["polish_lr"], scheduled.get("saturation", saturation)
     own_seeds = list(seeds) if seeds is not None else image_seeds(seed, [o.name for o in objs])
     if len(own_seeds) != len(objs):
         raise MicrotomeError(f"{len(own_seeds)} seeds for {len(objs)} images")
     rng = PerImage.from_seeds(own_seeds)
-    if param_f is None:
-        params, make_image = param_mod.image(size, len(rng), fft=fft, decorrelated=decorrelated,
-                                             decay=decay, device=device, rng=rng,
-                                             saturation=saturation)
+    params, make_image = custom[:2] if custom else param_mod.image(
+        size, len(rng), fft=fft, decorrelated=decorrelated, decay=decay, device=device, rng=rng,
+        saturation=saturation)
     opt = (optimizer(params) if optimizer is not None  # the fused kernel: one pass, same update
            else torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda")))
     work = private_copy(model)
     paths = _paths(set().union(*(o.layers for o in objs)), spec, work)
     preprocess = spec.preprocess if spec is not None else (lambda x: x)
-    transform = compose(standard_transforms() if transforms is None else transforms)
     with torch.no_grad():
         shape = make_image().shape[-2:]
     # a random image from a generator of its own: the global one is not touched
@@ -265,22 +304,28 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     polish = min(max(polish_steps, 0), steps)
     lr_at = (cosine_lr(lr, lr_final, steps - polish)
              if lr_final is not None and optimizer is None else None)
-    loop = _Loop(work, paths, preprocess, transform, rng, objs, redirect_steps,
-                 (sharpen_steps, compose(sharp_transforms())), polish_steps, lr_at)
+    loop = _Loop(work, paths, preprocess,
+                 compose(standard_transforms() if transforms is None else transforms), rng, objs,
+                 redirect_steps, (sharpen_steps, compose(sharp_transforms())), polish, lr_at)
     snapshots, values = loop.optimize(probe, opt, make_image, range(1, steps - polish + 1), steps,
                                       thresholds, progress)
     if polish:  # the last steps in pixel space, on the image as it is measured
         make_image = _polish(loop, probe, make_image, snapshots, values, steps, polish,
                              polish_lr or lr, saturation, thresholds, progress, device)
     final, final_values = _measure(work, paths, preprocess, make_image, objs)
-    return RenderResult(final, final_values, snapshots, [o.name for o in objs], seed, own_seeds)
+    return RenderResult(final, final_values, snapshots, [o.name for o in objs], seed, own_seeds,
+                        kind, steps)
 
 
 def _measure(model: nn.Module, paths: dict[str, str], preprocess, make_image,
              objs: list[Objective]) -> tuple[torch.Tensor, torch.Tensor]:
-    """The final images `[N, 3, H, W]` and their values `[N]`, with the model as it is."""
+    """The final images `[N, 3, H, W]` and their values `[N]`, with the model as it is (run by
+    run, as they were optimized)."""
     with torch.no_grad(), hooked(model, paths, stop=True) as captured:
         final = make_image().detach()
-        acts = run(model, preprocess(final), captured) if paths else {}
-        acts[INPUT] = final
-        return final, _values(objs, acts).detach()
+        values = []
+        for sl, obj in _runs(objs):
+            acts = run(model, preprocess(final[sl]), captured) if paths else {}
+            acts[INPUT] = final[sl]
+            values.append(obj(acts))
+        return final, torch.cat(values).detach()

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from microtome.errors import unknown
+from microtome.optvis.schedule import LAYER_SCHEDULE
 from microtome.techniques.registry import LAYER, Params, Section, Technique, check_preset
 
 FEATURE_VIS = "feature_vis"
@@ -52,17 +53,10 @@ CONNECTIONS_PRESETS: dict[str, dict[str, Any]] = {
     "full": {"top": 8, "images": 64},
 }
 OPTIMIZATION = {"lr": 0.05}  # shared by feature vis and DeepDream
-# Feature vis of layers whose receptive field is at most `early_field` pixels (efficientnet_lite0's
-# stem and block0, googlenet's conv1): their optimum is a high-frequency, high-contrast pattern
-# that the transforms' resampling and the FFT's 1/f scaling hold back, so the last steps
-# (`steps // polish_every`) optimize the pixels themselves, untransformed, with logits bounded
-# softly (`saturation`) so that the image saturates without clipping; they are cheap to render,
-# and take `early_step_factor` times the preset's steps. Layers whose field is at
-# most `local_field` pixels (lite0's block1 to block4 at 128 px: a texture of small motifs, which
-# the transforms' sub-pixel resampling blurs) polish the same way at `local_polish_lr`, with the
-# usual unbounded logits. Other layers: the transforms to the end.
-EARLY_LAYERS = {"early_field": 8, "polish_every": 8, "polish_lr": 0.2, "saturation": 5.0,
-                "early_step_factor": 2, "local_field": 72, "local_polish_lr": 0.1}
+# Feature vis of layers with small receptive fields (efficientnet_lite0's stem to block4 at
+# 128 px) polishes its last steps in pixel space, early layers with more steps: the schedule is
+# declared once, in optvis/schedule.py, and stored in every feature-vis artifact's params.
+EARLY_LAYERS = LAYER_SCHEDULE.as_params()  # early_field, polish_every, ... (optvis/schedule.py)
 IMAGE_MODEL = {"fft": True, "decorrelated": True, "transforms": "standard"}
 
 

@@ -26,7 +26,7 @@ from microtome.runtime import torch_threads
 from microtome.techniques import example_files
 from microtome.techniques.base import ArtifactResult, Job
 from microtome.techniques.builtin import DATASET_EXAMPLES
-from microtome.techniques.receptive import ReceptiveField, receptive_fields
+from microtome.zoo.receptive import ReceptiveField, receptive_fields
 from microtome.techniques.stats import (Histogram, StreamingHistogram, StreamingMaps,
                                         StreamingTopK, TopK)
 from microtome.zoo.hooks import forward_to, layer_paths

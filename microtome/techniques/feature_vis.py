@@ -17,6 +17,7 @@ from microtome.errors import MicrotomeError
 from microtome.images import png_bytes
 from microtome.optvis import objectives as O
 from microtome.optvis.render import Progress, render
+from microtome.optvis.schedule import LayerSchedule
 from microtome.techniques.base import ArtifactResult, Job
 from microtome.techniques.builtin import (DEEPDREAM, DIVERSITY_SET, DIVERSITY_WEIGHT,
                                           EARLY_LAYERS, FEATURE_VIS, FV_VARIANTS, dream_params,
@@ -41,12 +42,12 @@ def _objectives(layer: str, unit: int, variant: str) -> list[O.Objective]:
 TRANSFORM_SETS = {"standard": None, "none": []}  # stored name -> render's `transforms`
 
 
-def _render_kwargs(params: Mapping[str, Any], schedule: str | None = None) -> dict[str, Any]:
+def _render_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
     """The `render` arguments that stored params decide: every one of them is passed (params
-    stored before `sharpen_steps` or the layer schedules existed rendered without them).
-    `schedule` (`_layer_schedule`): "early" for a layer whose receptive field is at most
-    `params["early_field"]` pixels (more steps, pixel polishing, bounded logits), "local" for one whose
-    field is at most `params["local_field"]` (pixel polishing), None for the others."""
+    stored before `sharpen_steps` or the layer schedules existed rendered without them). The
+    layer schedule (`optvis.schedule`) comes from the params too; `render` measures the layer's
+    receptive field and applies it, so any caller rendering with these kwargs gets the build's
+    image."""
     name = params.get("transforms", "standard")
     if name not in TRANSFORM_SETS:
         raise MicrotomeError(f"unknown transforms {name!r} in params; valid: {', '.join(TRANSFORM_SETS)}")
@@ -55,34 +56,26 @@ def _render_kwargs(params: Mapping[str, Any], schedule: str | None = None) -> di
             "decorrelated": params.get("decorrelated", True),
             "transforms": TRANSFORM_SETS[name], "sharpen_steps": params.get("sharpen_steps", 0),
             **({"lr_final": params["lr_final"]} if params.get("lr_final") is not None else {}),
-            **_schedule_kwargs(params, schedule)}
+            "schedule": LayerSchedule.from_params(params)}
 
 
-def _schedule_kwargs(params: Mapping[str, Any], schedule: str | None) -> dict[str, Any]:
-    if schedule == "early":
-        steps = params["steps"] * params.get("early_step_factor", 1)
-        return {"steps": steps, "polish_steps": steps // params["polish_every"],
-                "polish_lr": params["polish_lr"], "saturation": params["saturation"]}
-    if schedule == "local":
-        return {"polish_steps": params["steps"] // params["polish_every"],
-                "polish_lr": params["local_polish_lr"]}
-    return {}
+def variant_objectives(layer: str, units: Sequence[int], variant: str) -> list[O.Objective]:
+    """The objectives of `variant` for `units` of `layer`, one per image (4 per diversity set)."""
+    return [o for u in units for o in _objectives(layer, u, variant)]
 
 
-def _layer_schedule(model: nn.Module, spec: ModelSpec, layer: str, params: Mapping[str, Any],
-                    device) -> str | None:
-    """"early" if `layer`'s receptive field, measured at the render size, is at most
-    `params["early_field"]` pixels on its longer side, else "local" if it is at most
-    `params["local_field"]`, else None (None too for params stored without those keys)."""
-    if params.get("early_field") is None:
-        return None
-    from microtome.techniques.receptive import receptive_fields
-
-    extent = max(receptive_fields(model, spec, [layer], params["size"], device)[layer].extent)
-    if extent <= params["early_field"]:
-        return "early"
-    local = params.get("local_field")
-    return "local" if local is not None and extent <= local else None
+def render_variant(model: nn.Module, spec: ModelSpec, layer_id: str, units: Sequence[int],
+                   params: Mapping[str, Any], *, schedule: bool = True,
+                   device: str | torch.device = "cpu", progress: Progress | None = None):
+    """Render one variant of `units` exactly as the build does with `params` (`fv_params`):
+    the same objectives, seeds, schedule and so the same images (`schedule=False`: without the
+    layer schedule, which is then not the build's image). Returns the `RenderResult`."""
+    layer = spec.layer(layer_id).id
+    kwargs = _render_kwargs(params)
+    if not schedule:
+        kwargs["schedule"] = None
+    return render(model, variant_objectives(layer, units, params["variant"]), spec=spec,
+                  **kwargs, device=device, progress=progress)
 
 
 def _unit_maxima(model: nn.Module, spec: ModelSpec, layer: str, images: torch.Tensor,
@@ -114,13 +107,11 @@ def feature_vis(model: nn.Module, spec: ModelSpec, layer_id: str, units: Sequenc
         if not jobs:
             continue
         first = jobs[0][1]
-        if any(_render_kwargs(p) != _render_kwargs(first) or
-               any(p.get(k) != first.get(k) for k in EARLY_LAYERS) for _, p in jobs):
+        if any(_render_kwargs(p) != _render_kwargs(first) for _, p in jobs):
             raise MicrotomeError("feature_vis renders one batch per kind: all params must share "
                                  "size, steps, lr, seed, fft, decorrelated and transforms")
         objectives = [o for u, p in jobs for o in _objectives(layer, u, p["variant"])]
-        schedule = _layer_schedule(model, spec, layer, first, device)
-        rendered = render(model, objectives, spec=spec, **_render_kwargs(first, schedule),
+        rendered = render(model, objectives, spec=spec, **_render_kwargs(first),
                           device=device, progress=progress)
         per_job = DIVERSITY_SET if diverse else 1
         target_units = [u for u, _ in jobs for _ in range(per_job)]
@@ -147,8 +138,8 @@ def deepdream(model: nn.Module, spec: ModelSpec, layer_id: str, params: Mapping[
     """DeepDream of one layer: maximize its mean squared activation from noise."""
     layer = spec.layer(layer_id).id
     obj = O.layer(layer)
-    rendered = render(model, obj, spec=spec, **_render_kwargs(params), device=device,
-                      progress=progress)
+    rendered = render(model, obj, spec=spec, **{**_render_kwargs(params), "schedule": None},
+                      device=device, progress=progress)
     return ArtifactResult(layer, None, DEEPDREAM, dict(params),
                           {"image.png": png_bytes(rendered.images[0])},
                           {"objective": repr(obj), "value": float(rendered.values[0])})
@@ -176,5 +167,5 @@ def run_deepdream(job: Job) -> list[ArtifactResult]:
             for item in job.items]
 
 
-__all__ = ["EARLY_LAYERS", "VARIANTS", "deepdream", "dream_params", "feature_vis", "fv_params", "run_deepdream",
-           "run_feature_vis"]
+__all__ = ["EARLY_LAYERS", "VARIANTS", "deepdream", "dream_params", "feature_vis", "fv_params",
+           "render_variant", "run_deepdream", "run_feature_vis", "variant_objectives"]
