@@ -3,9 +3,9 @@
 A job runs `microtome.inspect.photo.inspect_photo` (torch, imported by the first job only) on a
 thread of its own, one at a time (`busy.BusySlot`): a submission while one runs waits for it a
 few seconds when it is about to finish (by its progress, or the mean duration before it has any),
-and is otherwise refused with `InspectBusy` (HTTP 503, `retry_after`). The last `keep` finished jobs are kept in memory with their result
-(JSON-ready, images named) and their PNGs (`files`: name -> bytes); nothing is written to disk
-or to the store. Models are loaded by `load(model, weights) -> (nn.Module, ModelSpec)` into a
+and is otherwise refused with `InspectBusy` (HTTP 503, `retry_after`). The last `keep` finished
+jobs are kept in memory with their result (JSON-ready, images named) and their PNGs (`files`:
+name -> bytes); nothing is written to disk or to the store. Models are loaded by `load(model, weights) -> (nn.Module, ModelSpec)` into a
 cache of this runner's own (never the render queue's: inspect puts hooks on its model).
 """
 
