@@ -190,7 +190,11 @@ def alignment(layer: str, decay_ratio: float = 2) -> Objective:
     """Lucent's `alignment`, a penalty (positive; subtract it): the mean squared difference of
     `layer`'s activations between images d = 1..4 apart in the batch, weighted by
     `1 / decay_ratio^d`. Each pair's term is shared equally by its two images `[B]`, so the
-    values sum to Lucent's scalar."""
+    values sum to Lucent's scalar. Maximizing `-alignment(...)` pulls neighbours together.
+    The standard parameterization starts images almost alike (penalty near 0), and Adam's
+    first steps move every parameter by about `lr` whatever its gradient: from there the
+    penalty rises for a few steps whichever its sign (far less with `-` than with `+`), and
+    falls once the images differ, e.g. when the interpolated objective has pulled them apart."""
 
     def fn(acts: Acts) -> torch.Tensor:
         t = acts[layer]

@@ -51,6 +51,8 @@ def decode(data: bytes) -> Image.Image:
         image.draft("RGB", (DECODE_SIZE, DECODE_SIZE))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
         image.load()
         return ImageOps.exif_transpose(image).convert("RGB")  # a phone photo the right way up
+    except MicrotomeError:  # our own (too many pixels, 413), not a decoding error
+        raise
     except Image.DecompressionBombError as exc:
         raise MicrotomeError(f"the image has too many pixels to decode safely ({exc})", status=413) from None
     except UnidentifiedImageError:
