@@ -8,6 +8,7 @@ an estimator class), flattens every leading axis of `[..., C]` into samples, and
 estimator's attributes are readable on the reducer, with or without their trailing underscore
 (`reducer.components_` and Lucid's `reducer.components`: `[n, C]`, the channel directions).
 Torch tensors go in and come out as torch tensors (on their device and dtype); numpy as numpy.
+In a notebook a fitted reducer shows the factors' maps over what it transformed last.
 
 `sparse_channels_to_rgb(x [..., K] >= 0) -> [..., 3]` colours K factor maps, one hue each.
 """
@@ -64,6 +65,7 @@ class ChannelReducer:
         self.n_components = n_components
         self._reducer = _resolve(reduction_alg)(n_components=n_components, **kwargs)
         self._is_fit = False
+        self._last = None  # what fit_transform / transform gave back last, for notebooks' display
 
     @property
     def reducer(self) -> Any:
@@ -98,11 +100,13 @@ class ChannelReducer:
 
     def fit_transform(self, acts):
         self._is_fit = True
-        return self._apply_flat(self._reducer.fit_transform, acts)
+        self._last = self._apply_flat(self._reducer.fit_transform, acts)
+        return self._last
 
     def transform(self, acts):
         self._check_fit("transform")
-        return self._apply_flat(self._reducer.transform, acts)
+        self._last = self._apply_flat(self._reducer.transform, acts)
+        return self._last
 
     def inverse_transform(self, acts):
         self._check_fit("inverse_transform")
@@ -114,7 +118,7 @@ class ChannelReducer:
 
     # ---- the estimator's attributes -------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_reducer", "_is_fit"):
+        if name.startswith("__") or name in ("_reducer", "_is_fit", "_last"):
             raise AttributeError(name)
         reducer = self.__dict__.get("_reducer")
         if reducer is not None:
@@ -131,6 +135,13 @@ class ChannelReducer:
 
     def __repr__(self) -> str:
         return f"ChannelReducer({self.n_components}, {type(self._reducer).__name__})"
+
+    def _repr_html_(self) -> str:
+        """Notebooks: the factors' maps over the activations last transformed (NMF's also in
+        one picture, one hue per factor), or the components `[n, C]` for flat activations."""
+        from microtome.display import reducer_html
+
+        return reducer_html(self, self._is_fit, self._last, sparse_channels_to_rgb)
 
 
 # ---- colouring factor maps --------------------------------------------------------------------
