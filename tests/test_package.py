@@ -3,9 +3,10 @@ built from the sdist) whose metadata is complete; installed into a fresh venv in
 folder, `microtome --help`, `microtome models`, `microtome serve` of a store the checkout wrote
 (a page and its CSS) and the tutorial's first cells work.
 
-The fresh venv (`python -m venv`) gets the heavy dependencies (torch, ...) through a `.pth`
+The fresh venv (`python -m venv --without-pip`) gets the heavy dependencies (torch, ...) through a `.pth`
 naming a folder of links to this interpreter's site-packages minus microtome itself (its
-dist-info and its editable finder), so nothing of the checkout is importable there; pip then
+dist-info and its editable finder), so nothing of the checkout is importable there; pip (from
+that folder) then
 installs the wheel with no index (every dependency must already be satisfied, which checks the
 wheel's requirements) and no network. Installing torch afresh would cost minutes and gigabytes.
 """
@@ -47,8 +48,10 @@ def run(args: list, cwd: Path, timeout: float = 300, env: dict | None = None) ->
 
 
 def clean_env() -> dict[str, str]:
-    """The environment minus anything that would put the checkout on the path."""
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    """The environment minus anything that would put the checkout on the path (and OpenMP's
+    threads waiting passively, as in tests/test_notebook.py: a shared 2-core machine)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    return {"OMP_WAIT_POLICY": "PASSIVE", **env}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +71,9 @@ def built(tmp_path_factory) -> dict[str, Path]:
 def venv(built) -> Path:
     """A fresh venv outside the checkout with the wheel installed; its bin folder."""
     tmp = built["tmp"]
-    run([sys.executable, "-m", "venv", tmp / "venv"], tmp)
+    # without pip: its own pip and setuptools would shadow the dependencies' (torch needs a newer
+    # setuptools than a fresh venv has); pip comes from the dependencies' folder like the rest
+    run([sys.executable, "-m", "venv", "--without-pip", tmp / "venv"], tmp)
     python = tmp / "venv" / "bin" / "python"
     deps = tmp / "deps"
     deps.mkdir()
