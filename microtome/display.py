@@ -160,7 +160,8 @@ class Figure:
             lines = "<br>".join(escape(line) for line in caption.split("\n"))
             cells.append(f"<figure style='{_STYLE}'><img src='{data_url(png(array))}' width={shown} "
                          f"style='image-rendering:pixelated' alt='{escape(caption)}'>"
-                         f"<figcaption style='max-width:{shown}px;overflow-wrap:anywhere'>{lines}</figcaption></figure>")
+                         f"<figcaption style='max-width:{shown}px;overflow-wrap:anywhere'>{lines}"
+                         "</figcaption></figure>")
         title = f"<div style='font-weight:600;margin-bottom:4px'>{escape(self.title)}</div>" if self.title else ""
         rows = ["".join(cells[i:i + self.columns]) for i in range(0, len(cells), self.columns)]
         return f"<div class='microtome-figure'>{title}{'<br>'.join(rows)}</div>"

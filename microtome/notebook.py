@@ -59,8 +59,8 @@ class UnitCard:
             return ""
         mime = _MIME.get(Path(url).suffix.lower(), "application/octet-stream")
         return (f"<figure style='{_TILE}'><img src='{data_url(data, mime)}' width={width} "
-                f"alt='{escape(caption)}'><figcaption style='max-width:{width}px;overflow-wrap:anywhere'>{escape(caption)}"
-                f"</figcaption></figure>")
+                f"alt='{escape(caption)}'><figcaption style='max-width:{width}px;overflow-wrap:anywhere'>"
+                f"{escape(caption)}</figcaption></figure>")
 
     def _feature_vis(self) -> str:
         variants = self.data.get("feature_vis") or {}
@@ -79,7 +79,8 @@ class UnitCard:
                 (im["url"] for im in row.get("images", [])), None)
             info = row.get("info") or {}
             act = info.get("activation")
-            caption = f"{info.get('image', '')} {act:.3g}" if isinstance(act, (int, float)) else str(info.get("image", ""))
+            name = str(info.get("image", ""))
+            caption = f"{name} {act:.3g}" if isinstance(act, (int, float)) else name
             tiles.append(self._img(url, caption.strip(), 80) if url else "")
         return "".join(tiles)
 
