@@ -108,7 +108,7 @@ def test_an_objective_shows_its_description_and_layers():
 
 def test_a_fitted_reducer_shows_its_factor_maps():
     acts = torch.rand(2, 6, 7, 5, generator=torch.Generator().manual_seed(1))  # [B, H, W, C] >= 0
-    reducer = ChannelReducer(3, "NMF", max_iter=400, random_state=0)
+    reducer = ChannelReducer(3, "NMF", max_iter=3000, random_state=0)
     assert "not fitted" in reducer._repr_html_()
     maps = reducer.fit_transform(acts)  # [2, 6, 7, 3]
     from microtome.display import reducer_figure
