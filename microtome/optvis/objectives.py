@@ -41,6 +41,10 @@ class Objective:
     def __repr__(self) -> str:
         return self.name
 
+    def _repr_html_(self) -> str:  # notebooks: the description and the layers it reads
+        from microtome.display import objective_html
+        return objective_html(self)
+
     # ---- arithmetic ----------------------------------------------------------------------
     def _combine(self, other, op, symbol: str, reverse: bool = False) -> "Objective":
         if isinstance(other, Objective):

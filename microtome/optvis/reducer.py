@@ -13,6 +13,7 @@ not reproduce `fit_transform`. The fitted
 estimator's attributes are readable on the reducer, with or without their trailing underscore
 (`reducer.components_` and Lucid's `reducer.components`: `[n, C]`, the channel directions).
 Torch tensors go in and come out as torch tensors (on their device and dtype); numpy as numpy.
+In a notebook a fitted reducer shows the factors' maps over what it transformed last.
 
 `sparse_channels_to_rgb(x [..., K] >= 0) -> [..., 3]` colours K factor maps, one hue each.
 """
@@ -74,6 +75,7 @@ class ChannelReducer:
             kwargs.setdefault("random_state", SEED)  # same activations, same factors
         self._reducer = estimator(n_components=n_components, **kwargs)
         self._is_fit = False
+        self._last = None  # what fit_transform / transform gave back last, for notebooks' display
 
     def __call__(self, acts):
         """Lucent's call: `transform(acts)` once fitted, `fit_transform(acts)` before."""
@@ -112,11 +114,13 @@ class ChannelReducer:
 
     def fit_transform(self, acts):
         self._is_fit = True
-        return self._apply_flat(self._reducer.fit_transform, acts)
+        self._last = self._apply_flat(self._reducer.fit_transform, acts)
+        return self._last
 
     def transform(self, acts):
         self._check_fit("transform")
-        return self._apply_flat(self._reducer.transform, acts)
+        self._last = self._apply_flat(self._reducer.transform, acts)
+        return self._last
 
     def inverse_transform(self, acts):
         self._check_fit("inverse_transform")
@@ -128,7 +132,7 @@ class ChannelReducer:
 
     # ---- the estimator's attributes -------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_reducer", "_is_fit"):
+        if name.startswith("__") or name in ("_reducer", "_is_fit", "_last"):
             raise AttributeError(name)
         reducer = self.__dict__.get("_reducer")
         if reducer is not None:
@@ -145,6 +149,13 @@ class ChannelReducer:
 
     def __repr__(self) -> str:
         return f"ChannelReducer({self.n_components}, {type(self._reducer).__name__})"
+
+    def _repr_html_(self) -> str:
+        """Notebooks: the factors' maps over the activations last transformed (NMF's also in
+        one picture, one hue per factor), or the components `[n, C]` for flat activations."""
+        from microtome.display import reducer_html
+
+        return reducer_html(self, self._is_fit, self._last, sparse_channels_to_rgb)
 
 
 # ---- colouring factor maps --------------------------------------------------------------------

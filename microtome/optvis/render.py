@@ -66,6 +66,14 @@ class RenderResult:
     seed: int = 0
     image_seeds: list[int] = field(default_factory=list)
 
+    def _repr_png_(self) -> bytes:  # notebooks: the images in a captioned grid
+        from microtome.display import render_figure
+        return render_figure(self).png()
+
+    def _repr_html_(self) -> str:
+        from microtome.display import render_figure
+        return render_figure(self).html()
+
 
 def _paths(layers: set[str], spec, model: nn.Module) -> dict[str, str]:
     """{name used by the objectives: module path}. Names are resolved through the spec

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from microtome.errors import MicrotomeError
 from microtome.store import Store
