@@ -61,7 +61,7 @@ def layers(model: str) -> None:
 
 def _progress_bar(total: int, desc: str):
     """A tqdm bar and a renderer progress callback that advances it."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     bar = tqdm(total=total or None, desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True)
 

@@ -2,6 +2,10 @@
 
 The command line turns a `MicrotomeError` into its message and exit code 2; the web app
 into a 4xx page or JSON with `status`. Programming errors stay ordinary exceptions.
+A `MicrotomeError` is a `ValueError` too, so code ported from Lucid, Lucent or scikit-learn that
+expects `ValueError` for a bad argument still catches it; an `except ValueError` around code
+that may raise one must re-raise it first (`except MicrotomeError: raise`) to keep its message
+and status.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ import difflib
 from collections.abc import Iterable
 
 
-class MicrotomeError(Exception):
-    """An error in what the user asked for (a name, a range, a path), not in microtome."""
+class MicrotomeError(ValueError):
+    """An error in what the user asked for (a name, a range, a path), not in microtome: a bad
+    argument, hence a `ValueError`."""
 
     status: int = 400
 

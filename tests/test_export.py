@@ -1,20 +1,32 @@
 """The static export: same URL scheme as the server, served by `python -m http.server`; links
-followed from `/` reach every exported unit, and every link and image resolves."""
+followed from `/` reach every exported unit, and every link and image resolves; no local link,
+script, stylesheet or form of any exported page points at a file the export lacks; the static
+search (static/search.js over search/labels.json) finds what the server's `/search?q=` finds,
+in the same order (Node runs the script)."""
 
 from __future__ import annotations
 
 import json
+import os
+import posixpath
+import shutil
+import subprocess
 import urllib.error
 import urllib.request
-from urllib.parse import urljoin, urlparse
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlparse, urlsplit
 
 import pytest
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
 
 from microtome.store import Store
-from microtome.web import export
+from microtome.web import create_app, export
+from microtome.web.export import STATIC_DIR
+from microtome.web.search import find_labels, match
 from microtome.web.cli import export as export_command
-from tests.web_fixtures import BUILT_UNITS, LAYER, MODEL, UNTRAINED, links, static_server, store_copy
+from tests.web_fixtures import BUILT_UNITS, LAYER, MODEL, UNTRAINED, links, registry, static_server, store_copy
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +126,121 @@ def test_export_command_and_refusals(tmp_path):
     assert refused.exit_code == 2 and "holds a store" in refused.output
     missing = CliRunner().invoke(main, ["export", "--store", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
     assert missing.exit_code == 2 and "no store" in missing.output
+
+
+class _Refs(HTMLParser):
+    """Every URL an HTML page points at: href, src, action and data-index attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.refs += [v for k, v in attrs if k in ("href", "src", "action", "data-index") and v]
+
+
+def broken_local_links(site: Path) -> tuple[int, list[tuple[str, str]]]:
+    """(local links checked, [(page, link)] whose target the export lacks): a link checker.
+    A folder link needs its index.html; a link from the site root ("/...") is broken, as the
+    export must work from any folder."""
+    checked, broken = 0, []
+    for page in sorted(site.rglob("*.html")):
+        parser = _Refs()
+        parser.feed(page.read_text())
+        here = page.parent.relative_to(site).as_posix()
+        for ref in parser.refs:
+            parts = urlsplit(ref)
+            if parts.scheme or parts.netloc or not parts.path:  # elsewhere, data:, or "#..."/"?q=" on this page
+                continue
+            checked += 1
+            target = site / posixpath.normpath(posixpath.join(here, unquote(parts.path)))
+            if target.is_dir():
+                target = target / "index.html"
+            inside = target.resolve().is_relative_to(site.resolve())
+            if ref.startswith("/") or not inside or not target.is_file():
+                broken.append((str(page.relative_to(site)), ref))
+    return checked, broken
+
+
+def test_no_local_link_of_any_page_is_broken(exported, tmp_path):
+    _, out, report = exported
+    checked, broken = broken_local_links(out)
+    assert broken == [] and checked > 20 * report.pages
+    (out / "static" / "search.js").rename(tmp_path / "search.js")  # the oracle sees a missing file
+    try:
+        assert broken_local_links(out)[1][:1] == [("search/index.html", "../static/search.js")]
+    finally:
+        (tmp_path / "search.js").rename(out / "static" / "search.js")
+
+
+def test_the_search_page_has_its_json_twin(exported):
+    _, out, _ = exported
+    twin = json.loads((out / "search.json").read_text())
+    assert twin["page"] == "search" and twin["url"] == "/search" and twin["results"] == []
+    assert '<script src="../static/search.js"' in (out / "search" / "index.html").read_text()
+
+
+def test_the_static_search_finds_a_unit_by_its_label(exported):
+    root, out, _ = exported
+    units = json.loads((out / "search" / "labels.json").read_text())
+    found = [u for u in units if any(match("sports car", e["label"]) is not None for e in u["labels"])]
+    assert [u["shorthand"] for u in found] == [f"{MODEL}/{LAYER}:2"]
+    page = out / "search" / found[0]["url"] / "index.html"
+    assert page.is_file() and json.loads(page.parent.with_suffix(".json").read_text())["shorthand"] == f"{MODEL}/{LAYER}:2"
+    assert all((out / "search" / u["image"]).is_file() for u in units)
+    with TestClient(create_app(root, registry=registry, on_demand=False)) as client:  # the server: the oracle
+        for q in ("dog", "car", "o", "striped", "nothing like it"):
+            served = {r["shorthand"] for r in client.get("/search.json", params={"q": q}).json()["results"]}
+            static = {u["shorthand"] for u in units if any(match(q, e["label"]) is not None for e in u["labels"])}
+            assert static == served, q
+
+
+NODE = shutil.which("node")
+needs_node = pytest.mark.skipif(NODE is None and not os.environ.get("CI"),
+                                reason="no Node.js to run static/search.js (apt-get install nodejs); "
+                                       "under CI a missing Node fails instead")
+
+
+def search_js(units: list[dict], queries: list[str]) -> dict[str, list[dict]]:
+    """static/search.js's `findUnits(units, q)` for each query, run by Node."""
+    code = ("const s = require(process.argv[1]); const d = JSON.parse(require('fs').readFileSync(0, 'utf8'));"
+            "console.log(JSON.stringify(Object.fromEntries(d.queries.map(q => [q, s.findUnits(d.units, q)]))));")
+    out = subprocess.run([NODE or "node", "-e", code, str(STATIC_DIR / "search.js")], capture_output=True,
+                         text=True, timeout=60, input=json.dumps({"units": units, "queries": queries}))
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@needs_node
+def test_search_js_ranks_labels_as_search_py_does():
+    labels = {("m", "a", 0): [("cat", 0.3), ("tiger cat", 0.9)], ("m", "a", 1): [("catamaran", 0.95)],
+              ("m", "a", 2): [("Tiger  Cat", 0.2), ("cat food", 0.2)], ("m", "b", 10): [("tiger cat", 0.9)],
+              ("m", "b", 9): [("bobcat", 0.9), ("car", 0.1)], ("l", "a", 3): [("\u00e9clair cat", 0.5)],
+              ("m", "a", 4): [("wheel", "n/a")]}
+    units = [{"model": m, "layer": layer, "unit": u, "shorthand": f"{m}/{layer}:{u}", "url": "", "image": None,
+              "labels": [{"label": t, "score": sc, "source": "examples"} for t, sc in ls]}
+             for (m, layer, u), ls in labels.items()]
+    hits = [(m, layer, u, t, sc if isinstance(sc, float) else 0.0, "examples")
+            for (m, layer, u), ls in labels.items() for t, sc in ls]
+    queries = ["cat", "tiger cat", "TIGER", "at", "ca", "\u00e9clair", "wheel", "car", "dog", ""]
+    ranked = search_js(units, queries)
+    for q in queries:
+        expected = [(f"{h[0]}/{h[1]}:{h[2]}", h[3], ("part", "words", "label")[rank])
+                    for h, rank in find_labels(hits, q)]
+        assert [(f["unit"]["shorthand"], f["label"], f["match"]) for f in ranked[q]] == expected, q
+    assert [f["unit"]["shorthand"] for f in ranked["cat"]] == [  # whole words by score, then inside words
+        "m/a:0", "m/b:10", "l/a:3", "m/a:2", "m/a:1", "m/b:9"]
+
+
+@needs_node
+def test_the_exported_index_finds_the_units_the_server_finds(exported):
+    root, out, _ = exported
+    units = json.loads((out / "search" / "labels.json").read_text())
+    queries = ["dog", "car", "o", "wheel"]
+    ranked = search_js(units, queries)
+    with TestClient(create_app(root, registry=registry, on_demand=False)) as client:
+        for q in queries:
+            served = [(r["shorthand"], r["label"]) for r in client.get("/search.json", params={"q": q}).json()["results"]]
+            assert [(f["unit"]["shorthand"], f["label"]) for f in ranked[q]] == served, q
+    first = ranked["dog"][0]["unit"]["url"]
+    assert first == f"../models/{MODEL}/{LAYER}/1/" and (out / "search" / first / "index.html").is_file()

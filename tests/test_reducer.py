@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -80,6 +82,52 @@ def test_unknown_algorithm_lists_valid_names():
         ChannelReducer(2).transform(np.ones((4, 3)))
     with pytest.raises(AttributeError):
         ChannelReducer(2).no_such_thing
+
+
+@pytest.mark.parametrize("kwargs", [dict(reduction_alg="wrong"), dict(n_components=None),
+                                    dict(n_components="string"), dict(n_components=0)])
+def test_bad_arguments_are_value_errors_as_in_lucent(kwargs):
+    with pytest.raises(ValueError) as err:
+        ChannelReducer(**kwargs)
+    assert isinstance(err.value, MicrotomeError)  # and ours: exit code 2, a 4xx on the web
+
+
+def _lucent_acts() -> np.ndarray:
+    """Lucent's test data: `np.random.seed(42)`, then uniform `[4, 8, 8, 16]`."""
+    return np.random.RandomState(42).uniform(size=(4, 8, 8, 16))
+
+
+def test_fit_then_transform_agrees_with_fit_transform_under_sklearns_defaults():
+    from sklearn.decomposition import NMF
+
+    acts = _lucent_acts()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NMF's defaults stop at max_iter here
+        once = ChannelReducer(n_components=5)
+        both = once.fit_transform(acts)
+        fresh = ChannelReducer(n_components=5)
+        fresh.fit(acts)
+        then = fresh.transform(acts)
+    assert both.shape == then.shape == (4, 8, 8, 5)
+    assert np.abs(both - then).max() <= 1e-2  # Lucent's tolerance
+    # scikit-learn's defaults, but for a fixed seed (its None draws from numpy's global state)
+    assert once.reducer.get_params() == {**NMF().get_params(), "n_components": 5, "random_state": 0}
+    assert ChannelReducer(5, random_state=7).reducer.random_state == 7
+
+
+def test_calling_a_reducer_fits_it_once_then_transforms():
+    acts = _lucent_acts()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reducer = ChannelReducer(n_components=5)
+        called = reducer(acts)  # not yet fitted: fit_transform
+        np.testing.assert_allclose(called, ChannelReducer(n_components=5).fit_transform(acts))
+        components = reducer.components_.copy()
+        half = acts[:2]
+        again = reducer(half)  # fitted: transform, no refit on the new data
+        np.testing.assert_allclose(reducer.components_, components)
+        np.testing.assert_allclose(again, reducer.transform(half))
+        assert again.shape == (2, 8, 8, 5)
 
 
 def test_sparse_channels_to_rgb_colours_each_channel_its_hue():

@@ -157,12 +157,33 @@ def test_one_at_a_time_a_second_is_503_with_retry_after(tmp_path):
         url = f"/models/{MODEL}/inspect.json"
         first = c.post(url, files={"image": ("s.png", STRIPES, "image/png")})
         assert first.status_code == 202
+        start = time.monotonic()
         busy = c.post(url, files={"image": ("s.png", STRIPES, "image/png")})
-        assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 1
+        assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 5
+        assert time.monotonic() - start < 3  # a long inspection (90 s expected) is not waited for
         assert c.get(first.json()["status_url"]).json()["state"] == "running"
         gate.set()
         assert wait_done(c, first.json()["status_url"])["state"] == "done"
         assert c.post(url, files={"image": ("s.png", STRIPES, "image/png")}).status_code == 202
+    store.close()
+
+
+def test_a_short_running_inspection_is_waited_for(tmp_path):
+    gate = threading.Event()
+
+    def slow(model, weights):
+        gate.wait(30)
+        return texture_net()
+    store = toy_store(tmp_path / "store")
+    with TestClient(toy_app(store, InspectJobs(load=slow, mean_s=1.0, wait_s=20, **TINY))) as c:
+        url = f"/models/{MODEL}/inspect.json"
+        first = c.post(url, files={"image": ("s.png", STRIPES, "image/png")})
+        assert first.status_code == 202
+        threading.Timer(0.3, gate.set).start()
+        second = c.post(url, files={"image": ("s.png", STRIPES, "image/png")})
+        assert second.status_code == 202  # it waited for the first, then started
+        assert c.get(first.json()["status_url"]).json()["state"] == "done"
+        assert wait_done(c, second.json()["status_url"])["state"] == "done"
     store.close()
 
 

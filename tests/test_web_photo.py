@@ -9,6 +9,7 @@ import io
 import struct
 import tempfile
 import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -138,19 +139,21 @@ def test_nothing_is_written_to_the_store_or_to_disk(fake, tmp_path, monkeypatch)
     assert list(spool.iterdir()) == []
 
 
-def test_one_search_at_a_time_503_with_retry_after_and_pages_still_served(tmp_path):
+def test_a_search_held_past_the_wait_is_503_with_retry_after_and_pages_still_served(tmp_path):
     gate = threading.Event()
     search = FakeSearch(gate)
     store = Store(store_copy(tmp_path / "store"), create=False)
-    app = create_app(store, registry=registry, on_demand=False, photo=PhotoSearcher(search))
+    app = create_app(store, registry=registry, on_demand=False, photo=PhotoSearcher(search, wait_s=0.2, mean_s=0.1))
     first: list[httpx.Response] = []
     with LiveServer(app) as live:
         worker = threading.Thread(target=lambda: first.append(
             httpx.post(live.url + "/search.json", files={"image": ("a.jpg", jpeg())}, timeout=60)))
         worker.start()
         assert search.started.wait(30)
+        start = time.monotonic()
         busy = httpx.post(live.url + "/search.json", files={"image": ("b.jpg", jpeg())}, timeout=30)
         assert busy.status_code == 503 and int(busy.headers["Retry-After"]) >= 1
+        assert time.monotonic() - start >= 0.2  # it waited for the slot before giving up
         assert "try again" in busy.json()["error"]
         page = httpx.get(live.url + f"/models/{MODEL}/{LAYER}/1", timeout=10)  # the event loop is free
         assert page.status_code == 200
@@ -160,6 +163,55 @@ def test_one_search_at_a_time_503_with_retry_after_and_pages_still_served(tmp_pa
         assert httpx.post(live.url + "/search.json", files={"image": ("c.jpg", jpeg())},
                           timeout=30).status_code == 200
     store.close()
+
+
+class QueuedSearch(FakeSearch):
+    """A 90 ms search whose first call holds the slot until `queued` more searches wait for it;
+    records how many ran at once."""
+
+    def __init__(self, queued: int):
+        super().__init__()
+        self.queued, self.searcher, self.running, self.most, self.lined_up = queued, None, 0, 0, False
+        self.count = threading.Lock()
+
+    def __call__(self, *args):
+        with self.count:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        first = len(self.calls) == 0
+        deadline = time.monotonic() + 20
+        while first and self.searcher._slot.waiting < self.queued and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.lined_up |= first and self.searcher._slot.waiting == self.queued
+        time.sleep(0.09)
+        try:
+            return super().__call__(*args)
+        finally:
+            with self.count:
+                self.running -= 1
+
+
+def test_six_simultaneous_searches_wait_their_turn_and_all_succeed(tmp_path):
+    search = QueuedSearch(queued=5)
+    search.searcher = PhotoSearcher(search)
+    store = Store(store_copy(tmp_path / "store"), create=False)
+    app = create_app(store, registry=registry, on_demand=False, photo=search.searcher)
+    replies: list[int] = []
+    with LiveServer(app) as live:
+        go = threading.Barrier(6)
+
+        def one(i: int) -> None:
+            go.wait(10)
+            r = httpx.post(live.url + "/search.json", files={"image": (f"{i}.jpg", jpeg())}, timeout=60)
+            replies.append(r.status_code)
+        workers = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(60)
+    store.close()
+    assert search.lined_up  # five searches waited while the first ran
+    assert replies == [200] * 6 and len(search.calls) == 6 and search.most == 1
 
 
 @pytest.mark.slow

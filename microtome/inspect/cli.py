@@ -67,7 +67,7 @@ def _run(model: str, image: str, layers: str | None, groups: int, preset: str, o
     photo = open_image(image)
     net, spec = load_model(model, weights=weights, device=device)
     total = render_steps(len(layer_ids), params) if renders else 0
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     with tqdm(total=total, desc=f"inspect {spec.id} {','.join(layer_ids)}", unit="step",
               file=sys.stderr, dynamic_ncols=True, disable=not renders) as bar:

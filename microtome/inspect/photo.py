@@ -10,8 +10,8 @@ Per inspected layer (activations `[C, H, W]` at the photo):
 - `grid`: feature visualizations of the mean activation vector of each cell of a coarse grid
   (at most 7×7 cells; one render batch per layer).
 Images are PNG bytes in `result["files"]` (name -> bytes), named in the rest of the result,
-which is JSON-ready once `files` is popped. Render sizes and steps come from a preset
-(`presets.inspect_params`). Progress: `progress(done, total)` in render steps.
+which is JSON-ready once `files` is popped (an `Inspection`: a dict that notebooks display).
+Render sizes and steps come from a preset (`presets.inspect_params`). Progress: `progress(done, total)` in render steps.
 """
 
 from __future__ import annotations
@@ -38,7 +38,19 @@ from microtome.zoo.hooks import hooked
 from microtome.zoo.spec import LayerSpec, ModelSpec
 
 StepProgress = Callable[[int, int], None]  # (render steps done, total) -> None
-__all__ = ["MAX_GROUPS", "check_groups", "check_layers", "default_layers", "inspect_photo", "render_steps"]
+__all__ = ["MAX_GROUPS", "Inspection", "check_groups", "check_layers", "default_layers", "inspect_photo",
+           "render_steps"]
+
+
+class Inspection(dict):
+    """`inspect_photo`'s result: a plain dict that a notebook shows as the page `microtome
+    inspect` writes (images inside it)."""
+
+    def _repr_html_(self) -> str:
+        from microtome.display import framed_html
+        from microtome.inspect.html import inspect_html
+
+        return framed_html(inspect_html(dict(self), self.get("files")), f"inspect {self.get('model', '')}")
 
 
 # ---- inputs ------------------------------------------------------------------------------------
@@ -232,9 +244,9 @@ def inspect_photo(model: nn.Module, spec: ModelSpec, image, layers: str | Sequen
         for layer_id in layer_ids:
             _render_layer(model, spec, layer_id, out_layers[layer_id], found[layer_id],
                           cell_vectors[layer_id], params, device, steps, files)
-    return {"model": spec.id, "weights": spec.weights, "trained": spec.trained,
-            "input_size": spec.input_size, "photo": "photo.png", "params": {**params, "groups": k},
-            "predictions": preds, "order": layer_ids, "layers": out_layers, "files": files}
+    return Inspection(model=spec.id, weights=spec.weights, trained=spec.trained,
+                      input_size=spec.input_size, photo="photo.png", params={**params, "groups": k},
+                      predictions=preds, order=layer_ids, layers=out_layers, files=files)
 
 
 def render_steps(layers: int, params: dict[str, Any]) -> int:

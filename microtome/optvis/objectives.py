@@ -41,6 +41,10 @@ class Objective:
     def __repr__(self) -> str:
         return self.name
 
+    def _repr_html_(self) -> str:  # notebooks: the description and the layers it reads
+        from microtome.display import objective_html
+        return objective_html(self)
+
     # ---- arithmetic ----------------------------------------------------------------------
     def _combine(self, other, op, symbol: str, reverse: bool = False) -> "Objective":
         if isinstance(other, Objective):
@@ -190,7 +194,11 @@ def alignment(layer: str, decay_ratio: float = 2) -> Objective:
     """Lucent's `alignment`, a penalty (positive; subtract it): the mean squared difference of
     `layer`'s activations between images d = 1..4 apart in the batch, weighted by
     `1 / decay_ratio^d`. Each pair's term is shared equally by its two images `[B]`, so the
-    values sum to Lucent's scalar."""
+    values sum to Lucent's scalar. Maximizing `-alignment(...)` pulls neighbours together.
+    The standard parameterization starts images almost alike (penalty near 0), and Adam's
+    first steps move every parameter by about `lr` whatever its gradient: from there the
+    penalty rises for a few steps whichever its sign (far less with `-` than with `+`), and
+    falls once the images differ, e.g. when the interpolated objective has pulled them apart."""
 
     def fn(acts: Acts) -> torch.Tensor:
         t = acts[layer]

@@ -4,16 +4,23 @@ Lucid's and Lucent's interface, so their code ports unchanged:
 `ChannelReducer(n_components=3, reduction_alg="NMF", **kwargs)` wraps a scikit-learn
 decomposition (any estimator class of `sklearn.decomposition` by name, "ICA" for FastICA, or
 an estimator class), flattens every leading axis of `[..., C]` into samples, and gives back
-`[..., n]`. The fitted
+`[..., n]`. Calling the reducer is Lucent's shorthand: `reducer(acts)` is `transform` once it
+is fitted, `fit_transform` before. The estimator gets scikit-learn's defaults except
+`random_state`, which is `SEED` unless given: with scikit-learn's `None` the fit draws from
+numpy's global generator (NMF's default `nndsvda` start uses a randomized SVD), so two fits of
+the same activations differ (by 0.3 on Lucent's test data) and `fit` then `transform` would
+not reproduce `fit_transform`. The fitted
 estimator's attributes are readable on the reducer, with or without their trailing underscore
 (`reducer.components_` and Lucid's `reducer.components`: `[n, C]`, the channel directions).
 Torch tensors go in and come out as torch tensors (on their device and dtype); numpy as numpy.
+In a notebook a fitted reducer shows the factors' maps over what it transformed last.
 
 `sparse_channels_to_rgb(x [..., K] >= 0) -> [..., 3]` colours K factor maps, one hue each.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any
 
@@ -36,6 +43,7 @@ def _algorithms() -> dict[str, type]:
 
 
 ALIASES = {"ICA": "FastICA"}  # the issue's and the literature's short name
+SEED = 0  # the estimator's random_state unless the caller gives one
 
 
 def _resolve(reduction_alg: str | type) -> type:
@@ -62,8 +70,16 @@ class ChannelReducer:
         if not isinstance(n_components, int) or isinstance(n_components, bool) or n_components < 1:
             raise MicrotomeError(f"n_components must be a whole number ≥ 1, not {n_components!r}")
         self.n_components = n_components
-        self._reducer = _resolve(reduction_alg)(n_components=n_components, **kwargs)
+        estimator = _resolve(reduction_alg)
+        if "random_state" in inspect.signature(estimator).parameters:
+            kwargs.setdefault("random_state", SEED)  # same activations, same factors
+        self._reducer = estimator(n_components=n_components, **kwargs)
         self._is_fit = False
+        self._last = None  # what fit_transform / transform gave back last, for notebooks' display
+
+    def __call__(self, acts):
+        """Lucent's call: `transform(acts)` once fitted, `fit_transform(acts)` before."""
+        return self.transform(acts) if self._is_fit else self.fit_transform(acts)
 
     @property
     def reducer(self) -> Any:
@@ -98,11 +114,13 @@ class ChannelReducer:
 
     def fit_transform(self, acts):
         self._is_fit = True
-        return self._apply_flat(self._reducer.fit_transform, acts)
+        self._last = self._apply_flat(self._reducer.fit_transform, acts)
+        return self._last
 
     def transform(self, acts):
         self._check_fit("transform")
-        return self._apply_flat(self._reducer.transform, acts)
+        self._last = self._apply_flat(self._reducer.transform, acts)
+        return self._last
 
     def inverse_transform(self, acts):
         self._check_fit("inverse_transform")
@@ -114,7 +132,7 @@ class ChannelReducer:
 
     # ---- the estimator's attributes -------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("_reducer", "_is_fit"):
+        if name.startswith("__") or name in ("_reducer", "_is_fit", "_last"):
             raise AttributeError(name)
         reducer = self.__dict__.get("_reducer")
         if reducer is not None:
@@ -131,6 +149,13 @@ class ChannelReducer:
 
     def __repr__(self) -> str:
         return f"ChannelReducer({self.n_components}, {type(self._reducer).__name__})"
+
+    def _repr_html_(self) -> str:
+        """Notebooks: the factors' maps over the activations last transformed (NMF's also in
+        one picture, one hue per factor), or the components `[n, C]` for flat activations."""
+        from microtome.display import reducer_html
+
+        return reducer_html(self, self._is_fit, self._last, sparse_channels_to_rgb)
 
 
 # ---- colouring factor maps --------------------------------------------------------------------

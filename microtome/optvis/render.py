@@ -70,6 +70,14 @@ class RenderResult:
     schedule: str | None = None  # the layer schedule's kind that ran ("early", "local")
     steps: int = 0  # the steps that ran (an early layer's schedule multiplies them)
 
+    def _repr_png_(self) -> bytes:  # notebooks: the images in a captioned grid
+        from microtome.display import render_figure
+        return render_figure(self).png()
+
+    def _repr_html_(self) -> str:
+        from microtome.display import render_figure
+        return render_figure(self).html()
+
 
 def _paths(layers: set[str], spec, model: nn.Module) -> dict[str, str]:
     """{name used by the objectives: module path}. Names are resolved through the spec

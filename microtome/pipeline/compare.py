@@ -106,7 +106,7 @@ def compare_into_store(store: Store, a: str, b: str, layers: str | None = None, 
     net_a, spec_a = load_side(a, store, device)
     net_b, spec_b = load_side(b, store, device)
     wanted = list(dict.fromkeys([*pairs_a.items(), *((x, y) for y, x in pairs_b.items())]))
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     total = min(len(data), params_a["images"])
     with tqdm(total=total, desc=f"compare {spec_a.id} {spec_b.id}", unit="img", file=sys.stderr,

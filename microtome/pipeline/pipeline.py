@@ -246,7 +246,7 @@ class _Bar:
     warning, no negative ETA)."""
 
     def __init__(self, total: float, desc: str, enabled: bool):
-        from tqdm import tqdm
+        from tqdm.auto import tqdm
 
         self.bar = tqdm(total=total, desc=desc, unit="work", disable=not enabled, dynamic_ncols=True,
                         bar_format="{l_bar}{bar}| [{elapsed}<{remaining}{postfix}]", mininterval=0.5)

@@ -80,7 +80,7 @@ def sae_command(model, layer, features, k, epochs, dataset, max_vectors, store_r
 
 def _train(model, weights, spec, base, data, params, device, threads, folder) -> dict:
     """Train with a progress bar; an interruption says how to continue and exits 130."""
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     from microtome.runtime import torch_threads
     from microtome.techniques.sae import fit

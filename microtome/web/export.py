@@ -5,8 +5,9 @@ Same URL scheme as the server, as folders with an `index.html` each: `DIR/index.
 `DIR/models/M/L/<variant>-<page>.html`), `DIR/models/M/L/U/index.html`, a unit's circuit (when
 it has connections) `DIR/models/M/L/U/circuit/index.html`; the JSON twins as files beside them
 (`DIR/index.json`, `DIR/models/M.json`, `DIR/models/M/L.json`, `DIR/models/M/L/U.json`,
-`DIR/models/M/L/U/circuit.json`); images as `DIR/blobs/<sha256>.png`; `DIR/search/index.html`
-searches the exported units' labels (`DIR/search/labels.json`) in JavaScript. Searching by photo
+`DIR/models/M/L/U/circuit.json`, `DIR/search.json`); images as `DIR/blobs/<sha256>.png`;
+`DIR/search/index.html` searches the exported units' labels (`DIR/search/labels.json`) in
+JavaScript (`static/search.js`), as the server's `/search?q=` does. Searching by photo
 and writing notes need the server: the export shows notes, without the forms. Links are relative, so the site
 works from any folder of any static web server. Only what is built is exported: the grid and
 prev/next link only exported units, and the jump box resolves in JavaScript over the JSON twins.
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from microtome.errors import MicrotomeError
 from microtome.store import Store
@@ -158,7 +159,7 @@ def export(store: str | Path | Store, out_dir: str | Path, progress: bool = True
         models = state.catalog.all_models()
         built = {m.id: _built_units(st, m.id) for m in models}
         state.exported = {k: v for units, _ in built.values() for k, v in units.items()}
-        total = 1 + sum(1 + len(list(_layer_pages(m.layers))) + sum(len(u) for u in built[m.id][0].values())
+        total = 2 + sum(1 + len(list(_layer_pages(m.layers))) + sum(len(u) for u in built[m.id][0].values())
                         for m in models)
         report = ExportReport(out=out, models=[m.id for m in models])
         with tqdm(total=total, desc="export", unit="page", disable=not progress, dynamic_ncols=True) as bar:
@@ -179,21 +180,27 @@ def export(store: str | Path | Store, out_dir: str | Path, progress: bool = True
 
 
 def _search_page(site: _Site, state: AppState, out: Path) -> None:
-    """`search/index.html`, which searches `search/labels.json` (every exported unit's labels,
-    links relative to `search/`) in the browser: the export has no server to ask."""
+    """`search/index.html` (and its twin `search.json`, the server's `/search.json` without a
+    query), which searches `search/labels.json` in the browser (static/search.js): the export
+    has no server to ask."""
     href = static_href("search")
+    _write(out / "search" / "labels.json", to_json(search_index(state, href)))
+    site.page("search.html", search(state, ""), "search")
+
+
+def search_index(state: AppState, href: Href) -> list[dict[str, Any]]:
+    """Every exported unit that has labels, as static/search.js reads it: model, layer, unit,
+    shorthand, `url` and thumbnail `image` (through `href`), and `labels` (best first, as the unit's
+    JSON has them); search.js ranks them by search.py's rule."""
     units = []
     for (m, layer, unit), art in sorted(by_unit(state.store.find(technique=LABELS)).items()):
         url = unit_link(state.exported, m, layer, unit)
         labels = labels_of(art)
         if url is not None and labels:
             image = thumbnail(state.store, m, layer, unit)
-            units.append({"shorthand": f"{m}/{layer}:{unit}", "url": href(url),
-                          "image": href(image) if image else None, "labels": labels})
-    _write(out / "search" / "labels.json", to_json(units))
-    html = site.renderer.html("search.html", search(state, ""), href, static=True)
-    _write(out / "search" / "index.html", html)
-    site.pages += 1
+            units.append({"model": m, "layer": layer, "unit": unit, "shorthand": f"{m}/{layer}:{unit}",
+                          "url": href(url), "image": href(image) if image else None, "labels": labels})
+    return units
 
 
 def _copy_blob(store: Store, url: str, out: Path) -> int:

@@ -1,10 +1,11 @@
 """Inspections of photos for the web, one at a time: `InspectJobs().submit(InspectRequest) -> Job`.
 
 A job runs `microtome.inspect.photo.inspect_photo` (torch, imported by the first job only) on a
-thread of its own; a second submission while one runs is refused at once with `InspectBusy`
-(HTTP 503, `retry_after`). The last `keep` finished jobs are kept in memory with their result
-(JSON-ready, images named) and their PNGs (`files`: name -> bytes); nothing is written to disk
-or to the store. Models are loaded by `load(model, weights) -> (nn.Module, ModelSpec)` into a
+thread of its own, one at a time (`busy.BusySlot`): a submission while one runs waits for it a
+few seconds when it is about to finish (by its progress, or the mean duration before it has any),
+and is otherwise refused with `InspectBusy` (HTTP 503, `retry_after`). The last `keep` finished
+jobs are kept in memory with their result (JSON-ready, images named) and their PNGs (`files`:
+name -> bytes); nothing is written to disk or to the store. Models are loaded by `load(model, weights) -> (nn.Module, ModelSpec)` into a
 cache of this runner's own (never the render queue's: inspect puts hooks on its model).
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from microtome.errors import MicrotomeError, NotFound
 from microtome.inspect.presets import inspect_params
+from microtome.web.busy import WAIT_S, BusySlot
 from microtome.web.render_queue import QueueFull
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,10 @@ LoadFn = Callable[[str, str], tuple[Any, Any]]  # (model id, weights) -> (nn.Mod
 
 class InspectBusy(QueueFull):
     """Another photo is being inspected; retry after `retry_after` seconds (HTTP 503)."""
+
+
+def _stopping() -> InspectBusy:
+    return InspectBusy("the server is shutting down; inspecting is not available", retry_after=30)
 
 
 class Cancelled(Exception):
@@ -94,38 +100,56 @@ def sample_photo(name: str):
     return samples.open(samples.paths.index(name)).convert("RGB")
 
 
+def _busy(retry_after: int) -> InspectBusy:
+    return InspectBusy(f"another photo is being inspected; try again in about {retry_after} s",
+                       retry_after=retry_after)
+
+
 class InspectJobs:
-    """One inspection at a time, each on its own thread; `stop` cancels a running one."""
+    """One inspection at a time, each on its own thread; `stop` cancels a running one.
+    `wait_s`: how long a submission waits for a running inspection that is about to finish;
+    `mean_s`: the expected duration of an inspection until some have finished."""
 
     def __init__(self, load: LoadFn | None = None, keep: int = KEEP, threads: int | None = THREADS,
-                 **overrides: Any):
+                 wait_s: float = WAIT_S, mean_s: float = 90.0, **overrides: Any):
         self.load = load or zoo_loader
         self.keep, self.threads, self.overrides = keep, threads, overrides
         self._jobs: OrderedDict[str, Job] = OrderedDict()  # finished, oldest first; plus the running one
         self._running: Job | None = None
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()  # jobs and the running slot
+        self._lock = threading.Lock()  # the jobs
+        self._slot = BusySlot(_busy, wait_s=wait_s, mean_s=mean_s, min_retry=5)  # the running one's
         self._models: OrderedDict[tuple[str, str], tuple[Any, Any]] = OrderedDict()
         self._models_lock = threading.Lock()  # the cache of loaded models
         self._stopping = threading.Event()
-        self._mean_s = 90.0  # running mean of inspection durations, for Retry-After
 
     def submit(self, request: InspectRequest) -> Job:
-        """Start inspecting `request` now; InspectBusy if an inspection is running."""
-        with self._lock:
-            if self._stopping.is_set():
-                raise InspectBusy("the server is shutting down; inspecting is not available", retry_after=30)
-            if self._running is not None:
-                left = self._mean_s - (time.time() - self._running.started_at)
-                wait = max(5, round(left))
-                raise InspectBusy(f"another photo is being inspected; try again in about {wait} s",
-                                  retry_after=wait)
-            job = Job(secrets.token_hex(8), request, total=self.render_steps(request))
-            self._running = job
-            self._jobs[job.id] = job
-            self._thread = threading.Thread(target=self._work, args=(job,), name="microtome-inspect", daemon=True)
-            self._thread.start()
-            return job
+        """Start inspecting `request` (after a running inspection that is about to finish);
+        InspectBusy if one runs past the wait, or the server is stopping."""
+        if self._stopping.is_set():
+            raise _stopping()
+        self._slot.take(self._left())
+        try:
+            with self._lock:
+                if self._stopping.is_set():
+                    raise _stopping()
+                job = Job(secrets.token_hex(8), request, total=self.render_steps(request))
+                self._running = job
+                self._jobs[job.id] = job
+                self._thread = threading.Thread(target=self._work, args=(job,), name="microtome-inspect",
+                                                daemon=True)
+                self._thread.start()
+                return job
+        except BaseException:
+            self._slot.release(record=False)
+            raise
+
+    def _left(self) -> float | None:
+        """The running inspection's expected seconds left from its progress (None before it has any)."""
+        job = self._running
+        if job is None or job.done <= 0 or job.total <= 0:
+            return None
+        return (time.time() - job.started_at) * (job.total - job.done) / job.done
 
     def render_steps(self, request: InspectRequest) -> int:
         """The render steps of an inspection (as `inspect_photo` counts them: two batches a layer)."""
@@ -190,16 +214,18 @@ class InspectJobs:
         except Exception as exc:  # noqa: BLE001 - a failed inspection must be reported, not lost
             log.exception("inspect job %s failed", job.id)
             error = f"{type(exc).__name__}: {exc}"
-        with self._lock:
-            job.request.image = None  # the photo is not kept; its model view is in `files`
-            if result is not None:
-                job.files = result.pop("files", {})
-                job.result, job.state, job.phase = result, "done", "done"
-                self._mean_s = 0.7 * self._mean_s + 0.3 * (time.time() - job.started_at)
-            else:
-                job.state, job.error, job.phase = "error", error, "failed"
-            job.finished_at = time.time()
-            self._running = None
-            self._jobs.move_to_end(job.id)
-            while len(self._jobs) > self.keep:
-                self._jobs.popitem(last=False)
+        try:
+            with self._lock:
+                job.request.image = None  # the photo is not kept; its model view is in `files`
+                if result is not None:
+                    job.files = result.pop("files", {})
+                    job.result, job.state, job.phase = result, "done", "done"
+                else:
+                    job.state, job.error, job.phase = "error", error, "failed"
+                job.finished_at = time.time()
+                self._running = None
+                self._jobs.move_to_end(job.id)
+                while len(self._jobs) > self.keep:
+                    self._jobs.popitem(last=False)
+        finally:
+            self._slot.release(record=result is not None)  # the mean counts finished inspections

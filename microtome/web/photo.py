@@ -3,24 +3,23 @@
 `decode` reads an uploaded photo from memory and refuses what is not an image (415) and
 decompression bombs (413: the pixel count is read from the header, before any pixel is
 decoded). `PhotoSearcher` runs `microtome.techniques.photo_search.search_photo` (torch,
-imported on the first search only) for each built model, one search at a time: a second
-search while one runs is answered at once with `Busy` (503, `retry_after`). Loaded models are
-kept for the next searches. The photo lives in memory only.
+imported on the first search only) for each built model, one search at a time: a search
+that finds another running waits for it a few seconds (`busy.BusySlot`: a search takes about
+0.1 s once its model is loaded), and only then is answered with `Busy` (503, `retry_after`).
+Loaded models are kept for the next searches. The photo lives in memory only.
 """
 
 from __future__ import annotations
 
 import io
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from microtome.errors import MicrotomeError
+from microtome.web.busy import WAIT_S, BusySlot
 
 MAX_PIXELS = 36_000_000  # 6000 x 6000; decoded RGB that is ~108 MB
 DECODE_SIZE = 512  # JPEGs are decoded at a reduced scale no smaller than this (the models see <= 300 px)
@@ -52,6 +51,8 @@ def decode(data: bytes) -> Image.Image:
         image.draft("RGB", (DECODE_SIZE, DECODE_SIZE))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
         image.load()
         return ImageOps.exif_transpose(image).convert("RGB")  # a phone photo the right way up
+    except MicrotomeError:  # our own (too many pixels, 413), not a decoding error
+        raise
     except Image.DecompressionBombError as exc:
         raise MicrotomeError(f"the image has too many pixels to decode safely ({exc})", status=413) from None
     except UnidentifiedImageError:
@@ -84,38 +85,35 @@ def torch_search(workers: dict[tuple, Any], store: Any = None) -> SearchFn:
     return run
 
 
+def _busy(retry_after: int) -> Busy:
+    return Busy(f"another photo is being searched; try again in about {retry_after} s", retry_after=retry_after)
+
+
 @dataclass
 class PhotoSearcher:
-    """One search at a time over a cache of loaded models; `run` is the search of one model."""
+    """One search at a time over a cache of loaded models; `run` is the search of one model;
+    `wait_s`: how long a search waits for a running one before it is refused; `mean_s`: the
+    expected duration of a search until some have run."""
 
     run: SearchFn | None = None
     top: int = 8
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     store: Any = None  # whose SAEs (dictionary layers) the loaded models carry
+    wait_s: float = WAIT_S
+    mean_s: float = 2.0
     _workers: dict = field(default_factory=dict, repr=False)
-    _mean_s: float = 2.0
+    _slot: BusySlot = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.run is None:
             self.run = torch_search(self._workers, self.store)
-
-    @contextmanager
-    def _slot(self) -> Iterator[None]:
-        if not self._lock.acquire(blocking=False):
-            wait = max(1, round(self._mean_s))
-            raise Busy(f"another photo is being searched; try again in about {wait} s", retry_after=wait)
-        start = time.monotonic()
-        try:
-            yield
-        finally:
-            self._mean_s = 0.7 * self._mean_s + 0.3 * (time.monotonic() - start)
-            self._lock.release()
+        self._slot = BusySlot(_busy, wait_s=self.wait_s, mean_s=self.mean_s)
 
     def search(self, models: Mapping[str, tuple[str, Histograms]], image: Image.Image) -> dict[str, dict[str, Any]]:
-        """{model: {"predictions", "layers"}} for each `model: (weights, histograms)`; Busy if one runs."""
+        """{model: {"predictions", "layers"}} for each `model: (weights, histograms)`; Busy if
+        another search holds the slot past the wait."""
         assert self.run is not None
         out: dict[str, dict[str, Any]] = {}
-        with self._slot():
+        with self._slot.hold():
             for m, (weights, hists) in models.items():
                 try:
                     out[m] = self.run(m, weights, image, hists, self.top)

@@ -1,4 +1,5 @@
-// microtome: copy-link buttons, the on-demand render progress, the note form, and the jump box of a static export.
+// microtome: copy-link buttons, the on-demand render progress, the note form, and the jump box of a
+// static export (its resolver is `window.microtome.jump`, which the export's search page also uses).
 (function () {
   "use strict";
   var isStatic = document.body.dataset.static === "true";
@@ -75,62 +76,21 @@
     });
   });
 
-  // The search page of a static export: match ?q= against the exported labels (search.py's rule:
-  // every word inside the label; the whole label, then whole words, then score first).
-  var staticResults = document.getElementById("static-results");
-  if (isStatic && staticResults) {
-    var q = (new URLSearchParams(location.search).get("q") || "").trim().toLowerCase();
-    var count = document.getElementById("static-count");
-    if (q) {
-      document.querySelectorAll("input[name=q]").forEach(function (input) { input.value = q; });
-      fetch(staticResults.dataset.index).then(function (r) { return r.json(); }).then(function (units) {
-        var words = q.split(/\s+/);
-        var found = [];
-        units.forEach(function (u) {
-          var best = null;
-          u.labels.forEach(function (l) {
-            var text = l.label.toLowerCase();
-            if (!words.every(function (w) { return text.indexOf(w) >= 0; })) return;
-            var tokens = text.match(/[\w'-]+/g) || [];
-            var rank = words.join(" ") === text.split(/\s+/).join(" ") ? 2 :
-              (words.every(function (w) { return tokens.indexOf(w) >= 0; }) ? 1 : 0);
-            if (!best || rank > best.rank || (rank === best.rank && l.score > best.score)) {
-              best = { rank: rank, score: l.score, label: l.label, source: l.source };
-            }
-          });
-          if (best) found.push({ unit: u, best: best });
-        });
-        found.sort(function (a, b) { return (b.best.rank - a.best.rank) || (b.best.score - a.best.score); });
-        count.textContent = found.length + " unit" + (found.length === 1 ? "" : "s") + " labelled \u201c" + q + "\u201d";
-        found.forEach(function (f) {
-          var li = document.createElement("li");
-          var a = document.createElement("a");
-          a.href = f.unit.url;
-          a.className = "result";
-          if (f.unit.image) {
-            var img = document.createElement("img");
-            img.src = f.unit.image; img.width = 96; img.height = 96; img.alt = f.unit.shorthand;
-            a.appendChild(img);
-          }
-          var n = document.createElement("span"); n.className = "n"; n.textContent = f.unit.shorthand;
-          var cap = document.createElement("span"); cap.className = "cap";
-          cap.textContent = f.best.label + " \u00b7 " + f.best.score + " \u00b7 " + f.best.source;
-          a.appendChild(n); a.appendChild(cap); li.appendChild(a); staticResults.appendChild(li);
-        });
-      }).catch(function () { count.textContent = "the labels of this export could not be read"; });
-    }
-  }
-
   // The jump box of a static export: resolve MODEL/LAYER:UNIT with the exported JSON twins.
-  var form = document.querySelector("form.jump");
-  if (!isStatic || !form) return;
+  if (!isStatic) return;
   var root = document.body.dataset.root;
-  var msg = form.querySelector(".jump-msg");
   var getJSON = function (url) {
     return fetch(url).then(function (r) { if (!r.ok) throw new Error(url); return r.json(); });
   };
+  var index = null;
+  var hasModel = function (model) {  // the site's index lists its models: no request for a name that is not one
+    index = index || getJSON(root + "index.json");
+    return index.then(function (d) {
+      if (!d.models.some(function (m) { return m.id === model; })) throw new Error("no model " + model);
+    });
+  };
   var findLayer = function (model, name) {
-    return getJSON(root + "models/" + model + ".json").then(function (m) {
+    return hasModel(model).then(function () { return getJSON(root + "models/" + model + ".json"); }).then(function (m) {
       var hit = m.layers.filter(function (l) {
         return l.id === name || l.module === name || (l.aliases || []).indexOf(name) >= 0;
       })[0];
@@ -142,34 +102,39 @@
     return findLayer(model, name).then(function (layer) {
       var path = "models/" + model + "/" + layer.id + "/";
       if (unit === null) return path;
+      if (!/^\d+$/.test(unit)) throw new Error("no unit " + unit);
       var u = parseInt(unit, 10);
       return getJSON(root + "models/" + model + "/" + layer.id + "/" + u + ".json")
         .then(function () { return path + u + "/"; });
     });
   };
-  form.addEventListener("submit", function (event) {
-    event.preventDefault();
-    msg.textContent = "";
-    var q = form.q.value.trim().replace(/^\/?(models\/)?/, "").replace(/\/$/, "");
+  // Where `text` leads (MODEL, MODEL/LAYER, MODEL/LAYER:UNIT, or LAYER[:UNIT] inside model `ctx`):
+  // a Promise of a path below the site's root, rejected when the export has no such page.
+  var jump = function (text, ctx) {
+    var q = text.trim().replace(/^\/?(models\/)?/, "").replace(/\/$/, "");
     var unit = null, head = q;
     var colon = q.lastIndexOf(":");
     if (colon >= 0) { head = q.slice(0, colon); unit = q.slice(colon + 1); }
     var parts = head.split("/").filter(Boolean);
     if (unit === null && parts.length === 3) { unit = parts.pop(); }
-    var ctx = form.dataset.model;
-    var target;
-    if (parts.length === 2) {
-      target = resolve(parts[0], parts[1], unit);
-    } else if (parts.length === 1 && unit !== null && ctx) {
-      target = resolve(ctx, parts[0], unit);
-    } else if (parts.length === 1 && unit === null) {
-      target = getJSON(root + "models/" + parts[0] + ".json")
-        .then(function () { return "models/" + parts[0] + "/"; })
+    if (parts.length === 2) return resolve(parts[0], parts[1], unit);
+    if (parts.length === 1 && unit !== null && ctx) return resolve(ctx, parts[0], unit);
+    if (parts.length === 1 && unit === null) {
+      return hasModel(parts[0]).then(function () { return "models/" + parts[0] + "/"; })
         .catch(function (e) { if (ctx) return resolve(ctx, parts[0], null); throw e; });
-    } else {
-      target = Promise.reject(new Error("cannot read " + q));
     }
-    target.then(function (path) { location.href = root + path; })
+    return Promise.reject(new Error("cannot read " + q));
+  };
+  window.microtome = { jump: jump, root: root };
+
+  var form = document.querySelector("form.jump");
+  if (!form) return;
+  var msg = form.querySelector(".jump-msg");
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    msg.textContent = "";
+    jump(form.q.value, form.dataset.model)
+      .then(function (path) { location.href = root + path; })
       .catch(function () { msg.textContent = "not in this export: " + form.q.value; });
   });
 })();
