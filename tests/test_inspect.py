@@ -122,7 +122,8 @@ def test_renders_fill_images_into_files():
     assert len(entry["grid"]) == 4 and len(names) == 6
     for name in names + [entry["overlay"], result["photo"]] + [g["map_image"] for g in entry["groups"]]:
         assert files[name].startswith(b"\x89PNG"), name
-    assert seen[-1] == (6, 6) and len(seen) == 6  # two batches of three steps
+    # two batches of three steps, doubled by the early layer's schedule (a 3x3 field)
+    assert seen[-1] == (12, 12) and len(seen) == 12
     from microtome.inspect.html import inspect_html
 
     page = inspect_html(result, files)  # one file: the images inside

@@ -156,12 +156,17 @@ def _group_entries(layer_id: str, groups: Groups, top: int) -> list[dict[str, An
 
 # ---- rendering -----------------------------------------------------------------------------
 class _Steps:
-    """Counts render steps over several render calls for one `progress(done, total)`."""
+    """Counts render steps over several render calls for one `progress(done, total)`; `total`
+    is planned at `per_render` steps a render, and corrected as each render starts with the
+    steps it runs (a layer schedule may change them)."""
 
-    def __init__(self, total: int, progress: StepProgress | None):
+    def __init__(self, total: int, progress: StepProgress | None, per_render: int = 0):
         self.total, self.done, self.progress = total, 0, progress
+        self.per_render = per_render
 
-    def callback(self, _step: int, _steps: int, _values: torch.Tensor) -> None:
+    def callback(self, step: int, steps: int, _values: torch.Tensor) -> None:
+        if step == 1:
+            self.total += steps - self.per_render
         self.done += 1
         if self.progress is not None:
             self.progress(self.done, self.total)
@@ -240,7 +245,7 @@ def inspect_photo(model: nn.Module, spec: ModelSpec, image, layers: str | Sequen
             model, spec, x, layer_id, acts[layer_id], parts, classes, nxt,
             None if nxt is None else torch.as_tensor(found[nxt].directions, dtype=torch.float32))
     if renders:
-        steps = _Steps(render_steps(len(layer_ids), params), progress)
+        steps = _Steps(render_steps(len(layer_ids), params), progress, params["steps"])
         for layer_id in layer_ids:
             _render_layer(model, spec, layer_id, out_layers[layer_id], found[layer_id],
                           cell_vectors[layer_id], params, device, steps, files)
