@@ -29,10 +29,10 @@ PINNED = {
     # changed deliberately by the early-layer schedule, then by the local-layer schedule and the
     # standard preset's 256 steps (issue 8, `EARLY_LAYERS`, `FV_PRESETS`); the stores' older
     # artifacts keep their keys (`BEFORE_EARLY_LAYERS`, `BEFORE_LOCAL_LAYERS`) and builds render
-    # the new ones
-    "feature_vis/quick": ["474932b3e0090b36", "fc4cc30f39a095f0", "40dd7655cf1f9549", "29a531c6e7ed8fd3"],
-    "feature_vis/standard": ["e2823b136d5c818c", "8527b46ab956503b", "483dcded427a0595", "a2a17788c6d4639d"],
-    "feature_vis/full": ["e8ccadde76a26e05", "fecda91aed9279bb", "b02f518175922997", "b23a1829ed1e853a"],
+    # the new ones; then by early layers' pixel images (issue 17, `early_image`: `BEFORE_PIXEL_EARLY`)
+    "feature_vis/quick": ["5c8741b3c2e3861b", "16767375808fed3f", "e0f426b9c45ad315", "f7508391ae8ea11f"],
+    "feature_vis/standard": ["9b8637ebf0d1e6d5", "2a50e0205d362465", "3d438a029d63c1b8", "e5b3d2af401c143a"],
+    "feature_vis/full": ["8b5befda2db60b39", "3bd96a5bc21a2436", "1903e40f46fe5687", "51702c75da8ee626"],
     "deepdream/quick": ["44cf66e8cb952cc5"], "deepdream/standard": ["898be60e3dd6bdf8"],
     "deepdream/full": ["5865bfa4aca6e065"],
     "dataset_examples/quick": ["e82f37e48f08a601"], "dataset_examples/standard": ["0de3df8ee3bcc354"],
@@ -51,6 +51,13 @@ BEFORE_EARLY_LAYERS = {
 }
 
 
+BEFORE_PIXEL_EARLY = {
+    "quick": ["474932b3e0090b36", "fc4cc30f39a095f0", "40dd7655cf1f9549", "29a531c6e7ed8fd3"],
+    "standard": ["e2823b136d5c818c", "8527b46ab956503b", "483dcded427a0595", "a2a17788c6d4639d"],
+    "full": ["e8ccadde76a26e05", "fecda91aed9279bb", "b02f518175922997", "b23a1829ed1e853a"],
+}
+
+
 BEFORE_LOCAL_LAYERS = {
     "quick": ["d34a801161bb572c", "2c996d9960a0c335", "c43d1a22fd4e2163", "c054587f8d8eec78"],
     "standard": ["c1d357d9145a2879", "667057f313dc0002", "2a56eba0900aa4fe", "a0bea01b407c19a8"],
@@ -59,10 +66,10 @@ BEFORE_LOCAL_LAYERS = {
 FORMER_STEPS = {"standard": 512}  # the standard preset's steps before 256
 
 
-def _former(params: dict, preset: str, dropped) -> dict:
+def _former(params: dict, preset: str, dropped, steps: bool = True) -> dict:
     """`params` without the keys `dropped(key)` names, with the preset's former steps."""
     old = {k: v for k, v in params.items() if not dropped(k)}
-    if preset in FORMER_STEPS:
+    if preset in FORMER_STEPS and steps:
         old["steps"] = FORMER_STEPS[preset]
     return old
 
@@ -71,12 +78,14 @@ def test_feature_vis_params_before_the_layer_schedules_keep_their_keys():
     from microtome.techniques.builtin import EARLY_LAYERS
 
     size = get_spec("efficientnet_lite0").input_size
-    for before, dropped in ((BEFORE_EARLY_LAYERS, lambda k: k in EARLY_LAYERS),
-                            (BEFORE_LOCAL_LAYERS,
-                             lambda k: k.startswith("local_") or k == "early_step_factor")):
+    for before, dropped, steps in (
+            (BEFORE_EARLY_LAYERS, lambda k: k in EARLY_LAYERS, True),
+            (BEFORE_LOCAL_LAYERS, lambda k: k.startswith(("local_", "early_")) and k != "early_field",
+             True),
+            (BEFORE_PIXEL_EARLY, lambda k: k == "early_image", False)):
         for preset, hashes in before.items():
             params = technique("feature_vis").params(Context(preset, "samples", 0, size))
-            old = [_former(p, preset, dropped) for p in params]
+            old = [_former(p, preset, dropped, steps) for p in params]
             assert [param_hash(p) for p in old] == hashes, preset
 
 

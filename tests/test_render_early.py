@@ -112,7 +112,12 @@ def test_the_schedule_applies_by_the_measured_receptive_field():
     schedule = LayerSchedule.from_params(params)
     early = schedule.render_kwargs("early", params["steps"])
     assert early["steps"] == 2 * params["steps"] and early["saturation"] == 5.0
-    assert early["polish_steps"] == 2 * params["steps"] // 8
+    # every step in pixel space, untransformed: nothing left to polish
+    assert early["polish_steps"] == 0 and early["transforms"] == []
+    assert early["fft"] is False and early["decorrelated"] is False
+    before_pixels = LayerSchedule.from_params({k: v for k, v in params.items() if k != "early_image"})
+    polished = before_pixels.render_kwargs("early", params["steps"])
+    assert polished["polish_steps"] == 2 * params["steps"] // 8 and "fft" not in polished
     local = schedule.render_kwargs("local", params["steps"])
     assert local["steps"] == params["steps"] and local["polish_steps"] == params["steps"] // 8
     assert "saturation" not in local

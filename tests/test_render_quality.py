@@ -51,22 +51,25 @@ DEAD_START = [14, 26, 29]  # inactive at the initial image; photos drive them to
 
 @pytest.mark.slow
 def test_dead_start_stem_units_come_alive_at_the_standard_preset():
-    """With the redirected ReLU gradient, `stem:14`, `:26`, `:29` reach a maximum activation above
-    0 and at least their best scikit-image photo's (or ReLU6's cap, 6): the quality figure the
-    build records. Without it they stay at exactly 0."""
+    """With the redirected ReLU gradient, `stem:14`, `:26`, `:29` come alive and their spatial
+    mean (the channel objective) reaches at least their best scikit-image photo's (or ReLU6's
+    cap, 6). Without it they stay at exactly 0. (Their best photo's single maximum can sit at
+    the border, where the convolution's zero padding reaches values no image inside [0, 1] gives
+    at every position: the mean is the measure a unit's picture is judged by.)"""
     model, spec = load_model("efficientnet_lite0")
     photos = torch.cat([b.images for b in get_dataset("samples").batches(spec.input_size, 32)])
     module = {"stem": spec.layer("stem").module}
     with torch.no_grad():
-        best = forward_to(model, spec.preprocess(photos), module)["stem"].flatten(2).amax(2).max(0).values
+        best = forward_to(model, spec.preprocess(photos), module)["stem"].flatten(2).mean(2).max(0).values
     objs = [O.channel("stem", u) for u in DEAD_START]
-    result = render(model, objs, spec=spec, size=128, steps=512, seed=0)
+    result = render(model, objs, spec=spec, size=128, steps=256, seed=0)
+    assert result.schedule == "early" and result.steps == 512
     with torch.no_grad():
-        peak = forward_to(model, spec.preprocess(result.images), module)["stem"].flatten(2).amax(2)
-    reached = peak[torch.arange(3), DEAD_START]
+        mean = forward_to(model, spec.preprocess(result.images), module)["stem"].flatten(2).mean(2)
+    reached = mean[torch.arange(3), DEAD_START]
     assert bool((result.values > 0).all()), result.values
     assert bool((reached >= torch.clamp(best[DEAD_START], max=6.0) - 1e-4).all()), (reached, best[DEAD_START])
-    dead = render(model, objs, spec=spec, size=128, steps=32, seed=0, redirect_steps=0)
+    dead = render(model, objs, spec=spec, size=128, steps=32, seed=0, redirect_steps=0, schedule=None)
     assert bool((dead.values == 0).all())
 
 

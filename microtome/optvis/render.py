@@ -281,8 +281,9 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     `saturation` bounds the standard parameterization's logits (see `param.to_valid_rgb`).
     `lr_final`: the default optimizer's rate goes from `lr` to it by `cosine_lr` until the polish.
     `schedule` (with a `spec`): the layers' receptive fields at the render size pick the
-    schedule's kind, whose `steps`, `polish_steps`, `polish_lr` and `saturation` then replace
-    the arguments (`schedule.LayerSchedule`: an early layer takes twice the steps); the
+    schedule's kind, whose `steps`, `polish_steps`, `polish_lr`, `saturation` (and for an early
+    layer `fft`, `decorrelated`, `transforms`: pixels, untransformed) then replace the
+    arguments (`schedule.LayerSchedule`: an early layer takes twice the steps); the
     result's `schedule` says which kind ran. `schedule=None` renders exactly as asked."""
     device = torch.device(device)
     custom = _custom_param(param_f) if param_f is not None else None
@@ -291,7 +292,10 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     if kind is not None:
         scheduled = schedule.render_kwargs(kind, steps)
         steps, polish_steps = scheduled["steps"], scheduled["polish_steps"]
-        polish_lr, saturation = scheduled["polish_lr"], scheduled.get("saturation", saturation)
+        polish_lr = scheduled.get("polish_lr", polish_lr)
+        saturation = scheduled.get("saturation", saturation)
+        fft, decorrelated = scheduled.get("fft", fft), scheduled.get("decorrelated", decorrelated)
+        transforms = scheduled.get("transforms", transforms)
     own_seeds = list(seeds) if seeds is not None else image_seeds(seed, [o.name for o in objs])
     if len(own_seeds) != len(objs):
         raise MicrotomeError(f"{len(own_seeds)} seeds for {len(objs)} images")
