@@ -219,6 +219,27 @@ def _custom_param(param_f: ParamF):
     return list(params), make_image, shape[0], max(shape[-2:])
 
 
+_SCHEDULED = ("steps", "polish_steps", "polish_lr", "saturation", "fft", "decorrelated",
+              "transforms")  # the arguments a layer schedule may replace, in render's order
+
+
+def _own_seeds(seed: int, seeds: Sequence[int] | None, objs: list[Objective]) -> list[int]:
+    """Each image's seed `[N]`: `seeds` as given, else from (seed, objective, occurrence)."""
+    own = list(seeds) if seeds is not None else image_seeds(seed, [o.name for o in objs])
+    if len(own) != len(objs):
+        raise MicrotomeError(f"{len(own)} seeds for {len(objs)} images")
+    return own
+
+
+def _probe(make_image, preprocess, seed: int, device: torch.device) -> torch.Tensor:
+    """A random input `[1, 3, H, W]` of the images' size, from a generator of its own (the
+    global one is not touched), for checking the fast model against the model."""
+    with torch.no_grad():
+        shape = make_image().shape[-2:]
+    gen = torch.Generator().manual_seed(seed)
+    return preprocess(torch.rand(1, 3, *shape, generator=gen).to(device))
+
+
 def _layer_kind(model: nn.Module, spec, objs: list[Objective], side: int,
                 schedule: LayerSchedule | None, device: torch.device) -> str | None:
     """The schedule's kind ("early", "local", None) for the layers `objs` read, from their
@@ -269,10 +290,9 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
            progress: Progress | None = None) -> RenderResult:
     """Optimize images to maximize `objectives`; same seed, same images, in any batch.
 
-    `spec` (a ModelSpec) resolves layer names and preprocesses [0, 1] RGB to the model's
-    input; without it layer names are module paths and images go in as they are.
-    `transforms=None` means the standard set; pass `[]` for none. `seeds` overrides the images'
-    own seeds `[N]`. `param_f() -> (params, make_image)` replaces the standard parameterization
+    `spec` (a ModelSpec) resolves layer names and preprocesses [0, 1] RGB to the model's input;
+    without it layer names are module paths and images go in as they are. `transforms=None`
+    means the standard set; `[]` none. `seeds` overrides the images' own seeds `[N]`. `param_f() -> (params, make_image)` replaces the standard parameterization
     (`size`, `fft`, `decorrelated`, `decay` then unused; `make_image()` gives `[N, 3, H, W]` in
     [0, 1]); `optimizer(params)` replaces Adam(lr). `redirect_steps=0` turns the redirected
     ReLU gradient off. The last `sharpen_steps` steps use `sharp_transforms()` (whole-pixel
@@ -281,38 +301,27 @@ def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | 
     `saturation` bounds the standard parameterization's logits (see `param.to_valid_rgb`).
     `lr_final`: the default optimizer's rate goes from `lr` to it by `cosine_lr` until the polish.
     `schedule` (with a `spec`): the layers' receptive fields at the render size pick the
-    schedule's kind, whose `steps`, `polish_steps`, `polish_lr`, `saturation` (and for an early
-    layer `fft`, `decorrelated`, `transforms`: pixels, untransformed) then replace the
-    arguments (`schedule.LayerSchedule`: an early layer takes twice the steps); the
-    result's `schedule` says which kind ran. `schedule=None` renders exactly as asked."""
+    schedule's kind, whose arguments (`_SCHEDULED`: an early layer takes twice the steps, in
+    pixel space) replace the caller's; the result's `schedule` says which kind ran.
+    `schedule=None` renders exactly as asked."""
     device = torch.device(device)
     custom = _custom_param(param_f) if param_f is not None else None
     objs = _batch_objectives(objectives, batch, custom[2] if custom else None)
     kind = _layer_kind(model, spec, objs, custom[3] if custom else size, schedule, device)
-    if kind is not None:
-        scheduled = schedule.render_kwargs(kind, steps)
-        steps, polish_steps = scheduled["steps"], scheduled["polish_steps"]
-        polish_lr = scheduled.get("polish_lr", polish_lr)
-        saturation = scheduled.get("saturation", saturation)
-        fft, decorrelated = scheduled.get("fft", fft), scheduled.get("decorrelated", decorrelated)
-        transforms = scheduled.get("transforms", transforms)
-    own_seeds = list(seeds) if seeds is not None else image_seeds(seed, [o.name for o in objs])
-    if len(own_seeds) != len(objs):
-        raise MicrotomeError(f"{len(own_seeds)} seeds for {len(objs)} images")
-    rng = PerImage.from_seeds(own_seeds)
+    if kind is not None:  # the schedule's arguments replace the caller's
+        steps, polish_steps, polish_lr, saturation, fft, decorrelated, transforms = (
+            {"polish_lr": polish_lr, "saturation": saturation, "fft": fft,
+             "decorrelated": decorrelated, "transforms": transforms,
+             **schedule.render_kwargs(kind, steps)}[k] for k in _SCHEDULED)
+    rng = PerImage.from_seeds(own_seeds := _own_seeds(seed, seeds, objs))
     params, make_image = custom[:2] if custom else param_mod.image(
         size, len(rng), fft=fft, decorrelated=decorrelated, decay=decay, device=device, rng=rng,
         saturation=saturation)
     opt = (optimizer(params) if optimizer is not None  # the fused kernel: one pass, same update
            else torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda")))
-    work = private_copy(model)
-    paths = _paths(set().union(*(o.layers for o in objs)), spec, work)
+    paths = _paths(set().union(*(o.layers for o in objs)), spec, work := private_copy(model))
     preprocess = spec.preprocess if spec is not None else (lambda x: x)
-    with torch.no_grad():
-        shape = make_image().shape[-2:]
-    # a random image from a generator of its own: the global one is not touched
-    probe = preprocess(torch.rand(1, 3, *shape, generator=torch.Generator().manual_seed(seed))
-                       .to(device))
+    probe = _probe(make_image, preprocess, seed, device)
     polish = min(max(polish_steps, 0), steps)
     lr_at = (cosine_lr(lr, lr_final, steps - polish)
              if lr_final is not None and optimizer is None else None)
