@@ -15,6 +15,7 @@ pixel for pixel with the build's image at that preset and seed (`techniques.feat
 from __future__ import annotations
 
 import argparse
+import io
 import subprocess
 import sys
 import tempfile
@@ -25,6 +26,7 @@ import torch
 from PIL import Image
 
 from microtome.data import get_dataset
+from microtome.images import png_bytes
 from microtome.techniques import feature_vis as fv
 from microtome.zoo import load_model
 from microtome.zoo.hooks import forward_to
@@ -89,7 +91,7 @@ def main() -> None:
         cli_render(f"{layer}:{units[0]}", preset_png, "--preset", "standard", "--seed", str(args.seed))
         built = fv.render_variant(model, spec, layer, [units[0]],
                                   fv.fv_params("standard", "positive", args.seed))
-        levels = np.round(built.images[0].permute(1, 2, 0).numpy() * 255).astype(np.int16)
+        levels = np.asarray(Image.open(io.BytesIO(png_bytes(built.images[0]))), dtype=np.int16)
         cli = np.asarray(Image.open(preset_png).convert("RGB"), dtype=np.int16)
         print(f"{layer}:{units[0]} --preset standard vs the build's image: max difference "
               f"{int(np.abs(cli - levels).max())}/255")
