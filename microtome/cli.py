@@ -210,7 +210,8 @@ def demo(ctx: click.Context, store_root: str, layers: str, host: str, port: int,
                f"then the labels of {DEMO_LABELLED[0]}, an SAE on block10 and a comparison with "
                f"efficientnet_lite1 (quick preset) in the background; log: {log_path}")
     _announce_when_done(builder, log_path)
-    click.echo(f"microtome is serving at http://{host}:{port}/models/{DEMO_MODEL}/{layers.split(',')[0]}  (Ctrl-C stops)")
+    first = layers.split(",")[0].strip()
+    click.echo(f"microtome is serving at http://{host}:{port}/models/{DEMO_MODEL}/{first}  (Ctrl-C stops)")
     try:
         ctx.invoke(serve, store=store_root, host=host, port=port)
     finally:
