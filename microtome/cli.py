@@ -155,12 +155,11 @@ def sheet(model: str, target: str, out: str, steps: int, columns: int, device: s
 
 DEMO_MODEL = "efficientnet_lite0"
 # the telling layers, where the labels, the SAE and the comparison point: a middle layer whole
-# and the first units of a late one, each with the unit page's dataset sections; feature vis
-# of the grid's first variant only (a unit's other variants render when its page is visited)
+# and the first units of a late one, each with the unit page's dataset sections and the grid's
+# feature-vis variants (a unit's diversity set, 4 images, renders when its page is visited)
 DEMO_LAYERS = "block10"
 DEMO_LATE = ("block15", "0-63")
 DEMO_TECHNIQUES = "dataset_examples,feature_vis,deepdream,connections,labels"
-DEMO_VARIANTS = "positive"
 # then, where labels mean something: the logits' dataset examples and labels (cheap: no renders)
 DEMO_LABELLED = ("logits", "dataset_examples,connections,labels")
 # and the instrument's cross-cutting views, seconds each: block10's dictionary features
@@ -172,9 +171,11 @@ DEMO_COMPARE = ("compare", DEMO_MODEL, "efficientnet_lite1", "--layers", "block1
 def demo_steps(store_root: str, layers: str = DEMO_LAYERS) -> list[list[str]]:
     """The demo's build, as the commands it runs one after the other: `layers` whole, then
     `DEMO_LATE`'s first units, the logits' labels, block10's SAE and the comparison."""
+    from microtome.web.views import GRID_VARIANTS
+
     common = ["--preset", "quick", "--dataset", "samples", "--store", store_root, "--threads", "1"]
     cli = [sys.executable, "-m", "microtome.cli"]
-    base = [*cli, "build", DEMO_MODEL, "--techniques", DEMO_TECHNIQUES, "--variants", DEMO_VARIANTS]
+    base = [*cli, "build", DEMO_MODEL, "--techniques", DEMO_TECHNIQUES, "--variants", ",".join(GRID_VARIANTS)]
     late, late_units = DEMO_LATE
     return [[*base, "--layers", layers, *common],
             [*base, "--layers", late, "--units", late_units, *common],
