@@ -197,7 +197,12 @@ def sheet(model: str, target: str, out: str, preset: str | None, steps: int | No
 
 
 DEMO_MODEL = "efficientnet_lite0"
-DEMO_LAYERS = "stem,block2,block4"
+# the telling layers, where the labels, the SAE and the comparison point: a middle layer whole
+# and the first units of a late one, each with the unit page's dataset sections and the grid's
+# feature-vis variants (a unit's diversity set, 4 images, renders when its page is visited)
+DEMO_LAYERS = "block10"
+DEMO_LATE = ("block15", "0-63")
+DEMO_TECHNIQUES = "dataset_examples,feature_vis,deepdream,connections,labels"
 # then, where labels mean something: the logits' dataset examples and labels (cheap: no renders)
 DEMO_LABELLED = ("logits", "dataset_examples,connections,labels")
 # and the instrument's cross-cutting views, seconds each: block10's dictionary features
@@ -206,27 +211,36 @@ DEMO_SAE = ("sae", DEMO_MODEL, "block10", "--epochs", "10")
 DEMO_COMPARE = ("compare", DEMO_MODEL, "efficientnet_lite1", "--layers", "block10=block14", "--preset", "quick")
 
 
+def demo_steps(store_root: str, layers: str = DEMO_LAYERS) -> list[list[str]]:
+    """The demo's build, as the commands it runs one after the other: `layers` whole, then
+    `DEMO_LATE`'s first units, the logits' labels, block10's SAE and the comparison."""
+    from microtome.web.views import GRID_VARIANTS
+
+    common = ["--preset", "quick", "--dataset", "samples", "--store", store_root, "--threads", "1"]
+    cli = [sys.executable, "-m", "microtome.cli"]
+    base = [*cli, "build", DEMO_MODEL, "--techniques", DEMO_TECHNIQUES, "--variants", ",".join(GRID_VARIANTS)]
+    late, late_units = DEMO_LATE
+    return [[*base, "--layers", layers, *common],
+            [*base, "--layers", late, "--units", late_units, *common],
+            [*cli, "build", DEMO_MODEL, "--layers", DEMO_LABELLED[0], "--techniques", DEMO_LABELLED[1], *common],
+            [*cli, *DEMO_SAE, *common[2:]], [*cli, *DEMO_COMPARE, *common[2:]]]
+
+
 @main.command()
 @click.option("--store", "store_root", default="microtome-store", show_default=True, type=click.Path(file_okay=False))
-@click.option("--layers", default=DEMO_LAYERS, show_default=True, help="layers built in the background")
+@click.option("--layers", default=DEMO_LAYERS, show_default=True, help="layers built whole in the background")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--no-serve", is_flag=True, help="build in the foreground and exit (no web server)")
 @click.pass_context
 def demo(ctx: click.Context, store_root: str, layers: str, host: str, port: int, no_serve: bool) -> None:
-    """The main job on the offline default: build efficientnet_lite0 (quick preset, sample
-    photos) in the background and serve the microscope at once; unbuilt units render on demand."""
+    """The main job on the offline default: build efficientnet_lite0's telling layers (quick
+    preset, sample photos) in the background and serve the microscope at once; a unit not
+    built renders on demand (feature vis, dataset examples, connections, labels) when visited."""
+    import shlex
     import subprocess
 
-    import shlex
-
-    common = ["--preset", "quick", "--dataset", "samples", "--store", store_root, "--threads", "1"]
-    cli = [sys.executable, "-m", "microtome.cli"]
-    base = [*cli, "build", DEMO_MODEL]
-    steps = [[*base, "--layers", layers, *common],
-             [*base, "--layers", DEMO_LABELLED[0], "--techniques", DEMO_LABELLED[1], *common],
-             [*cli, *DEMO_SAE, *common[2:]], [*cli, *DEMO_COMPARE, *common[2:]]]
-    build_cmd = ["sh", "-c", " && ".join(shlex.join(step) for step in steps)]
+    build_cmd = ["sh", "-c", " && ".join(shlex.join(step) for step in demo_steps(store_root, layers))]
     if no_serve:
         raise SystemExit(subprocess.call(build_cmd))
     from microtome.store import Store
@@ -236,11 +250,12 @@ def demo(ctx: click.Context, store_root: str, layers: str, host: str, port: int,
     log_path = Path(store_root) / "demo-build.log"
     with open(log_path, "ab") as log:
         builder = subprocess.Popen(build_cmd, stdout=log, stderr=log)
-    click.echo(f"building {DEMO_MODEL} layers {layers}, then the labels of {DEMO_LABELLED[0]}, an SAE on "
-               f"block10 and a comparison with efficientnet_lite1 (quick preset) in the background; "
-               f"log: {log_path}")
+    click.echo(f"building {DEMO_MODEL}'s {layers} and the first units of {DEMO_LATE[0]} ({DEMO_LATE[1]}), "
+               f"then the labels of {DEMO_LABELLED[0]}, an SAE on block10 and a comparison with "
+               f"efficientnet_lite1 (quick preset) in the background; log: {log_path}")
     _announce_when_done(builder, log_path)
-    click.echo(f"microtome is serving at http://{host}:{port}/models/{DEMO_MODEL}  (Ctrl-C stops)")
+    first = layers.split(",")[0].strip()
+    click.echo(f"microtome is serving at http://{host}:{port}/models/{DEMO_MODEL}/{first}  (Ctrl-C stops)")
     try:
         ctx.invoke(serve, store=store_root, host=host, port=port)
     finally:

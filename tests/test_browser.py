@@ -118,8 +118,11 @@ def test_an_unbuilt_unit_fills_in_without_a_reload(site, page):
     page.evaluate("window.__sameDocument = true")
     fake.gate.set()
     page.wait_for_selector("#feature-vis img", timeout=20_000)
+    page.wait_for_selector("[data-job]", state="detached", timeout=20_000)
     assert page.evaluate("window.__sameDocument") is True  # filled in, not reloaded
-    assert page.locator("[data-job]").count() == 0
+    assert page.locator("#dataset-examples img").count() > 10  # and the dataset's sections
+    assert "fake label 77" in page.locator("#labels").inner_text()
+    assert "fake label 77" in page.locator("#unit-facts").inner_text()
     assert broken_images(page) == []
 
 

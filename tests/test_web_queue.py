@@ -55,7 +55,9 @@ def test_a_missing_unit_is_rendered_once_and_the_page_fills_in(store):
         wait_for(lambda: status(client, UNBUILT[0])["state"] == "done")
         assert fake.calls == [(MODEL, "block10", 50)]  # two visits, one job
         after = client.get(UNBUILT[0] + ".json").json()
-        assert set(after["feature_vis"]) == {"positive", "negative", "neuron"} and after["job"] is None
+        assert set(after["feature_vis"]) == {"positive", "negative", "neuron", "diversity"} and after["job"] is None
+        assert after["dataset_examples"]["groups"] and after["labels"][0]["label"] == "fake label 50"
+        assert after["connections"] is not None and after["missing"] == ["tuning"]  # not on demand
         assert client.get(after["feature_vis"]["positive"]["images"][0]["url"]).status_code == 200
         assert "data-job" not in client.get(UNBUILT[0]).text
         assert fake.calls == [(MODEL, "block10", 50)]
@@ -80,7 +82,7 @@ def test_a_full_queue_answers_503_with_retry_after(store):
         assert client.get(UNBUILT[1]).status_code == 200  # job 51 waits: the queue is full
         assert status(client, UNBUILT[1]) | {"url": None} == {
             "model": MODEL, "layer": "block10", "unit": 51, "state": "queued", "position": 1, "error": None,
-            "queue_length": 1, "url": None}
+            "queue_length": 1, "url": None, "artifacts": 0}
         r = client.get(UNBUILT[2])
         assert r.status_code == 503 and int(r.headers["retry-after"]) >= 1
         assert "render queue is full" in r.text

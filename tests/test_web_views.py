@@ -70,7 +70,8 @@ def test_each_view_returns_its_page_data_without_http(state):
     assert unit["shorthand"] == f"{MODEL}/{LAYER}:1" and unit["job"] is None and unit["missing"] == []
     assert set(unit["feature_vis"]) == {"positive", "negative", "neuron", "diversity"}
     assert unit["connections"]["inputs"][0]["image"].startswith("/blobs/")
-    assert views.job(state, MODEL, LAYER, "1") == {"state": "none", "position": None}
+    assert views.job(state, MODEL, LAYER, "1") == {"state": "none", "position": None,
+                                                   "artifacts": len(state.store.find(MODEL, LAYER, 1))}
     jump = views.jump(state, "block10:5", MODEL)
     assert jump == Redirect(f"/models/{MODEL}/{LAYER}/5", jump.data) and jump.data["query"] == "block10:5"
     sha = unit["feature_vis"]["positive"]["images"][0]["url"].split("/")[-1]

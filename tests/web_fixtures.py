@@ -90,8 +90,17 @@ def put_feature_vis(store: Store, model: str, layer: str, unit: int, variants=("
 
 
 def put_unit_extras(store: Store, model: str, layer: str, unit: int) -> None:
+    """Dataset examples (`put_examples`) and tuning curves."""
+    put_examples(store, model, layer, unit)
+    put(store, model, layer, unit, "tuning", {"families": ["gratings", "hues"]},
+        {"plot.png": png(model, layer, unit, "plot", size=160), "preferred.png": png(model, layer, unit, "pref")},
+        {"preferred": {"gratings": {"orientation": 45.0, "frequency": 0.05}, "hues": {"hue": 120.0}},
+         "preferred_stimulus": {"family": "gratings", "params": {"orientation": 45.0}, "response": 3.2}})
+
+
+def put_examples(store: Store, model: str, layer: str, unit: int) -> None:
     """Dataset examples laid out as techniques/examples.py writes them (top/bottom with crop,
-    whole image and heat map; quantile crops; histogram) and tuning curves."""
+    whole image and heat map; quantile crops; histogram)."""
     files: dict[str, bytes] = {}
     meta: dict[str, Any] = {"dataset": "samples", "images": 40}
 
@@ -109,10 +118,6 @@ def put_unit_extras(store: Store, model: str, layer: str, unit: int) -> None:
     meta["histogram"] = {"edges": [float(i) for i in range(11)], "counts": [5, 9, 14, 20, 14, 9, 5, 3, 2, 1]}
     files["histogram.png"] = png(model, layer, unit, "histogram", size=80)
     put(store, model, layer, unit, "dataset_examples", {"dataset": "samples", "k": 4, "size": 48}, files, meta)
-    put(store, model, layer, unit, "tuning", {"families": ["gratings", "hues"]},
-        {"plot.png": png(model, layer, unit, "plot", size=160), "preferred.png": png(model, layer, unit, "pref")},
-        {"preferred": {"gratings": {"orientation": 45.0, "frequency": 0.05}, "hues": {"hue": 120.0}},
-         "preferred_stimulus": {"family": "gratings", "params": {"orientation": 45.0}, "response": 3.2}})
 
 
 def make_store(root: str | Path) -> Store:
@@ -167,7 +172,8 @@ def store_copy(dest: str | Path) -> Path:
 
 
 class FakeRenderer:
-    """A `render_job(model, layer, unit)` that stores feature-vis PNGs; `gate` (if set) must be
+    """A `render_job(model, layer, unit)` that stores what `build_unit` makes on demand: feature
+    vis (every variant), dataset examples, connections and labels; `gate` (if set) must be
     opened before it finishes, so tests can hold a job in the running state."""
 
     def __init__(self, store: Store, gate: threading.Event | None = None, delay: float = 0.0):
@@ -185,7 +191,12 @@ class FakeRenderer:
         time.sleep(self.delay)
         if model not in self.store.models():
             self.store.put_model(model, registry_summaries()[model])
-        put_feature_vis(self.store, model, layer, unit)
+        put_feature_vis(self.store, model, layer, unit, ("positive", "negative", "neuron", "diversity"))
+        put_examples(self.store, model, layer, unit)
+        put(self.store, model, layer, unit, "connections", {"top": 4},
+            meta={"inputs": [], "outputs": [], "method": "weights", "classes": []}, files={})
+        put(self.store, model, layer, unit, "labels", {"dataset": "samples", "top": 8}, {},
+            {"labels": [{"label": f"fake label {unit}", "score": 0.5, "source": "examples"}]})
 
 
 def free_port() -> int:

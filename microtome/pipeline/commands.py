@@ -42,8 +42,10 @@ def _open(store_root: str) -> Store:
               "`similar` technique (this model's side; `microtome compare` records both)")
 @click.option("--threads", default=None, type=click.IntRange(1),
               help="torch threads of the local executor (default: torch's); 1 leaves a core free")
+@click.option("--variants", default="", help="only these variants of techniques that have them, "
+              "comma-separated, e.g. positive for feature_vis (default: every variant)")
 def build(model, layers, units, techniques, dataset, preset, store_root, executor, ray_address,
-          workers, device, weights, seed, compare_with, threads) -> None:
+          workers, device, weights, seed, compare_with, threads, variants) -> None:
     """Precompute every missing artifact of MODEL into the store (resumable)."""
     from microtome.pipeline.executors import Execution
     from microtome.pipeline.pipeline import build as run_build
@@ -51,7 +53,7 @@ def build(model, layers, units, techniques, dataset, preset, store_root, executo
     execution = Execution(executor, device, threads, ray_address, workers)
     summary = run_build(store_root, model, layers=layers, units=units, techniques=techniques,
                         preset=preset, dataset=dataset, seed=seed, weights=weights, execution=execution,
-                        compare=[m.strip() for m in compare_with.split(",") if m.strip()])
+                        compare=[m.strip() for m in compare_with.split(",") if m.strip()], variants=variants)
     for line in summary.lines():
         click.echo(line)
     if summary.interrupted:

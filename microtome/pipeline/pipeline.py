@@ -111,18 +111,19 @@ def build(store: Store | str, model: str, *, layers: str | Sequence[str] = "all"
           units: str | Sequence[int] | None = None, techniques: str | Sequence[str] = "all",
           preset: str = "standard", dataset: str = "samples", seed: int = 0,
           weights: str = "default", execution: Execution | None = None, worker=None,
-          compare: Sequence[str] = ()) -> BuildSummary:
+          compare: Sequence[str] = (), variants: str | Sequence[str] = ()) -> BuildSummary:
     """Compute every missing artifact of `model` for the selection and record it in `store`.
 
     `worker` (a loaded `microtome.pipeline.worker.Worker`) lets a long-lived caller, such as
     the web's render queue, load the model once for many local builds. `compare` names the
-    other models of the `similar` technique (none: it plans nothing)."""
+    other models of the `similar` technique (none: it plans nothing); `variants` limits the
+    techniques that have variants to those (none: every variant)."""
     execution = execution or Execution()
     if execution.executor not in EXECUTORS:
         raise MicrotomeError(f"unknown executor {execution.executor!r}; valid: {', '.join(EXECUTORS)}")
     existing = store if isinstance(store, Store) else existing_store(store)
     resolved = resolve(model, weights, existing)
-    selection = select(resolved.spec, layers, units, techniques, preset, dataset, seed, compare)
+    selection = select(resolved.spec, layers, units, techniques, preset, dataset, seed, compare, variants)
     if any(technique(t).uses_dataset for t in selection.techniques):
         from microtome.data import get_dataset
         # bad paths fail before the store is touched; artifacts record the dataset's own name
@@ -202,32 +203,79 @@ def _record(store: Store, model: str, task: Task, results: list | BaseException,
 def build_unit(store: Store | str, model: str, layer: str, unit: int, preset: str = "quick",
                techniques: Sequence[str] | None = None, device: str = "cpu",
                weights: str | None = None, workers: dict | None = None,
-               threads: int | None = None) -> BuildSummary:
+               threads: int | None = None, dataset: str | None = None) -> BuildSummary:
     """Build one unit's artifacts (the web's on-demand render job): by default the techniques
-    declared `on_demand`.
+    declared `on_demand` (feature vis, and dataset examples, connections and labels).
 
     `weights` defaults to those the store already holds for the model (else "default");
-    `workers` is the caller's cache of loaded models, keyed by (model, weights, device)."""
-    from microtome.pipeline.worker import Worker
+    `dataset` to the one the store's artifacts were built with (`store_dataset`; "samples",
+    the build's default, in a store that has none); `workers` is the caller's cache of loaded
+    models, keyed by (model, weights, device). When that dataset cannot be opened here, the
+    techniques that need no dataset are built and then a MicrotomeError says what was not."""
+    from microtome.data import get_dataset
     from microtome.techniques.registry import techniques as all_techniques
 
     store = store if isinstance(store, Store) else Store(store)
     if weights is None:
-        weights = (store.model(model) or {}).get("weights") or "default"
+        weights = (store.model(_model_id(model)) or {}).get("weights") or "default"
     if techniques is None:
         techniques = [t.id for t in all_techniques() if t.on_demand]
-    worker = None
-    if workers is not None:
-        from microtome.pipeline.dictionaries import dictionary_payloads
-        from microtome.zoo import get_spec
-        payloads = dictionary_payloads(store, get_spec(model).id if ":" in model else model)
-        key = (model, weights, device, tuple((b, n, hashlib.sha256(d).hexdigest()) for b, n, d in payloads))
-        if key not in workers:
-            workers[key] = Worker(model, weights, device, dictionaries=payloads)
-        worker = workers[key]
-    return build(store, model, layers=[layer], units=[unit], techniques=list(techniques),
-                 preset=preset, weights=weights, worker=worker,
-                 execution=Execution(device=device, threads=threads, progress=False))
+    needs_data = [t for t in techniques if technique(t).uses_dataset]
+    unavailable = None
+    if needs_data:
+        dataset = dataset or store_dataset(store, _model_id(model), layer) or "samples"
+        try:
+            get_dataset(dataset)
+        except MicrotomeError as exc:
+            unavailable, techniques = exc, [t for t in techniques if t not in needs_data]
+    summary = build(store, model, layers=[layer], units=[unit], techniques=list(techniques),
+                    preset=preset, weights=weights, worker=_cached_worker(store, model, weights, device, workers),
+                    dataset=dataset or "samples", execution=Execution(device=device, threads=threads, progress=False)
+                    ) if techniques else BuildSummary()
+    if unavailable is not None:
+        raise MicrotomeError(f"{', '.join(needs_data)} of {layer}:{unit} not built: they use the store's dataset "
+                             f"{dataset!r}, which cannot be opened here ({unavailable.message})")
+    return summary
+
+
+def _cached_worker(store: Store, model: str, weights: str, device: str, workers: dict | None):
+    """The loaded model from `workers` (loaded and kept there on first use); None without a cache."""
+    if workers is None:
+        return None
+    from microtome.pipeline.dictionaries import dictionary_payloads
+    from microtome.pipeline.worker import Worker
+
+    payloads = dictionary_payloads(store, _model_id(model))
+    key = (model, weights, device, tuple((b, n, hashlib.sha256(d).hexdigest()) for b, n, d in payloads))
+    if key not in workers:
+        workers[key] = Worker(model, weights, device, dictionaries=payloads)
+    return workers[key]
+
+
+def _model_id(model: str) -> str:
+    """The store's id of `model` (a registry id is one; an entry point's spec says it)."""
+    from microtome.zoo import get_spec
+
+    return get_spec(model).id if ":" in model else model
+
+
+def store_dataset(store: Store, model: str, layer: str | None = None) -> str | None:
+    """The dataset the store's artifacts were built with: the name most artifacts of one
+    (layer, technique that uses a dataset) give, looking first at `layer` of `model`, then at
+    the model's other layers, then at other models (within each, the fewest artifacts first:
+    one is read whole); None when the store holds no such artifact."""
+    from collections import Counter
+
+    from microtome.techniques.registry import techniques as all_techniques
+
+    uses = {t.id for t in all_techniques() if t.uses_dataset}
+    groups = [(m, lid, t, n) for (m, lid, t), n in store.stats().items() if t in uses]
+    for m, lid, t, _ in sorted(groups, key=lambda g: (g[0] != model, g[1] != layer, g[3])):
+        names = Counter(a.params.get("dataset") for a in store.find(m, lid, technique=t))
+        names.pop(None, None)
+        if names:
+            return str(names.most_common(1)[0][0])
+    return None
 
 
 def _claim(store: Store, model: str, task: Task, owner: str, summary: BuildSummary) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from microtome.errors import MicrotomeError
+from microtome.errors import MicrotomeError, unknown
 from microtome.store import ArtifactKey, Store
 from microtome.techniques.base import Item
 from microtome.techniques.registry import LAYER, Context, Technique, check_preset, technique, technique_ids, techniques
@@ -54,6 +54,11 @@ class Selection:
     dataset: str = "samples"
     seed: int = 0
     compare: tuple[str, ...] = ()  # other models for `similar`
+    variants: tuple[str, ...] = ()  # of techniques with variants, only these (none: every variant)
+
+    def wants(self, tech: Technique, params: dict) -> bool:
+        """Whether the selection covers the artifact of `tech` with `params` (its variant)."""
+        return not (self.variants and tech.variants) or tech.variant(params) in self.variants
 
 
 def _names(text: str | Sequence[str]) -> list[str]:
@@ -84,16 +89,35 @@ def parse_layers(spec: ModelSpec, text: str | Sequence[str]) -> list[str]:
 
 def select(spec: ModelSpec, layers: str | Sequence[str] = "all", units: str | Sequence[int] | None = None,
            techniques_: str | Sequence[str] = "all", preset: str = "standard", dataset: str = "samples",
-           seed: int = 0, compare: Sequence[str] = ()) -> Selection:
-    """Check a build's selection before anything is written; every user error is raised here."""
+           seed: int = 0, compare: Sequence[str] = (), variants: str | Sequence[str] = ()) -> Selection:
+    """Check a build's selection before anything is written; every user error is raised here.
+
+    `variants` ("positive,negative", a list; empty: all) limits the techniques that have
+    variants (feature_vis) to those; techniques without variants are not limited."""
     check_preset(preset)
     ids = tuple(parse_techniques(techniques_))
+    chosen_variants = parse_variants(variants, ids)
     layer_ids = tuple(parse_layers(spec, layers))
     chosen = {layer: spec.units(layer, units)[1] for layer in layer_ids}
     for other in compare:
         from microtome.zoo import get_spec
         get_spec(other)  # an unknown model is an error naming the close ones
-    return Selection(layer_ids, chosen, ids, preset, dataset, seed, tuple(dict.fromkeys(compare)))
+    return Selection(layer_ids, chosen, ids, preset, dataset, seed, tuple(dict.fromkeys(compare)),
+                     chosen_variants)
+
+
+def parse_variants(text: str | Sequence[str], technique_ids_: Sequence[str]) -> tuple[str, ...]:
+    """Variant names from "positive,neuron" or a list (empty: every variant), each a variant
+    of one of the selected techniques."""
+    names = _names(text)
+    valid = [v for t in technique_ids_ for v in technique(t).variants]
+    if names and not valid:
+        raise MicrotomeError(f"--variants {','.join(names)}: none of the selected techniques "
+                             f"({', '.join(technique_ids_)}) has variants")
+    for name in names:
+        if name not in valid:
+            raise unknown("variant", name, list(dict.fromkeys(valid)))
+    return tuple(dict.fromkeys(names))
 
 
 def plan(store: Store, spec: ModelSpec, selection: Selection) -> list[Task]:
@@ -103,7 +127,7 @@ def plan(store: Store, spec: ModelSpec, selection: Selection) -> list[Task]:
     for tech in techniques():
         if tech.id not in selection.techniques:
             continue
-        variants = tech.params(ctx)
+        variants = [p for p in tech.params(ctx) if selection.wants(tech, p)]
         missing: dict[str, list[Item]] = {}
         for layer in selection.layers:
             units = [None] if tech.scope == LAYER else selection.units[layer] + ([None] if tech.layer_summary else [])

@@ -106,7 +106,7 @@ DATASET_EXAMPLES_ENTRY = Technique(
     runner="microtome.techniques.examples:run_dataset_examples",
     params=lambda ctx: [{"dataset": ctx.dataset, "k": EXAMPLES_K[ctx.preset],
                          "size": ctx.input_size, "preset": ctx.preset}],
-    all_layers=True, units_per_task=1 << 30, uses_dataset=True,
+    all_layers=True, units_per_task=1 << 30, uses_dataset=True, on_demand=True,
     section=Section("Dataset examples", "sections/dataset_examples.html", 30, "dataset-examples"))
 
 TUNING_ENTRY = Technique(
@@ -120,7 +120,7 @@ CONNECTIONS_ENTRY = Technique(
     id=CONNECTIONS, title="Connections",
     runner="microtome.techniques.connections:run_connections",
     params=lambda ctx: [{**CONNECTIONS_PRESETS[ctx.preset], "dataset": ctx.dataset, "preset": ctx.preset}],
-    units_per_task=64, uses_dataset=True,
+    units_per_task=64, uses_dataset=True, on_demand=True,
     section=Section("Connections", "sections/connections.html", 50, "connections"))
 
 
@@ -129,7 +129,7 @@ LABELS_ENTRY = Technique(
     id=LABELS, title="Labels",
     runner="microtome.techniques.labels:run_labels",
     params=lambda ctx: [{"preset": ctx.preset, "dataset": ctx.dataset, "top": 8}],
-    units_per_task=256, uses_dataset=True, reads=(DATASET_EXAMPLES, CONNECTIONS),
+    units_per_task=256, uses_dataset=True, reads=(DATASET_EXAMPLES, CONNECTIONS), on_demand=True,
     section=Section("Labels", "sections/labels.html", 60, "labels"))
 
 

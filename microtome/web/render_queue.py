@@ -168,8 +168,11 @@ class RenderQueue:
 
 
 def default_job(store: Any) -> JobFn:
-    """The real renderer: `microtome.pipeline.pipeline.build_unit` with the quick preset on CPU,
-    imported (with torch) on the first job only, so a server that renders nothing never loads it."""
+    """The real renderer: `microtome.pipeline.pipeline.build_unit` with the quick preset on CPU
+    (the unit's dataset examples, feature vis, connections and labels, in the build's order,
+    over the dataset the store's other artifacts were built with), imported (with torch) on the first
+    job only, so a server that renders nothing never loads it. Each technique's artifacts are
+    stored as soon as they are made, so a page polling the job can fill in step by step."""
     workers: dict = {}  # models loaded by this app's jobs, kept for the next ones
 
     def job(model: str, layer: str, unit: int) -> None:
@@ -178,6 +181,9 @@ def default_job(store: Any) -> JobFn:
         except ImportError as exc:
             raise MicrotomeError(f"on-demand rendering is not available in this installation "
                                  f"(microtome.pipeline.pipeline.build_unit: {exc}); run `microtome build`") from None
-        build_unit(store, model, layer, unit, preset="quick", device="cpu",
-                   workers=workers, threads=1)  # one core; the other serves pages
+        summary = build_unit(store, model, layer, unit, preset="quick", device="cpu",
+                             workers=workers, threads=1)  # one core; the other serves pages
+        if summary.failed:
+            raise MicrotomeError(f"{len(summary.failed)} of the unit's techniques failed: "
+                                 + "; ".join(summary.failed[:3]))
     return job

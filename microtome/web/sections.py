@@ -23,7 +23,7 @@ Picked = Mapping[str, Artifact]  # `artifacts.pick`'s answer: group key -> best 
 LAYOUTS: dict[str, Callable[[Artifact], dict[str, Any]]] = {DATASET_EXAMPLES: examples_view}
 # keys of the unit page's own data: a technique with one of these ids cannot be shown
 RESERVED = frozenset({"page", "title", "model", "layer", "unit", "shorthand", "url", "prev", "next",
-                      "missing", "job", "dead", "dead_on", "sections", "notes", "quality"})
+                      "missing", "job", "dead", "dead_on", "sections", "notes", "quality", "artifacts"})
 
 
 def shown() -> list[Technique]:

@@ -206,11 +206,17 @@ def unit(state: AppState, model: str, layer: str, unit: str) -> Data | Redirect:
     if (view.id, found["id"], str(index_)) != (model, layer, unit):
         return Redirect(unit_url(view.id, found["id"], index_))
     data = unit_page(state, view, found, index_)
-    if state.queue is not None and any(t in data["missing"] for t in state.on_demand()):
+    if state.queue is not None and wanted(data, state.on_demand()):
         key = (view.id, found["id"], index_)
         state.queue.submit(key)  # QueueFull: 503 with Retry-After
-        data["job"] = state.queue.status(key)
+        data["job"] = {**state.queue.status(key), "artifacts": data["artifacts"]}
     return data
+
+
+def wanted(data: Data, on_demand: Iterable[str]) -> list[str]:
+    """The on-demand techniques a unit page lacks: missing, or (with variants) missing one."""
+    return [t for t in on_demand if t in data["missing"]
+            or (technique(t).variants and set(technique(t).variants) - set(data.get(t) or {}))]
 
 
 def unit_page(state: AppState, view: ModelView, layer: dict[str, Any], unit: int) -> Data:
@@ -236,6 +242,7 @@ def unit_page(state: AppState, view: ModelView, layer: dict[str, Any], unit: int
         "url": unit_url(view.id, lid, unit), "prev": prev, "next": nxt,
         **sections,
         "missing": [t for t in missing(here, whole_layer) if t != SAE],
+        "artifacts": len(found),  # the unit's own; on-demand pages refill when this grows
         "job": None, "dead": dead is not None, "dead_on": dead,
         "quality": quality_of(here.get(f"{FEATURE_VIS}:positive")),
         "notes": [n.to_json() for n in notes(state.store, view.id, lid, unit)],
@@ -274,12 +281,14 @@ def connections(state: AppState, view: ModelView, meta: dict[str, Any]) -> Data:
 
 
 def job(state: AppState, model: str, layer: str, unit: str) -> Data:
-    """`/jobs/M/L/U.json`: the on-demand render job of a unit (state none when there is none)."""
+    """`/jobs/M/L/U.json`: the on-demand render job of a unit (state none when there is none)
+    and `artifacts`, how many the unit has stored: its page refills when that number grows."""
     view, found, index_ = resolve_path(state.catalog, model, layer, unit)
     assert found is not None and index_ is not None
+    stored = len(state.store.find(view.id, found["id"], index_))
     if state.queue is None:
-        return {"state": "none", "position": None}
-    return state.queue.status((view.id, found["id"], index_))
+        return {"state": "none", "position": None, "artifacts": stored}
+    return {**state.queue.status((view.id, found["id"], index_)), "artifacts": stored}
 
 
 def jump(state: AppState, q: str = "", m: str = "") -> Redirect:

@@ -17,37 +17,48 @@
     });
   });
 
-  // On-demand rendering: poll the job every second; when it is done, swap in the rendered section.
+  // On-demand rendering: poll the job every second; each time the unit has more artifacts
+  // stored (a technique finished), swap in the page's sections and facts; when it is done, the last time.
   var job = document.querySelector("[data-job]");
   if (job && (job.dataset.state === "queued" || job.dataset.state === "running")) {
     var stateText = job.querySelector(".job-state");
+    var seen = parseInt(job.dataset.artifacts || "0", 10);
     var poll = function () {
       fetch(job.dataset.job, { headers: { Accept: "application/json" }, cache: "no-store" })
         .then(function (r) { return r.json(); })
         .then(function (s) {
           job.dataset.state = s.state;
+          var grew = typeof s.artifacts === "number" && s.artifacts !== seen;
+          if (grew) seen = s.artifacts;
           if (s.state === "queued" || s.state === "running") {
             if (stateText) stateText.textContent = s.state + (s.position ? ", " + s.position + " ahead in the queue" : "");
+            if (grew) refill(false);
             setTimeout(poll, 1000);
           } else if (s.state === "error") {
             job.textContent = "Rendering this unit failed: " + (s.error || "unknown error");
+            refill(false);  // what was stored before the failure
           } else {
-            refill();
+            refill(true);
           }
         })
         .catch(function () { setTimeout(poll, 2000); });
     };
-    var refill = function () {
+    var swap = function (fresh, id) {
+      var part = fresh.getElementById(id);
+      var old = document.getElementById(id);
+      if (part && old) {
+        old.replaceWith(part);
+        part.classList.add("fill-in");
+      }
+    };
+    var refill = function (last) {
       fetch(location.href, { headers: { Accept: "text/html" }, cache: "no-store" })
         .then(function (r) { return r.text(); })
         .then(function (html) {
           var fresh = new DOMParser().parseFromString(html, "text/html");
-          var body = fresh.getElementById("unit-body");
-          if (body) {
-            var old = document.getElementById("unit-body");
-            old.replaceWith(body);
-            body.classList.add("fill-in");
-          }
+          swap(fresh, "unit-body");
+          swap(fresh, "unit-facts");
+          if (!last) return;
           var next = fresh.querySelector("[data-job]");
           if (next && (next.dataset.state === "queued" || next.dataset.state === "running")) {
             setTimeout(poll, 1000);  // another technique was queued meanwhile
