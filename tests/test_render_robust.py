@@ -185,12 +185,18 @@ def test_stored_params_decide_the_image():
     from tests.toy_models import tiny_net
 
     model, spec = tiny_net()
-    base = dict(fv.fv_params("quick", "positive", seed=1), steps=8, size=32)
+    # no layer schedule (its early kind renders in pixel space whatever fft/decorrelated say)
+    base = dict(fv.fv_params("quick", "positive", seed=1), steps=8, size=32, early_field=0,
+                local_field=None)
     images = {}
     for change in ({}, {"fft": False}, {"decorrelated": False}, {"transforms": "none"}):
         (r,) = fv.feature_vis(model, spec, "conv1", [0], [{**base, **change}])
         images[str(change)] = r.files["image.png"]
     assert len(set(images.values())) == 4
+    early = dict(fv.fv_params("quick", "positive", seed=1), steps=8, size=32)  # conv1: early
+    pictures = {kind: fv.feature_vis(model, spec, "conv1", [0], [{**early, "early_image": kind}])[0]
+                .files["image.png"] for kind in ("pixels", "fft")}
+    assert pictures["pixels"] != pictures["fft"]
     with pytest.raises(Exception, match="transforms"):
         fv.feature_vis(model, spec, "conv1", [0], [{**base, "transforms": "fancy"}])
 
