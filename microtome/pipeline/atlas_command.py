@@ -103,11 +103,12 @@ def _build(model, weights, spec, layer_id, data, params, device, threads, store)
 
 
 def _report(meta: dict, model: str, layer: str, index: int | None) -> None:
-    seconds = meta.get("seconds", {})
+    seconds, cpu = meta.get("seconds", {}), meta.get("cpu_seconds", {})
     agreement = meta.get("agreement") or {}
     click.echo(f"{meta['vectors']} vectors of {meta['photos']} photos; cells per level "
                + ", ".join(f"{g}x{g}: {n}" for g, n in zip(meta["grids"], meta["cells"])))
-    click.echo("stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items()))
+    click.echo("stage times: " + ", ".join(f"{k} {v:.0f} s" + (f" (CPU {cpu[k]:.0f} s)" if k in cpu else "")
+                                           for k, v in seconds.items()))
     if agreement:
         click.echo(f"icons vs cells on the finest level ({agreement.get('cells')} cells): own cell most similar "
                    f"{agreement.get('top1', 0):.0%}, among the 5 most similar {agreement.get('top5', 0):.0%}")

@@ -4,9 +4,10 @@
 `bin_points(points, grid) -> (cx [N], cy [N])`; `summarize(...)` gives each cell of a level that
 holds at least `min_count` vectors its count, mean vector, top classes by summed attribution,
 top units and a few photos; `favoured(...)` names the class each vector's attribution favours
-(the class atlases' filter). Cells are numbered from the top left: `x` is the column, `y` the
-row, each in `0..grid-1`. The web reads the stored result with `class_cells` and never
-imports this module's UMAP.
+(the class atlases' filter); `agreement(...)` measures icons against their cells;
+`resolve_class(labels, text)` reads a class given by index or name. Cells are numbered from the
+top left: `x` is the column, `y` the row, each in `0..grid-1`. The web reads the stored result
+with `class_cells` and never imports UMAP (only `layout` does, when called).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from microtome.errors import MicrotomeError
+from microtome.errors import MicrotomeError, NotFound, unknown
 
 CLIP = 0.5  # percent of the points at each end of each axis clipped to the square's edge
 
@@ -188,8 +189,6 @@ def agreement(icon_vectors: np.ndarray, directions: np.ndarray, top: int = 5) ->
 def resolve_class(labels: dict[int, str], text: str | int) -> int:
     """A class index from `text`: an index among `labels` `{index: name}`, or a name (any case;
     the ImageNet names' comma-separated synonyms too); unknown names list the close ones."""
-    from microtome.errors import NotFound, unknown
-
     value = str(text).strip()
     if value.isdigit():
         if int(value) in labels:

@@ -171,7 +171,7 @@ def cell(state: AppState, model: str, layer: str, level: str, x: str, y: str) ->
     grid = doc["levels"][i]["grid"]
     title = f"atlas cell ({stored_cell['x']}, {stored_cell['y']}) of {grid}×{grid} in {view.id}/{found['id']}"
     return {**_page(state, view, found, art, doc, "atlas_cell", title, url), **shown,
-            "level": i, "grid": grid, "levels": len(doc["levels"]),
+            "level": i, "grid": grid, "levels": len(doc["levels"]), "positions_grid": doc.get("positions_grid"),
             "photos": [_photo(doc, art, v) for v in stored_cell["photos"]],
             "parent": parent, "children": children}
 
