@@ -334,6 +334,28 @@ def test_the_layer_page_and_the_model_graph_link_the_atlas(client):
 
 
 @slow
+def test_the_atlas_pages_do_not_import_torch(built):
+    import subprocess
+    import sys
+
+    _, _, store = built
+    code = f"""
+import sys
+from fastapi.testclient import TestClient
+from microtome.web import create_app
+with TestClient(create_app({str(store.root)!r}, registry=None, on_demand=False)) as c:
+    for url in ["{ATLAS_URL}", "{ATLAS_URL}.json", "{ATLAS_URL}/class/1", "{ATLAS_URL}/compare/0/1"]:
+        assert c.get(url).status_code == 200, url
+    cell = c.get("{ATLAS_URL}.json").json()["levels"][0]["cells"][0]
+    assert c.get("{ATLAS_URL}/0/%d/%d" % (cell["x"], cell["y"])).status_code == 200
+print("torch" in sys.modules, "umap" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "False False"
+
+
+@slow
 def test_the_static_export_holds_the_atlas_and_its_links_resolve(built, tmp_path):
     from tests.web_fixtures import links
 
