@@ -237,6 +237,23 @@ def test_token_layers_and_sae_layers_have_atlases_too(built):
     assert max(s for row in doc["vectors"]["scores"] for s in row) > 0  # attribution through the base layer
 
 
+@slow
+def test_the_build_runner_makes_the_planned_atlas_and_ticks_its_stages(built):
+    from microtome.techniques.atlas import run_atlas
+    from microtome.techniques.base import Item, Job
+
+    _, dataset, _ = built
+    data = get_dataset(dataset)
+    model, spec = colour_net()
+    params = atlas_params("quick", data.name, **TINY)
+    ticks: list[float] = []
+    job = Job(model, spec, "cpu", ATLAS, (LAYER,), [Item(LAYER, None, params)], dataset=lambda name: data,
+              tick=ticks.append)
+    [result] = run_atlas(job)
+    assert (result.layer, result.unit, result.technique, result.params) == (LAYER, None, ATLAS, params)
+    assert abs(sum(ticks) - 1.0) < 1e-6 and min(ticks) >= 0
+
+
 # ---- the pages -------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

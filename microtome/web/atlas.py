@@ -38,11 +38,12 @@ def _layer(state: AppState, model: str, layer: str) -> tuple[ModelView, dict[str
 
 def _page(state: AppState, view: ModelView, layer: dict[str, Any], art, doc: A.Doc, page: str,
           title: str, url: str) -> Data:
-    """What every atlas page holds: model, layer, dataset, the atlas's figures and its classes."""
+    """What every atlas page holds: model, layer, dataset and the atlas's figures (the whole
+    atlas's page and the comparison add `choices`, the class picker's classes: many, so not on
+    every class or cell page)."""
     return {"page": page, "title": title, "model": model_brief(view), "layer": layer_brief(view, layer),
             "dataset": doc["dataset"], "atlas_url": A.atlas_url(view.id, layer["id"]),
-            "summary": A.summary(doc, art), "choices": A.class_choices(doc),
-            "static": state.exported is not None, "url": url}
+            "summary": A.summary(doc, art), "static": state.exported is not None, "url": url}
 
 
 def atlas(state: AppState, model: str, layer: str) -> Data | Redirect:
@@ -53,7 +54,7 @@ def atlas(state: AppState, model: str, layer: str) -> Data | Redirect:
     art, doc = A.require(state, view.id, found["id"])
     url = A.atlas_url(view.id, found["id"])
     return {**_page(state, view, found, art, doc, "atlas", f"atlas of {view.id}/{found['id']}", url),
-            "klass": None, "levels": A.levels(state, art, doc),
+            "klass": None, "choices": A.class_choices(doc), "levels": A.levels(state, art, doc),
             "layout": {"method": doc["layout"]["method"], "seed": doc["layout"]["seed"],
                        "points": doc["layout"]["points"]}}
 
@@ -99,7 +100,7 @@ def compare(state: AppState, model: str, layer: str, a: str, b: str) -> Data | R
               for x, y in sorted(finest[0].keys() & finest[1].keys(), key=lambda p: (p[1], p[0]))]
     title = f"{sides[0]['label']} vs {sides[1]['label']} in {view.id}/{found['id']}"
     return {**_page(state, view, found, art, doc, "atlas_compare", title, url),
-            "sides": sides, "shared": shared}
+            "choices": A.class_choices(doc), "sides": sides, "shared": shared}
 
 
 def _cell_place(doc: A.Doc, level: str, x: str, y: str) -> tuple[int, A.Doc]:
