@@ -129,6 +129,8 @@ def test_the_cossim_objective_is_dot_times_cosine_power_relative_to_a_reference(
     expected = m[0] * (m[0] / m.norm()) ** 2
     assert torch.allclose(obj({"l": acts}), expected.view(1))
     assert float(O.direction_cossim("l", [-1.0, 0.0], [1.0, 0.0], 3)({"l": acts})) < 0  # sign kept
+    tokens = torch.tensor([[[50.0, -50.0], [1.0, 2.0], [3.0, 2.0], [2.0, 1.0], [2.0, 3.0]]])  # class + 2×2 patches
+    assert torch.allclose(obj({"l": tokens}), expected.view(1))  # the class token left out
 
 
 # ---- the technique on a toy layer ------------------------------------------------------------------
@@ -188,23 +190,26 @@ def test_build_plans_the_atlas_only_when_named_and_as_microtome_atlas_stores_it(
     spec = resolve(ENTRY).spec
     [task] = plan(store, spec, select(spec, [LAYER], None, [ATLAS], "quick", get_dataset(dataset).name))
     [item] = task.items
-    assert task.layers == (LAYER,) and item.unit is None and item.params == atlas_params("quick", get_dataset(dataset).name)
-    small = atlas_params("quick", get_dataset(dataset).name, grid=8, levels=2, positions=6)
+    name = get_dataset(dataset).name
+    assert task.layers == (LAYER,) and item.unit is None and item.params == atlas_params("quick", name)
+    small = atlas_params("quick", name, grid=8, levels=2, positions=6)
     assert store.has(ArtifactKey.for_params(MODEL, LAYER, None, ATLAS, small))  # what the command stored
 
 
 class Tokens(torch.nn.Module):
-    """A toy token layer: 4×4 patches of a 16 px image as 16 tokens of 6 channels `[B, 16, 6]`."""
+    """A toy token layer: a class token and 4×4 patches of a 16 px image, `[B, 1 + 16, 6]`."""
 
     def __init__(self):
         super().__init__()
         self.patch = torch.nn.Conv2d(3, 6, 4, stride=4)
+        self.cls = torch.nn.Parameter(torch.full((1, 1, 6), 100.0))  # far from every patch token
         self.blocks = torch.nn.Identity()  # the token layer's hook point
         self.head = torch.nn.Linear(6, 3)
 
     def forward(self, x):
-        tokens = self.blocks(self.patch(x).flatten(2).transpose(1, 2))  # [B, 16, 6]
-        return self.head(tokens.relu().mean(1))  # [B, 3]
+        patches = self.patch(x).flatten(2).transpose(1, 2)  # [B, 16, 6]
+        tokens = self.blocks(torch.cat([self.cls.expand(len(x), -1, -1), patches], 1))  # [B, 17, 6]
+        return self.head(tokens[:, 1:].relu().mean(1))  # [B, 3]
 
 
 TINY = {"grid": 4, "levels": 1, "positions": 4, "steps": 4, "size": 16}  # seconds, not minutes
@@ -225,7 +230,7 @@ def test_token_layers_and_sae_layers_have_atlases_too(built):
     result = atlas(Tokens(), spec, "blocks", data, atlas_params("quick", data.name, **TINY))
     doc = json.loads(result.files["atlas.json"])
     assert doc["positions_grid"] == [4, 4] and len(doc["vectors"]["photo"]) == 3 * PHOTOS * 4
-    assert len(doc["mean"]) == 6 and result.meta["cells"][0] > 0
+    assert len(doc["mean"]) == 6 and result.meta["cells"][0] > 0 and max(doc["mean"]) < 50  # no class token
     assert all(0 <= x < 4 and 0 <= y < 4 for x, y in doc["vectors"]["position"])
     model, base = colour_net()
     torch.manual_seed(0)

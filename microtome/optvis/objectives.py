@@ -15,6 +15,7 @@ holds the images `[B, 3, H, W]` in [0, 1] before any transform.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
 
@@ -176,6 +177,7 @@ def direction_cossim(layer: str, direction: Sequence[float] | torch.Tensor,
     """Lucid's activation-atlas objective (`direction_neuron_cossim`), on the mean activation
     vector over positions `m` `[C]` (patch tokens of a `[B, N, D]` layer) less `reference` `[C]`
     (the dataset's mean: otherwise every direction shares the layer's mean): `⟨m, d̂⟩·|cos(m, d)|^p`.
+    A token layer's patch tokens are its last side² tokens: prefix tokens (class, registers) are left out.
     The dot product rewards strength along the direction, the cosine power keeps the
     vector pointed along it; `|cos|` keeps the sign of the dot product for any power."""
     vec = torch.as_tensor(direction, dtype=torch.float32).flatten()
@@ -184,6 +186,8 @@ def direction_cossim(layer: str, direction: Sequence[float] | torch.Tensor,
 
     def fn(acts: Acts) -> torch.Tensor:
         t = acts[layer]
+        if t.dim() == 3:  # [B, N, D] -> its patch tokens
+            t = t[:, t.shape[1] - math.isqrt(t.shape[1]) ** 2:]
         m = t.flatten(2).mean(2) if t.dim() == 4 else (t.mean(1) if t.dim() == 3 else t)  # [B, C]
         m = m - ref.to(m.device, m.dtype)
         dot = m @ unit_vec.to(m.device, m.dtype)  # [B]

@@ -22,8 +22,10 @@ from microtome.techniques.registry import PRESETS
 @click.argument("model")
 @click.argument("layer")
 @click.option("--dataset", default="samples", show_default=True, help="samples or folder:PATH")
-@click.option("--grid", default=20, show_default=True, type=click.IntRange(1, 200), help="cells per side of the finest level")
-@click.option("--levels", default=3, show_default=True, type=click.IntRange(1, 8), help="levels, each half as fine as the next")
+@click.option("--grid", default=20, show_default=True, type=click.IntRange(1, 200),
+              help="cells per side of the finest level")
+@click.option("--levels", default=3, show_default=True, type=click.IntRange(1, 8),
+              help="levels, each half as fine as the next")
 @click.option("--positions", default=16, show_default=True, type=click.IntRange(1), help="random positions per photo")
 @click.option("--preset", default="standard", show_default=True, type=click.Choice(PRESETS),
               help="the icons' optimization steps and size")

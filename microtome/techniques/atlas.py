@@ -50,13 +50,13 @@ PHOTO_SIDE = 160  # px of the photo thumbnails cells show
 
 def _positions(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
     """A layer output as vectors per position `[B, P, C]`, and its grid of positions (rows,
-    columns): `[B, C, H, W]` (H, W); `[B, N, D]` tokens (a square patch grid, else one row of N);
-    `[B, C]` (1, 1)."""
+    columns): `[B, C, H, W]` (H, W); `[B, N, D]` tokens: the patch tokens, the last side² of
+    them, prefix tokens (class, registers) left out (side, side); `[B, C]` (1, 1)."""
     if t.dim() == 4:
         return t.flatten(2).transpose(1, 2), (t.shape[2], t.shape[3])
     if t.dim() == 3:
         side = math.isqrt(t.shape[1])
-        return t, (side, side) if side * side == t.shape[1] else (1, t.shape[1])
+        return t[:, t.shape[1] - side * side:], (side, side)
     return t.unsqueeze(1), (1, 1)
 
 
@@ -79,7 +79,8 @@ def _pass(model, spec, layer, x: torch.Tensor, k: int):
 
     handle = resolve_modules(model, {"a": source.module})["a"].register_forward_hook(swap)
     try:
-        with torch.enable_grad(), hooked(model, {layer.id: layer.module} if source is not layer else {}) as captured:
+        features = {layer.id: layer.module} if source is not layer else {}  # an SAE's, read beside
+        with torch.enable_grad(), hooked(model, features) as captured:
             logits = model(x)
             if logits.dim() != 2:
                 raise MicrotomeError(f"an atlas needs class logits [B, K] from {spec.id}, got shape "

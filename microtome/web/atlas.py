@@ -94,7 +94,7 @@ def compare(state: AppState, model: str, layer: str, a: str, b: str) -> Data | R
         return Redirect(url)
     sides = [{"class": i, "label": A.label(doc, i), "url": A.class_url(view.id, found["id"], i),
               "levels": A.class_levels(state, art, doc, i)} for i in (ia, ib)]
-    finest = [{(c["x"], c["y"]): c for c in side["levels"][-1]["cells"]} for side in sides] if doc["levels"] else [{}, {}]
+    finest = [{(c["x"], c["y"]): c for c in side["levels"][-1]["cells"]} if side["levels"] else {} for side in sides]
     shared = [{"x": x, "y": y, "image": finest[0][(x, y)]["image"], "url": finest[0][(x, y)]["url"],
                "counts": [finest[0][(x, y)]["count"], finest[1][(x, y)]["count"]]}
               for x, y in sorted(finest[0].keys() & finest[1].keys(), key=lambda p: (p[1], p[0]))]
@@ -147,9 +147,10 @@ def _family(art, doc: A.Doc, model: str, layer: str, i: int, cell: A.Doc) -> tup
     children = []
     if i + 1 < len(levels):
         down = levels[i + 1]["grid"]
+        inside = [c for c in levels[i + 1]["cells"]
+                  if (c["x"] * grid // down, c["y"] * grid // down) == (cell["x"], cell["y"])]
         children = [{"level": i + 1, "x": c["x"], "y": c["y"], "url": A.cell_url(model, layer, i + 1, c["x"], c["y"]),
-                     "image": A.icon_url(art, i + 1, c)}
-                    for c in levels[i + 1]["cells"] if (c["x"] * grid // down, c["y"] * grid // down) == (cell["x"], cell["y"])]
+                     "image": A.icon_url(art, i + 1, c)} for c in inside]
     return parent, children
 
 
