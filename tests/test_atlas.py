@@ -106,10 +106,11 @@ def test_levels_halve_towards_the_finest_and_bad_ones_are_refused():
         L.level_grids(2, 4)
 
 
-def test_a_vector_favours_the_class_its_attribution_pushes_most():
-    classes = np.array([[3, 5], [3, 5], [7, 1]])
-    scores = np.array([[0.2, 0.9], [0.5, -1.0], [-0.1, -0.3]])
-    assert L.favoured(classes, scores).tolist() == [5, 3, -1]
+def test_a_vector_favours_the_classes_its_attribution_pushes_up():
+    classes = [[3, 5], [3, 5], [7, 1]]
+    scores = [[0.2, 0.9], [0.5, -1.0], [-0.1, -0.3]]
+    assert L.favours(classes, scores, 5) == [True, False, False] and L.favours(classes, scores, 3) == [True, True, False]
+    assert L.favoured_counts(classes, scores) == {3: 2, 5: 1}
 
 
 def test_classes_resolve_by_index_or_name():
@@ -332,11 +333,11 @@ def test_class_atlases_filter_the_layout_and_two_compare(client, built):
     doc = atlas_doc(built[2])
     colour = {int(k): v["label"] for k, v in doc["photos"].items()}
     cx, cy = L.bin_points(np.array(doc["layout"]["points"]), 8)
-    favour = doc["vectors"]["favoured"]
+    favour = L.favours(doc["vectors"]["classes"], doc["vectors"]["scores"], 1)
     greens = {(int(x), int(y)) for x, y, p, f in zip(cx, cy, doc["vectors"]["photo"], favour)
-              if colour[p] == "green" and f == 1}
+              if colour[p] == "green" and f}
     assert greens and greens & cells(whole, 1) <= cells(green, 1)  # the green photos' vectors' cells
-    assert len(green["layout"]["points"]) == green["klass"]["vectors"] == favour.count(1)
+    assert len(green["layout"]["points"]) == green["klass"]["vectors"] == sum(favour)
     assert cells(red, 1) and not cells(red, 1) & greens  # its own cells: red vectors only
     pair = get(client, f"{ATLAS_URL}/compare/red/green").url.path
     assert pair.endswith(f"{ATLAS_URL}/compare/0/1")

@@ -13,7 +13,7 @@
   the dataset's mean) by `direction_cossim`, all icons of a level in batches, each image
   seeded by its cell so it is the same in any batch.
 With `params["class"]` the atlas is a class atlas: the same layout, its cells made of the
-vectors whose attribution favours that class only (`atlas_layout.favoured`).
+vectors whose attribution favours that class only (`atlas_layout.favours`).
 
 Files: `atlas.json` (everything the pages show; `ATLAS_FORMAT`), `icons/LEVEL/X-Y.png`,
 `photos/INDEX.jpg` (the photos cells show). Meta: the figures (vectors, cells per level,
@@ -205,8 +205,8 @@ def atlas(model, spec, layer_id: str, dataset, params: Mapping[str, Any], device
     points = L.layout(vectors.activations - mean, int(params["seed"]), int(params["neighbors"]),
                       float(params["min_dist"]))
     stage("layout", 1.0)
-    favour = L.favoured(vectors.classes, vectors.scores)
-    keep = np.flatnonzero(favour == params["class"]) if params.get("class") is not None else None
+    keep = None if params.get("class") is None else \
+        np.flatnonzero(L.favours(vectors.classes.tolist(), vectors.scores.tolist(), int(params["class"])))
     levels = _levels(vectors, points, mean, params, keep)
     clock.lap("layout")
     cells = [(i, c) for i, level in enumerate(levels) for c in level["cells"]]
@@ -221,7 +221,7 @@ def atlas(model, spec, layer_id: str, dataset, params: Mapping[str, Any], device
     shown = sorted({vectors.photo[v] for _, c in cells for v in c.photos})
     files.update({f"photos/{p}.jpg": _photo_jpeg(dataset, int(p), spec.input_size) for p in shown})
     clock.lap("render")  # with measuring the icons and the photos' thumbnails
-    document = _document(spec, layer, dataset, params, vectors, info, points, favour, mean, levels)
+    document = _document(spec, layer, dataset, params, vectors, info, points, mean, levels)
     document["agreement"] = {k: v for k, v in agreement.items() if k != "ranks"}
     files["atlas.json"] = json.dumps(document, separators=(",", ":")).encode()
     meta = {"vectors": len(vectors.photo), "photos": len(info["photos"]), "dataset": params["dataset"],
@@ -250,7 +250,7 @@ def _levels(vectors: L.Vectors, points: np.ndarray, mean: np.ndarray, params: Ma
     return levels
 
 
-def _document(spec, layer, dataset, params, vectors: L.Vectors, info, points, favour, mean, levels) -> dict:
+def _document(spec, layer, dataset, params, vectors: L.Vectors, info, points, mean, levels) -> dict:
     """`atlas.json`: what the web pages show, without torch (format `ATLAS_FORMAT`)."""
     used = {int(c) for c in np.unique(vectors.classes)}
     labels = {str(c): spec.labels[c] for c in sorted(used) if c < len(spec.labels)}
@@ -264,7 +264,7 @@ def _document(spec, layer, dataset, params, vectors: L.Vectors, info, points, fa
         "positions_grid": list(info["grid"]), "positions_per_photo": int(params["positions"]),
         "photos": {str(k): v for k, v in info["photos"].items()},
         "vectors": {"photo": vectors.photo.tolist(), "position": vectors.position.tolist(),
-                    "favoured": favour.tolist(), "classes": vectors.classes.tolist(),
+                    "classes": vectors.classes.tolist(),
                     "scores": np.round(vectors.scores, 5).tolist()},
         "layout": {"method": "umap", "metric": "cosine", "seed": int(params["seed"]),
                    "n_neighbors": int(params["neighbors"]), "min_dist": float(params["min_dist"]),

@@ -3,7 +3,7 @@
 `layout(vectors, seed) -> points [N, 2]` in the unit square (UMAP, cosine metric, seeded);
 `bin_points(points, grid) -> (cx [N], cy [N])`; `summarize(...)` gives each cell of a level that
 holds at least `min_count` vectors its count, mean vector, top classes by summed attribution,
-top units and a few photos; `favoured(...)` names the class each vector's attribution favours
+top units and a few photos; `favours(...)` says which vectors' attribution favours a class
 (the class atlases' filter); `agreement(...)` measures icons against their cells;
 `resolve_class(labels, text)` reads a class given by index or name. Cells are numbered from the
 top left: `x` is the column, `y` the row, each in `0..grid-1`. The web reads the stored result
@@ -84,12 +84,21 @@ class Vectors:
     scores: np.ndarray  # [N, K] float
 
 
-def favoured(classes: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    """The class each vector's attribution favours `[N]`: the one of its classes with the
-    largest attribution when that is positive, else -1 (it pushes toward none of them)."""
-    best = np.argmax(scores, axis=1)  # [N]
-    top = classes[np.arange(len(classes)), best]
-    return np.where(scores[np.arange(len(scores)), best] > 0, top, -1)
+def favours(classes: Sequence[Sequence[int]], scores: Sequence[Sequence[float]], wanted: int) -> list[bool]:
+    """Whether each vector's attribution favours class `wanted` `[N]`: the class is one of its
+    photo's top classes and the vector's attribution toward it is positive (it pushes the
+    class's logit up). A vector may favour several classes: a water texture may push toward
+    both "snorkel" and "scuba diver". Plain Python: the web reads it from `atlas.json`."""
+    return [any(c == wanted and s > 0 for c, s in zip(cs, ss)) for cs, ss in zip(classes, scores)]
+
+
+def favoured_counts(classes: Sequence[Sequence[int]], scores: Sequence[Sequence[float]]) -> dict[int, int]:
+    """`{class: the number of vectors that favour it}` (`favours`), for every class some vector favours."""
+    counts: dict[int, int] = {}
+    for cs, ss in zip(classes, scores):
+        for c in {c for c, s in zip(cs, ss) if s > 0}:
+            counts[c] = counts.get(c, 0) + 1
+    return counts
 
 
 def top_classes(members: np.ndarray, vectors: Vectors, top: int) -> list[tuple[int, float]]:
@@ -158,13 +167,13 @@ def _photos(members: np.ndarray, vectors: Vectors, mean: np.ndarray, direction: 
     return chosen
 
 
-def class_cells(points: Sequence[Sequence[float]], favour: Sequence[int], wanted: int, grid: int,
+def class_cells(points: Sequence[Sequence[float]], chosen: Sequence[bool], grid: int,
                 kept: Callable[[int, int], bool] = lambda x, y: True) -> dict[tuple[int, int], int]:
-    """`{(x, y): vectors favouring class `wanted`}` on a `grid × grid` level, for the cells
-    `kept(x, y)` accepts (the whole atlas's cells): a class atlas, in plain Python for the web."""
+    """`{(x, y): the chosen vectors in it}` on a `grid × grid` level (a class atlas: the vectors
+    that favour the class), for the cells `kept(x, y)` accepts, in plain Python for the web."""
     counts: dict[tuple[int, int], int] = {}
-    for (u, v), c in zip(points, favour):
-        if c != wanted:
+    for (u, v), take in zip(points, chosen):
+        if not take:
             continue
         cell = (min(int(u * grid), grid - 1), min(int(v * grid), grid - 1))
         if kept(*cell):

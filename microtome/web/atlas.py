@@ -73,14 +73,14 @@ def class_atlas(state: AppState, model: str, layer: str, klass: str) -> Data | R
         return Redirect(url)
     own = A.stored(state, view.id, found["id"], index)
     levels = A.levels(state, *own) if own else A.class_levels(state, art, doc, index)
-    favour, points = doc["vectors"]["favoured"], doc["layout"]["points"]
+    chosen, points = A.favouring(doc, index), doc["layout"]["points"]
     name = A.label(doc, index)
     return {**_page(state, view, found, art, doc, "atlas", f"class atlas of {name} in {view.id}/{found['id']}", url),
             "levels": levels,
-            "klass": {"class": index, "label": name, "vectors": sum(1 for c in favour if c == index),
+            "klass": {"class": index, "label": name, "vectors": sum(chosen),
                       "icons": "class" if own else "whole atlas"},
             "layout": {"method": doc["layout"]["method"], "seed": doc["layout"]["seed"],
-                       "points": [p for p, c in zip(points, favour) if c == index]}}
+                       "points": [p for p, take in zip(points, chosen) if take]}}
 
 
 def compare(state: AppState, model: str, layer: str, a: str, b: str) -> Data | Redirect:

@@ -16,7 +16,7 @@ from typing import Any
 
 from microtome.errors import NotFound
 from microtome.store import Artifact
-from microtome.techniques.atlas_layout import class_cells
+from microtome.techniques.atlas_layout import class_cells, favoured_counts, favours
 from microtome.techniques.builtin import ATLAS
 from microtome.web.artifacts import PRESET_RANK, blob_url
 from microtome.web.links import unit_link
@@ -115,12 +115,12 @@ def class_levels(state: AppState, art: Artifact, doc: Doc, klass: int) -> list[D
     """The whole atlas's cells that hold vectors favouring `klass`, each with `count` the number
     of those vectors (`cell_count`: all of its vectors) and its icon: the class atlas on the
     whole atlas's layout, without rendering anything."""
-    points, favour = doc["layout"]["points"], doc["vectors"]["favoured"]
+    points, chosen = doc["layout"]["points"], favouring(doc, klass)
     out = []
     for i, level in enumerate(doc["levels"]):
         grid = level["grid"]
         by_place = {(c["x"], c["y"]): c for c in level["cells"]}
-        counts = class_cells(points, favour, klass, grid, lambda x, y: (x, y) in by_place)
+        counts = class_cells(points, chosen, grid, lambda x, y: (x, y) in by_place)
         most = max(counts.values(), default=0)
         cells = [{**cell_view(state, art, doc, i, c, directions=False), "count": counts[(c["x"], c["y"])],
                   "cell_count": c["count"], "opacity": opacity(counts[(c["x"], c["y"])], most)}
@@ -129,12 +129,14 @@ def class_levels(state: AppState, art: Artifact, doc: Doc, klass: int) -> list[D
     return out
 
 
+def favouring(doc: Doc, klass: int) -> list[bool]:
+    """Which vectors favour `klass` `[N]` (`atlas_layout.favours`)."""
+    return favours(doc["vectors"]["classes"], doc["vectors"]["scores"], klass)
+
+
 def class_choices(doc: Doc) -> list[Doc]:
     """The classes some vector favours, by how many do (then by name): the class picker."""
-    counts: dict[int, int] = {}
-    for c in doc["vectors"]["favoured"]:
-        if c >= 0:
-            counts[c] = counts.get(c, 0) + 1
+    counts = favoured_counts(doc["vectors"]["classes"], doc["vectors"]["scores"])
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], label(doc, kv[0])))
     return [{"class": c, "label": label(doc, c), "vectors": n,
              "url": class_url(doc["model"], doc["layer"], c)} for c, n in ranked]
