@@ -114,7 +114,8 @@ def levels(state: AppState, art: Artifact, doc: Doc) -> list[Doc]:
 def class_levels(state: AppState, art: Artifact, doc: Doc, klass: int) -> list[Doc]:
     """The whole atlas's cells that hold vectors favouring `klass`, each with `count` the number
     of those vectors (`cell_count`: all of its vectors) and its icon: the class atlas on the
-    whole atlas's layout, without rendering anything."""
+    whole atlas's layout, without rendering anything. A cell lists the 3 classes and 5 units its
+    tooltip shows (its page has the rest): a static export holds a page per class."""
     points, chosen = doc["layout"]["points"], favouring(doc, klass)
     out = []
     for i, level in enumerate(doc["levels"]):
@@ -122,8 +123,10 @@ def class_levels(state: AppState, art: Artifact, doc: Doc, klass: int) -> list[D
         by_place = {(c["x"], c["y"]): c for c in level["cells"]}
         counts = class_cells(points, chosen, grid, lambda x, y: (x, y) in by_place)
         most = max(counts.values(), default=0)
-        cells = [{**cell_view(state, art, doc, i, c, directions=False), "count": counts[(c["x"], c["y"])],
-                  "cell_count": c["count"], "opacity": opacity(counts[(c["x"], c["y"])], most)}
+        cells = [{**cell_view(state, art, doc, i, {**c, "classes": c["classes"][:3], "units": c["units"][:5]},
+                              directions=False),
+                  "count": counts[(c["x"], c["y"])], "cell_count": c["count"],
+                  "opacity": opacity(counts[(c["x"], c["y"])], most)}
                  for c in level["cells"] if (c["x"], c["y"]) in counts]
         out.append({"level": i, "grid": grid, "cells": cells})
     return out
