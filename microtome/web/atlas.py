@@ -73,6 +73,10 @@ def class_atlas(state: AppState, model: str, layer: str, klass: str) -> Data | R
         return Redirect(url)
     own = A.stored(state, view.id, found["id"], index)
     levels = A.levels(state, *own) if own else A.class_levels(state, art, doc, index)
+    for i, level in enumerate(levels if own else []):  # its own cells open the whole atlas's cell there
+        whole = {(c["x"], c["y"]) for c in doc["levels"][i]["cells"]} if i < len(doc["levels"]) else set()
+        for c in level["cells"]:
+            c["url"] = A.cell_url(view.id, found["id"], i, c["x"], c["y"]) if (c["x"], c["y"]) in whole else None
     chosen, points = A.favouring(doc, index), doc["layout"]["points"]
     name = A.label(doc, index)
     return {**_page(state, view, found, art, doc, "atlas", f"class atlas of {name} in {view.id}/{found['id']}", url),
