@@ -281,12 +281,14 @@ def _announce_when_done(builder, log_path: Path) -> None:
 
 def _add_stage_commands() -> None:
     from microtome.inspect.cli import inspect_command
+    from microtome.pipeline.atlas_command import atlas_command
     from microtome.pipeline.commands import COMMANDS
     from microtome.pipeline.compare import compare_command
     from microtome.pipeline.sae_command import sae_command
     from microtome.web.cli import export, serve
 
-    for command in (*COMMANDS, sae_command, serve, export, inspect_command, compare_command):
+    for command in (*COMMANDS, sae_command, serve, export, inspect_command, compare_command,
+                    atlas_command):
         main.add_command(command)
 
 

@@ -101,7 +101,7 @@ def test_declarations_drive_order_and_lookups():
     assert technique_ids()[0] == "dataset_examples"  # feature vis reads its best examples
     assert technique("feature_vis").reads == ("dataset_examples",)
     assert [t.id for t in web_sections()] == ["feature_vis", "deepdream", "dataset_examples", "tuning",
-                                             "connections", "sae", "labels", "similar"]
+                                             "connections", "sae", "labels", "similar", "atlas"]
     assert technique("feature_vis").group({"variant": "neuron"}) == "feature_vis:neuron"
     assert technique("feature_vis").group({}) == "feature_vis:positive"
     assert technique("tuning").group({}) == "tuning"

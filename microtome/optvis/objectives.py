@@ -15,6 +15,7 @@ holds the images `[B, 3, H, W]` in [0, 1] before any transform.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Callable, Iterable, Sequence
 
@@ -172,6 +173,32 @@ def direction_neuron(layer: str, direction: Sequence[float] | torch.Tensor, x: i
     where = "" if x is None and y is None else f", x={x}, y={y}"
     where += "" if batch is None else f", batch={batch}"
     return Objective(_only(batch, fn), f"direction_neuron({layer}, [{len(vec)}]{where})", [layer])
+
+
+def direction_cossim(layer: str, direction: Sequence[float] | torch.Tensor,
+                     reference: Sequence[float] | torch.Tensor | None = None,
+                     cossim_pow: float = 2.0) -> Objective:
+    """Lucid's activation-atlas objective (`direction_neuron_cossim`), on the mean activation
+    vector over positions `m` `[C]` (patch tokens of a `[B, N, D]` layer) less `reference` `[C]`
+    (the dataset's mean: otherwise every direction shares the layer's mean): `⟨m, d̂⟩·|cos(m, d)|^p`.
+    A token layer's patch tokens are its last side² tokens: prefix tokens (class, registers) are left out.
+    The dot product rewards strength along the direction, the cosine power keeps the
+    vector pointed along it; `|cos|` keeps the sign of the dot product for any power."""
+    vec = torch.as_tensor(direction, dtype=torch.float32).flatten()
+    ref = torch.zeros_like(vec) if reference is None else torch.as_tensor(reference, dtype=torch.float32).flatten()
+    unit_vec = vec / vec.norm().clamp_min(1e-8)
+
+    def fn(acts: Acts) -> torch.Tensor:
+        t = acts[layer]
+        if t.dim() == 3:  # [B, N, D] -> its patch tokens
+            t = t[:, t.shape[1] - math.isqrt(t.shape[1]) ** 2:]
+        m = t.flatten(2).mean(2) if t.dim() == 4 else (t.mean(1) if t.dim() == 3 else t)  # [B, C]
+        m = m - ref.to(m.device, m.dtype)
+        dot = m @ unit_vec.to(m.device, m.dtype)  # [B]
+        cos = dot / m.norm(dim=1).clamp_min(1e-8)
+        return dot * cos.abs().pow(cossim_pow)
+
+    return Objective(fn, f"direction_cossim({layer}, [{len(vec)}], pow={_num(float(cossim_pow))})", [layer])
 
 
 def channel_interpolate(layer1: str, n_channel1: int, layer2: str, n_channel2: int) -> Objective:

@@ -198,6 +198,47 @@ SIMILAR_ENTRY = Technique(
     section=Section("Similar units in other models", "sections/similar.html", 70, "similar"))
 
 
+ATLAS = "atlas"
+# the layout and its cells (any preset); `grid`: the finest level's side, `levels` halving from it;
+# `classes`: the top predicted classes per photo each vector's attribution is taken toward
+ATLAS_DEFAULTS: dict[str, Any] = {"positions": 16, "grid": 20, "levels": 3, "min_count": 3, "classes": 5,
+                                  "neighbors": 20, "min_dist": 0.1, "top": 8, "photos": 6}
+# the icons: `direction_cossim` of each cell's direction (relative to the dataset's mean)
+ATLAS_RENDER: dict[str, dict[str, Any]] = {
+    "quick": {"steps": 64, "size": 64},
+    "standard": {"steps": 128, "size": 80},
+    "full": {"steps": 256, "size": 96},
+}
+ATLAS_STAGES = {"collect": 0.2, "layout": 0.1, "render": 0.7}  # shares of a build's progress bar
+
+
+def atlas_params(preset: str, dataset: str = "samples", seed: int = 0, klass: int | None = None,
+                 **overrides: Any) -> Params:
+    """The params of one atlas artifact; `overrides` come from `microtome atlas`'s options
+    (grid, levels, positions); `klass` makes it the class atlas of that class index."""
+    check_preset(preset)
+    params = {"preset": preset, "dataset": dataset, "seed": seed, **ATLAS_DEFAULTS, **ATLAS_RENDER[preset],
+              "lr": OPTIMIZATION["lr"], "objective": "direction_cossim", "cossim_pow": 2.0,
+              "relative_to": "dataset_mean", "transforms": "standard"}
+    params.update({name: value for name, value in overrides.items() if value is not None})
+    if klass is not None:
+        params.update({"class": int(klass), "min_count": 1})  # a class's vectors are few
+    return params
+
+
+def _atlas_cost(params: dict[str, Any]) -> float:
+    """Rough seconds: about 300 icons, and a pass over the dataset (unknown here: ~1000 photos)."""
+    return 300 * params["steps"] * (params["size"] / 64) ** 2 * 0.015 + 60.0
+
+
+ATLAS_ENTRY = Technique(
+    id=ATLAS, title="Activation atlas", scope=LAYER,
+    runner="microtome.techniques.atlas:run_atlas",
+    params=lambda ctx: [atlas_params(ctx.preset, ctx.dataset, ctx.seed)],
+    cost=_atlas_cost, units_per_task=1, uses_dataset=True, in_all=False,
+    section=Section("Activation atlas", order=80, anchor="atlas", unit_page=False))
+
+
 def _tuning_params(preset: str) -> Params:
     """A preset's sweep with numbers as floats where the sweep takes floats (as `check_sweep`
     completes it; the stored key is of this form)."""
@@ -211,4 +252,4 @@ def _tuning_params(preset: str) -> Params:
 
 # run order: dataset examples first (feature vis reads their best activations)
 BUILTINS = (DATASET_EXAMPLES_ENTRY, FEATURE_VIS_ENTRY, DEEPDREAM_ENTRY, TUNING_ENTRY, CONNECTIONS_ENTRY,
-            LABELS_ENTRY, SAE_ENTRY, SIMILAR_ENTRY)
+            LABELS_ENTRY, SAE_ENTRY, SIMILAR_ENTRY, ATLAS_ENTRY)

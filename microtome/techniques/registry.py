@@ -42,12 +42,14 @@ class Context:
 @dataclass(frozen=True)
 class Section:
     """How the unit page shows a technique: a heading, a template under `web/templates/`
-    (given `d` = the page and `s` = this technique's views), and its place (lower first)."""
+    (given `d` = the page and `s` = this technique's views), and its place (lower first).
+    `unit_page=False`: a layer-wide view with pages of its own, not a section of unit pages."""
 
     title: str
     template: str = "sections/generic.html"
     order: int = 100
     anchor: str = ""
+    unit_page: bool = True
 
 
 @dataclass(frozen=True)

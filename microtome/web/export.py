@@ -29,6 +29,7 @@ from microtome.errors import MicrotomeError
 from microtome.store import Store
 from microtome.techniques.builtin import CONNECTIONS, LABELS
 from microtome.web import views
+from microtome.web.atlas import export_atlases
 from microtome.web.circuit import circuit
 from microtome.web.artifacts import blob_url
 from microtome.web.links import Exported, unit_link
@@ -144,6 +145,7 @@ def _model_pages(site: _Site, state: AppState, model: str, layers: list[dict[str
                 site.page("circuit.html", circuit(state, model, layer_id, str(unit)),
                           f"models/{model}/{layer_id}/{unit}/circuit")
             count += 1
+    export_atlases(site, state, model, layers)  # web/atlas.py: each layer's atlas, classes and cells
     return count
 
 

@@ -51,8 +51,17 @@ def _node(layer: dict[str, Any], top: int, href: Callable[[str], str]) -> str:
         f'<tspan dx="14">{escape(units)}</tspan></text>'
         f'<text class="node-built" x="{LEFT + NODE_W - 12}" y="{top + 26}" text-anchor="end">'
         f'{escape(layer.get("built_label", ""))}</text>'
-        "</a>"
+        "</a>" + _atlas_link(layer, top, href)
     )
+
+
+def _atlas_link(layer: dict[str, Any], top: int, href: Callable[[str], str]) -> str:
+    """A link to the layer's activation atlas, over its node's corner, when one is built."""
+    if not layer.get("atlas"):
+        return ""
+    return (f'<a href="{escape(href(layer["atlas"]))}" class="atlas-link"><title>activation atlas of '
+            f'{escape(layer["id"])}</title><text class="node-atlas" x="{LEFT + NODE_W - 12}" y="{top + 52}" '
+            'text-anchor="end">atlas</text></a>')
 
 
 def graph_svg(layers: Sequence[dict[str, Any]], edges: Sequence[Sequence[str]],

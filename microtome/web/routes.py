@@ -23,7 +23,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from microtome.web import circuit, search, views
+from microtome.web import atlas, circuit, search, views
 from microtome.web.forms import MB, parse_form, read_body
 from microtome.web.state import AppState
 from microtome.web.templating import Renderer, to_json
@@ -82,6 +82,7 @@ def routes() -> list[Route]:
         Route("/models/{model}/inspect/{job}/{name}", inspect_views.file, cached=False, twin=False),
         Route("/models/{model}", views.model, "model.html"),
         Route("/models/{model}/{layer}", views.layer, "layer.html"),
+        *atlas_routes(),
         Route("/models/{model}/{layer}/{unit}", views.unit, "unit.html"),
         Route("/jobs/{model}/{layer}/{unit}", views.job, cached=False, headers=NO_STORE),
         Route("/jump", views.jump, cached=False),
@@ -95,6 +96,15 @@ def routes() -> list[Route]:
         Route(unit_path + "/notes", views.add_note, cached=False, methods=("POST",), body_limit=MAX_NOTE_FORM),
         Route("/blobs/{name}", views.blob, cached=False, twin=False, registry=False),
     ]
+
+
+def atlas_routes() -> list[Route]:
+    """The activation atlas's pages (web/atlas.py), matched before unit pages."""
+    path = "/models/{model}/{layer}/atlas"
+    return [Route(path, atlas.atlas, "atlas.html"), Route(path + ".json", atlas.atlas, "atlas.html"),
+            Route(path + "/class/{klass}", atlas.class_atlas, "atlas.html"),
+            Route(path + "/compare/{a}/{b}", atlas.compare, "atlas_compare.html"),
+            Route(path + "/{level}/{x}/{y}", atlas.cell, "atlas_cell.html")]
 
 
 def wants_json(request: Request) -> bool:

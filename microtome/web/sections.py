@@ -28,7 +28,7 @@ RESERVED = frozenset({"page", "title", "model", "layer", "unit", "shorthand", "u
 
 def shown() -> list[Technique]:
     """The techniques the unit page shows, in `web_sections()` order."""
-    return [t for t in web_sections() if t.id not in RESERVED]
+    return [t for t in web_sections() if t.id not in RESERVED and t.section.unit_page]
 
 
 def _source(t: Technique, unit: Picked, layer: Picked) -> Picked:

@@ -20,7 +20,8 @@ from microtome.errors import MicrotomeError, NotFound
 from microtome.store import Store
 from microtome.store.notes import add_note as put_note
 from microtome.store.notes import notes
-from microtome.techniques.builtin import CONNECTIONS, DATASET_EXAMPLES, DEEPDREAM, FEATURE_VIS, LABELS, SAE, SIMILAR
+from microtome.techniques.builtin import (ATLAS, CONNECTIONS, DATASET_EXAMPLES, DEEPDREAM, FEATURE_VIS, LABELS, SAE,
+                                          SIMILAR)
 from microtome.techniques.registry import technique, web_sections
 from microtome.web import blobs
 from microtome.web.artifacts import dead_on, image_url, pick
@@ -133,6 +134,7 @@ def model(state: AppState, model: str) -> Data | Redirect:
         built = sum(counts.values())
         dream = pick(dreams.get(layer["id"], [])).get(DEEPDREAM)
         layers.append({**layer_brief(view, layer), "deepdream": image_url(dream), "counts": counts,
+                       "atlas": f"/models/{view.id}/{layer['id']}/atlas" if counts.get(ATLAS) else None,
                        "built_label": f"{built} artifact{'s' if built != 1 else ''}" if built else ""})
     return {"page": "model", "title": view.title, "model": model_brief(view), "layers": layers,
             "edges": [list(e) for e in view.summary.get("edges", [])], "url": f"/models/{view.id}",
@@ -182,6 +184,7 @@ def layer(state: AppState, model: str, layer: str, variant: str = "positive", pa
         "page": "layer", "title": f"{view.id}/{lid}", "model": model_brief(view),
         "layer": {**layer_brief(view, found), "deepdream": image_url(dream)},
         "sae": layer_summary(state.store, view.id, lid),  # a dictionary layer's SAE, else None
+        "atlas": f"/models/{view.id}/{lid}/atlas" if built.get(ATLAS) else None,  # web/atlas.py
         "variant": variant,
         "variants": [{"name": v, "url": link(v, 1), "current": v == variant} for v in GRID_VARIANTS],
         "sort": sort, "label": label, "matching": None if order is None else len(order),
