@@ -133,14 +133,15 @@ def render_icons(model, spec, layer_id: str, directions: np.ndarray, mean: np.nd
     """The icons `[M, 3, S, S]` of `directions` `[M, C]` (relative to `mean` `[C]`), rendered
     `ICON_BATCH` at a time; icon i's image is seeded by `seeds[i]` alone."""
     images = []
-    total = max(len(directions), 1) * int(params["steps"])
+    icons = max(len(directions), 1)
     for start in range(0, len(directions), ICON_BATCH):
         chunk = directions[start:start + ICON_BATCH]
         objectives = [O.direction_cossim(layer_id, d, mean, float(params["cossim_pow"])) for d in chunk]
         result = render(model, objectives, spec=spec, size=int(params["size"]), steps=int(params["steps"]),
                         lr=float(params["lr"]), seeds=seeds[start:start + len(chunk)], device=device,
                         transforms=None if params["transforms"] == "standard" else [],
-                        progress=lambda step, steps, values, n=len(chunk): tick(n / total))
+                        # a layer schedule may change the steps: tick by the render's own
+                        progress=lambda step, steps, values, n=len(chunk): tick(n / icons / steps))
         images.append(result.images.cpu())
     return torch.cat(images) if images else torch.zeros(0, 3, int(params["size"]), int(params["size"]))
 
