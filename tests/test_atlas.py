@@ -30,6 +30,7 @@ from microtome.techniques.atlas import collect
 from microtome.techniques.builtin import ATLAS, atlas_params
 from microtome.web import create_app
 from microtome.web.export import export
+from tests.test_browser import NEEDS_CHROMIUM, browser  # noqa: F401  (fixtures)
 from tests.toy_models import colour_net
 
 MODEL, ENTRY, LAYER = "colour_net", "tests.toy_models:colour_net", "colour"
@@ -399,21 +400,14 @@ def test_the_static_export_holds_the_atlas_and_its_links_resolve(built, tmp_path
                 assert resolved.exists(), (page, target)
 
 
-CHROMIUM = "/usr/bin/chromium"
-
-
+@NEEDS_CHROMIUM[1]  # the suite's rule: skipped only where no Chromium is installed, never under CI
 @slow
-@pytest.mark.skipif(not Path(CHROMIUM).exists() and not __import__("os").environ.get("CI"),
-                    reason=f"no Chromium at {CHROMIUM}; under CI a missing browser fails instead")
-def test_in_chromium_the_atlas_zooms_hovers_and_clicks_through_to_a_unit(built):
-    from playwright.sync_api import sync_playwright
-
+def test_in_chromium_the_atlas_zooms_hovers_and_clicks_through_to_a_unit(built, browser):
     from tests.web_fixtures import LiveServer
 
     _, _, store = built
     errors: list[str] = []
-    with LiveServer(create_app(store, registry=None, on_demand=False)) as live, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+    with LiveServer(create_app(store, registry=None, on_demand=False)) as live:
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -438,5 +432,5 @@ def test_in_chromium_the_atlas_zooms_hovers_and_clicks_through_to_a_unit(built):
         page.wait_for_url(f"**{ATLAS_URL}/0/*/*")
         page.locator(".atlas-units a").first.click()
         page.wait_for_url(f"**/models/{MODEL}/{LAYER}/*")
-        browser.close()
+        page.close()
     assert errors == []

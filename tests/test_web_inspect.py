@@ -146,12 +146,17 @@ def test_upload_limits_413_415_and_bombs(client):
     assert client.post(url, data={"layers": "texture"}).status_code == 400  # no photo
 
 
-def test_one_at_a_time_a_second_is_503_with_retry_after(tmp_path):
-    gate = threading.Event()
-
+def _gated_load(gate: threading.Event):
+    """A model loader that waits for `gate`: an inspection that runs until the test lets it end."""
     def slow(model, weights):
         gate.wait(30)
         return texture_net()
+    return slow
+
+
+def test_one_at_a_time_a_second_is_503_with_retry_after(tmp_path):
+    gate = threading.Event()
+    slow = _gated_load(gate)
     store = toy_store(tmp_path / "store")
     with TestClient(toy_app(store, InspectJobs(load=slow, **TINY))) as c:
         url = f"/models/{MODEL}/inspect.json"
@@ -170,10 +175,7 @@ def test_one_at_a_time_a_second_is_503_with_retry_after(tmp_path):
 
 def test_a_short_running_inspection_is_waited_for(tmp_path):
     gate = threading.Event()
-
-    def slow(model, weights):
-        gate.wait(30)
-        return texture_net()
+    slow = _gated_load(gate)
     store = toy_store(tmp_path / "store")
     with TestClient(toy_app(store, InspectJobs(load=slow, mean_s=1.0, wait_s=20, **TINY))) as c:
         url = f"/models/{MODEL}/inspect.json"
