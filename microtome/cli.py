@@ -214,7 +214,7 @@ DEMO_COMPARE = ("compare", DEMO_MODEL, "efficientnet_lite1", "--layers", "block1
 def demo_steps(store_root: str, layers: str = DEMO_LAYERS) -> list[list[str]]:
     """The demo's build, as the commands it runs one after the other: `layers` whole, then
     `DEMO_LATE`'s first units, the logits' labels, block10's SAE and the comparison."""
-    from microtome.web.views import GRID_VARIANTS
+    from microtome.web.pages.views import GRID_VARIANTS
 
     common = ["--preset", "quick", "--dataset", "samples", "--store", store_root, "--threads", "1"]
     cli = [sys.executable, "-m", "microtome.cli"]

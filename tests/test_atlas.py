@@ -29,7 +29,7 @@ from microtome.techniques import atlas_layout as L
 from microtome.techniques.atlas import collect
 from microtome.techniques.builtin import ATLAS, atlas_params
 from microtome.web import create_app
-from microtome.web.export import export
+from microtome.web.server.export import export
 from tests.test_browser import NEEDS_CHROMIUM, browser  # noqa: F401  (fixtures)
 from tests.toy_models import colour_net
 

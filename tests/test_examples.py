@@ -295,7 +295,7 @@ def stored(r):
 def test_the_page_shows_each_heat_map_as_its_tile_of_the_sprite(folder) -> None:
     """The web's CSS for an example's heat map lands exactly on that example's tile, at any
     size, and the pixels around each tile repeat its edge (smooth scaling bleeds nothing in)."""
-    from microtome.web.artifacts import examples_view
+    from microtome.web.present.artifacts import examples_view
 
     model, spec = toy()
     data = get_dataset(f"folder:{folder}")
@@ -324,7 +324,7 @@ def test_crops_too_big_for_a_file_are_shown_as_regions_of_the_view(folder, monke
     """Crops too big for a file of their own (`own_file`: all, here) are no files: the page
     shows the region `box` of the whole view, and that region is the receptive-field crop
     (oracle: the photo's pixels in the box; the 32 px view is a lossless PNG)."""
-    from microtome.web.artifacts import examples_view
+    from microtome.web.present.artifacts import examples_view
 
     model, spec = toy()
     data = get_dataset(f"folder:{folder}")

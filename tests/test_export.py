@@ -22,9 +22,10 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from microtome.store import Store
-from microtome.web import create_app, export
-from microtome.web.export import STATIC_DIR
-from microtome.web.search import find_labels, match
+from microtome.web import create_app
+from microtome.web import export
+from microtome.web.server.export import STATIC_DIR
+from microtome.web.pages.search import find_labels, match
 from microtome.web.cli import export as export_command
 from tests.web_fixtures import BUILT_UNITS, LAYER, MODEL, UNTRAINED, links, registry, static_server, store_copy
 

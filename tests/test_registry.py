@@ -153,7 +153,8 @@ def _shown_and_exported(store: Store, site):
 
     from fastapi.testclient import TestClient
 
-    from microtome.web import create_app, export
+    from microtome.web import create_app
+    from microtome.web import export
 
     art = store.find(model="tiny_net", layer="conv1", unit=3, technique="toy_mean")[0]
     with TestClient(create_app(store, on_demand=False, registry=None)) as client:

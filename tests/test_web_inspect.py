@@ -20,9 +20,9 @@ from PIL import Image
 from microtome.images import to_pil
 from microtome.store import Store
 from microtome.web import create_app
-from microtome.web.catalog import ModelView
-from microtome.web.inspect_jobs import InspectJobs
-from microtome.web.inspect_views import SAMPLES, check_layers
+from microtome.web.present.catalog import ModelView
+from microtome.web.jobs.inspect_jobs import InspectJobs
+from microtome.web.pages.inspect_views import SAMPLES, check_layers
 from tests.inspect_toys import stripes, texture_net
 
 MODEL = "texture_net"
@@ -261,7 +261,7 @@ print("torch" in sys.modules)
 
 
 def test_stopping_the_server_cancels_a_running_inspection():
-    from microtome.web.inspect_jobs import InspectBusy, InspectRequest
+    from microtome.web.jobs.inspect_jobs import InspectBusy, InspectRequest
 
     jobs = InspectJobs(load=toy_loader, steps=500, size=16, grid_size=16, grid=2)
     job = jobs.submit(InspectRequest(MODEL, "default", ["texture"], 2, "quick", image=to_pil(stripes())))

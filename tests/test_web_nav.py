@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 
 from microtome.store import Store
 from microtome.store.notes import notes
-from microtome.web import create_app, export
+from microtome.web import create_app
+from microtome.web import export
 from tests.web_fixtures import LABELS, LAYER, MODEL, QUALITY, links, registry, store_copy
 
 UNIT = f"/models/{MODEL}/{LAYER}/1"

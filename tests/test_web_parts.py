@@ -7,11 +7,11 @@ import re
 import time
 
 from microtome.store import Artifact, ArtifactKey
-from microtome.web.artifacts import examples_view, pick
-from microtome.web.blobs import content_type
-from microtome.web.cache import StoreCache
-from microtome.web.export import site_target, static_href
-from microtome.web.graph import graph_svg
+from microtome.web.present.artifacts import examples_view, pick
+from microtome.web.present.blobs import content_type
+from microtome.web.present.cache import StoreCache
+from microtome.web.server.export import site_target, static_href
+from microtome.web.present.graph import graph_svg
 
 
 def layer(i: int, **kw) -> dict:

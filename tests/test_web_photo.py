@@ -21,7 +21,7 @@ from PIL import Image
 
 from microtome.store import Store
 from microtome.web import create_app
-from microtome.web.photo import PhotoSearcher
+from microtome.web.jobs.photo import PhotoSearcher
 from tests.web_fixtures import FULL_UNITS, LAYER, MODEL, LiveServer, registry, store_copy
 
 MB = 1 << 20

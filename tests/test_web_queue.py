@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from microtome.errors import MicrotomeError
 from microtome.store import Store
 from microtome.web import create_app
-from microtome.web.render_queue import QueueFull, RenderQueue
+from microtome.web.jobs.render_queue import QueueFull, RenderQueue
 from tests.web_fixtures import MODEL, FakeRenderer, registry, store_copy
 
 UNBUILT = [f"/models/{MODEL}/block10/{u}" for u in (50, 51, 52)]

@@ -14,11 +14,13 @@ from microtome.errors import MicrotomeError, NotFound
 from microtome.store import Artifact, ArtifactKey, Store
 from microtome.techniques.registry import LAYER as LAYER_SCOPE
 from microtome.techniques.registry import Technique, registered, web_sections
-from microtome.web import atlas, circuit, create_app, export, inspect_views, search, views
-from microtome.web.artifacts import dead_on
-from microtome.web.routes import routes
-from microtome.web.state import AppState
-from microtome.web.views import Redirect
+from microtome.web import create_app
+from microtome.web.pages import atlas, circuit, inspect_views, search, views
+from microtome.web import export
+from microtome.web.present.artifacts import dead_on
+from microtome.web.server.routes import routes
+from microtome.web.present.state import AppState
+from microtome.web.pages.views import Redirect
 from tests.web_fixtures import FULL_UNITS, LAYER, MODEL, links, png, provenance, put, registry, store_copy
 
 DEAD, CONSTANT = 6, 7  # block10 units given dataset examples that never activate / never change

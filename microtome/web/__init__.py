@@ -6,7 +6,7 @@ flat route table (routes.py); the static export calls the same views. Importing 
 does not import torch.
 """
 
-from microtome.web.app import create_app
-from microtome.web.export import export
+from microtome.web.server.app import create_app
+from microtome.web.server.export import export
 
 __all__ = ["create_app", "export"]

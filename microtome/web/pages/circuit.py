@@ -13,11 +13,11 @@ from typing import Any
 
 from microtome.store import Store
 from microtome.techniques.builtin import CONNECTIONS
-from microtome.web.artifacts import pick
-from microtome.web.catalog import ModelView
-from microtome.web.links import layer_brief, model_brief, unit_link, unit_url
-from microtome.web.state import AppState
-from microtome.web.views import Redirect, resolve_path, thumbnails
+from microtome.web.present.artifacts import pick
+from microtome.web.present.catalog import ModelView
+from microtome.web.present.links import layer_brief, model_brief, unit_link, unit_url
+from microtome.web.present.state import AppState
+from microtome.web.pages.views import Redirect, resolve_path, thumbnails
 
 FIRST, SECOND, OUT = 6, 4, 6  # strongest inputs; inputs of each of those; outputs
 Node = tuple[str, int]  # (layer id, unit)

@@ -19,7 +19,7 @@ from typing import Any
 
 from microtome.errors import MicrotomeError, NotFound, close_names, unknown
 from microtome.store import Store
-from microtome.web.cache import StoreCache
+from microtome.web.present.cache import StoreCache
 
 log = logging.getLogger(__name__)
 

@@ -23,17 +23,17 @@ from microtome.store.notes import notes
 from microtome.techniques.builtin import (ATLAS, CONNECTIONS, DATASET_EXAMPLES, DEEPDREAM, FEATURE_VIS, LABELS, SAE,
                                           SIMILAR)
 from microtome.techniques.registry import technique, web_sections
-from microtome.web import blobs
-from microtome.web.artifacts import dead_on, image_url, pick
-from microtome.web.catalog import Catalog, ModelView
-from microtome.web.dictionary import feature_section, layer_summary
-from microtome.web.grid import SORTS, quality_of, tiles, unit_order
-from microtome.web.jump import resolve
-from microtome.web.links import layer_brief, layer_url, model_brief, neighbours, unit_link, unit_url
-from microtome.web.search import labels_of
-from microtome.web.sections import missing, technique_views
-from microtome.web.similar import model_similarity, similar_of
-from microtome.web.state import AppState
+from microtome.web.present import blobs
+from microtome.web.present.artifacts import dead_on, image_url, pick
+from microtome.web.present.catalog import Catalog, ModelView
+from microtome.web.present.sae import feature_section, layer_summary
+from microtome.web.present.grid import SORTS, quality_of, tiles, unit_order
+from microtome.web.present.jump import resolve
+from microtome.web.present.links import layer_brief, layer_url, model_brief, neighbours, unit_link, unit_url
+from microtome.web.pages.search import labels_of
+from microtome.web.present.sections import missing, technique_views
+from microtome.web.present.similar import model_similarity, similar_of
+from microtome.web.present.state import AppState
 
 GRID_PAGE_SIZE = 128
 GRID_VARIANTS = ("positive", "negative", "neuron")  # the feature-vis variants with one image per unit

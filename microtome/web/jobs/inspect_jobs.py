@@ -22,8 +22,8 @@ from typing import Any
 
 from microtome.errors import MicrotomeError, NotFound
 from microtome.inspect.presets import inspect_params
-from microtome.web.busy import WAIT_S, BusySlot
-from microtome.web.render_queue import QueueFull
+from microtome.web.jobs.busy import WAIT_S, BusySlot
+from microtome.web.jobs.render_queue import QueueFull
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from urllib.parse import quote
 from microtome.errors import MicrotomeError
 from microtome.store import Artifact, Store
 from microtome.techniques.builtin import DATASET_EXAMPLES, FEATURE_VIS, LABELS
-from microtome.web.artifacts import image_url, pick
-from microtome.web.forms import Upload
-from microtome.web.jump import resolve
-from microtome.web.links import unit_link
-from microtome.web.photo import Histograms, decode
-from microtome.web.state import AppState
+from microtome.web.present.artifacts import image_url, pick
+from microtome.web.server.forms import Upload
+from microtome.web.present.jump import resolve
+from microtome.web.present.links import unit_link
+from microtome.web.jobs.photo import Histograms, decode
+from microtome.web.present.state import AppState
 
 MAX_RESULTS = 200
 MATCHES = ("part", "words", "label")  # how a label matched, by rank: inside words, whole words, the whole label

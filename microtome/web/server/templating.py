@@ -17,8 +17,8 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from microtome.web.graph import circuit_svg, graph_svg
-from microtome.web.sections import shown
+from microtome.web.present.graph import circuit_svg, graph_svg
+from microtome.web.present.sections import shown
 
 Href = Callable[[str], str]
 

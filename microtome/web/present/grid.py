@@ -16,8 +16,8 @@ from microtome.errors import MicrotomeError
 from microtome.store import Artifact, Store
 from microtome.techniques.builtin import FEATURE_VIS, LABELS
 from microtome.techniques.registry import technique
-from microtome.web.artifacts import image_url, pick
-from microtome.web.search import labels_of, match
+from microtome.web.present.artifacts import image_url, pick
+from microtome.web.pages.search import labels_of, match
 
 SORTS = ("unit", "quality", "label")
 CAPTION_LABELS = 2  # labels shown under a tile

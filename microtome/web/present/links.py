@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from microtome.web.catalog import ModelView
+from microtome.web.present.catalog import ModelView
 
 Exported = dict[tuple[str, str], list[int]]  # (model, layer) -> sorted units in a static export
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from microtome.pipeline.dictionaries import Dictionary, dictionaries_in, dictionary_for
 from microtome.store import Artifact, Store
-from microtome.web.catalog import ModelView
-from microtome.web.links import layer_url, unit_link
-from microtome.web.state import AppState
+from microtome.web.present.catalog import ModelView
+from microtome.web.present.links import layer_url, unit_link
+from microtome.web.present.state import AppState
 
 
 def layer_summary(store: Store, model: str, layer_id: str) -> dict[str, Any] | None:
@@ -41,7 +41,7 @@ def feature_section(state: AppState, view: ModelView, layer: dict[str, Any], uni
 
 
 def _feature(state: AppState, view: ModelView, found: Dictionary, unit: int) -> dict[str, Any]:
-    from microtome.web.views import thumbnails  # views imports this module
+    from microtome.web.pages.views import thumbnails  # views imports this module
 
     rows = found.meta.get("loadings") or []
     pairs = rows[unit] if unit < len(rows) else []

@@ -23,12 +23,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from microtome.web import atlas, circuit, search, views
-from microtome.web.forms import MB, parse_form, read_body
-from microtome.web.state import AppState
-from microtome.web.templating import Renderer, to_json
-from microtome.web.views import Redirect
-from microtome.web import inspect_views
+from microtome.web.pages import atlas, circuit, search, views
+from microtome.web.server.forms import MB, parse_form, read_body
+from microtome.web.present.state import AppState
+from microtome.web.server.templating import Renderer, to_json
+from microtome.web.pages.views import Redirect
+from microtome.web.pages import inspect_views
 
 JSON = "application/json"
 MAX_UPLOAD = 10 * MB  # a photo to search by

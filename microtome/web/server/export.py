@@ -28,17 +28,17 @@ from tqdm.auto import tqdm
 from microtome.errors import MicrotomeError
 from microtome.store import Store
 from microtome.techniques.builtin import CONNECTIONS, LABELS
-from microtome.web import views
-from microtome.web.atlas import export_atlases
-from microtome.web.circuit import circuit
-from microtome.web.artifacts import blob_url
-from microtome.web.links import Exported, unit_link
-from microtome.web.search import by_unit, labels_of, search, thumbnail
-from microtome.web.state import AppState
-from microtome.web.templating import Href, Renderer, json_twin, to_json
-from microtome.web.views import GRID_PAGE_SIZE, GRID_VARIANTS, Redirect
+from microtome.web.pages import views
+from microtome.web.pages.atlas import export_atlases
+from microtome.web.pages.circuit import circuit
+from microtome.web.present.artifacts import blob_url
+from microtome.web.present.links import Exported, unit_link
+from microtome.web.pages.search import by_unit, labels_of, search, thumbnail
+from microtome.web.present.state import AppState
+from microtome.web.server.templating import Href, Renderer, json_twin, to_json
+from microtome.web.pages.views import GRID_PAGE_SIZE, GRID_VARIANTS, Redirect
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).parents[1] / "static"
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from microtome.errors import MicrotomeError
-from microtome.web.busy import WAIT_S, BusySlot
+from microtome.web.jobs.busy import WAIT_S, BusySlot
 
 MAX_PIXELS = 36_000_000  # 6000 x 6000; decoded RGB that is ~108 MB
 DECODE_SIZE = 512  # JPEGs are decoded at a reduced scale no smaller than this (the models see <= 300 px)

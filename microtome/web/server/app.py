@@ -25,16 +25,16 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from microtome.errors import MicrotomeError
 from microtome.store import Store
-from microtome.web.catalog import Registry
-from microtome.web.inspect_jobs import InspectJobs, store_loader
-from microtome.web.photo import PhotoSearcher
+from microtome.web.present.catalog import Registry
+from microtome.web.jobs.inspect_jobs import InspectJobs, store_loader
+from microtome.web.jobs.photo import PhotoSearcher
 from microtome.web.registry import load_registry
-from microtome.web.render_queue import JobFn, RenderQueue, default_job
-from microtome.web.routes import endpoint, error_response, routes, wants_json
-from microtome.web.state import AppState
-from microtome.web.inspect_views import post_routes  # POST: its body is read by the view's own handler
+from microtome.web.jobs.render_queue import JobFn, RenderQueue, default_job
+from microtome.web.server.routes import endpoint, error_response, routes, wants_json
+from microtome.web.present.state import AppState
+from microtome.web.pages.inspect_views import post_routes  # POST: its body is read by the view's own handler
 
-STATIC_DIR = Path(__file__).parent / "static"
+STATIC_DIR = Path(__file__).parents[1] / "static"
 NO_PAGE = "no such page; pages are /, /models/MODEL, /models/MODEL/LAYER and /models/MODEL/LAYER/UNIT"
 
 

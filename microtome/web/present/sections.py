@@ -16,7 +16,7 @@ from typing import Any
 from microtome.store import Artifact
 from microtome.techniques.builtin import DATASET_EXAMPLES
 from microtome.techniques.registry import LAYER, Context, Technique, web_sections
-from microtome.web.artifacts import examples_view, view
+from microtome.web.present.artifacts import examples_view, view
 
 Picked = Mapping[str, Artifact]  # `artifacts.pick`'s answer: group key -> best artifact
 # technique id -> (artifact) -> extra entries of its view (connections add theirs in the unit view)

@@ -18,9 +18,9 @@ from microtome.errors import NotFound
 from microtome.store import Artifact
 from microtome.techniques.atlas_layout import class_cells, favoured_counts, favours
 from microtome.techniques.builtin import ATLAS
-from microtome.web.artifacts import PRESET_RANK, blob_url
-from microtome.web.links import unit_link
-from microtome.web.state import AppState
+from microtome.web.present.artifacts import PRESET_RANK, blob_url
+from microtome.web.present.links import unit_link
+from microtome.web.present.state import AppState
 
 Doc = dict[str, Any]
 

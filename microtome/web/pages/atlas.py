@@ -19,12 +19,12 @@ from typing import Any
 
 from microtome.errors import NotFound
 from microtome.techniques.atlas_layout import resolve_class
-from microtome.web import atlas_data as A
-from microtome.web.artifacts import blob_url
-from microtome.web.catalog import ModelView
-from microtome.web.links import layer_brief, model_brief
-from microtome.web.state import AppState
-from microtome.web.views import Redirect, resolve_path, thumbnails
+from microtome.web.present import atlas_data as A
+from microtome.web.present.artifacts import blob_url
+from microtome.web.present.catalog import ModelView
+from microtome.web.present.links import layer_brief, model_brief
+from microtome.web.present.state import AppState
+from microtome.web.pages.views import Redirect, resolve_path, thumbnails
 
 Data = dict[str, Any]
 

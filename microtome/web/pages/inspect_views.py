@@ -26,15 +26,15 @@ from starlette.responses import Response
 from microtome.errors import MicrotomeError, NotFound
 from microtome.inspect.presets import (DEFAULT_PRESET, INSPECT_PRESETS, MAX_GROUPS, check_groups,
                                        default_layer_ids, inspect_params, is_spatial)
-from microtome.web.catalog import ModelView
-from microtome.web.forms import MB, Upload, parse_form, read_body
-from microtome.web.inspect_jobs import InspectRequest, Job
-from microtome.web.inspect_page import job_url, result_data
-from microtome.web.links import layer_url, model_brief
-from microtome.web.photo import decode
-from microtome.web.state import AppState
-from microtome.web.templating import to_json
-from microtome.web.views import Redirect
+from microtome.web.present.catalog import ModelView
+from microtome.web.server.forms import MB, Upload, parse_form, read_body
+from microtome.web.jobs.inspect_jobs import InspectRequest, Job
+from microtome.web.present.inspect_page import job_url, result_data
+from microtome.web.present.links import layer_url, model_brief
+from microtome.web.jobs.photo import decode
+from microtome.web.present.state import AppState
+from microtome.web.server.templating import to_json
+from microtome.web.pages.views import Redirect
 
 MAX_UPLOAD = 10 * MB
 DEFAULT_GROUPS = 6

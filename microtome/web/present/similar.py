@@ -18,8 +18,8 @@ from typing import Any
 
 from microtome.store import Artifact
 from microtome.techniques.builtin import SIMILAR
-from microtome.web.links import model_url, unit_link
-from microtome.web.state import AppState
+from microtome.web.present.links import model_url, unit_link
+from microtome.web.present.state import AppState
 
 Thumbnails = Callable[..., dict[tuple[str, int], str | None]]  # views.thumbnails
 

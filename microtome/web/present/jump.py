@@ -12,8 +12,8 @@ import re
 from typing import Any
 
 from microtome.errors import MicrotomeError, NotFound, close_names
-from microtome.web.catalog import Catalog, ModelView
-from microtome.web.links import layer_url, model_url, unit_url
+from microtome.web.present.catalog import Catalog, ModelView
+from microtome.web.present.links import layer_url, model_url, unit_url
 
 EXAMPLE = "efficientnet_lite0/block10:5"
 
