@@ -31,7 +31,7 @@ def serve(store: str, host: str, port: int, render: bool, queue_size: int, acces
     """Serve the web microscope: models, layer graphs, unit grids and unit pages (+ .json)."""
     import uvicorn
 
-    from microtome.web.server.app import create_app
+    from microtome.web import create_app
 
     if notes_token is not None and not notes_token.strip():
         raise click.BadParameter("the notes token must not be empty", param_hint="--notes-token")
@@ -47,7 +47,7 @@ def serve(store: str, host: str, port: int, render: bool, queue_size: int, acces
               help="folder for the static site (created; existing files are overwritten)")
 def export(store: str, out: str) -> None:
     """Write what is built as a static site with the server's URL scheme (+ .json twins)."""
-    from microtome.web.server.export import export as run_export
+    from microtome.web import export as run_export
 
     report = run_export(store, out, progress=True)
     click.echo(f"exported {report.pages} pages and {report.blobs} images of {len(report.models)} models "
