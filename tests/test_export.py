@@ -25,7 +25,7 @@ from microtome.store import Store
 from microtome.web import create_app
 from microtome.web import export
 from microtome.web.server.export import STATIC_DIR
-from microtome.web.pages.search import find_labels, match
+from microtome.web.present.labels import Hit, find_labels, match
 from microtome.web.cli import export as export_command
 from tests.web_fixtures import BUILT_UNITS, LAYER, MODEL, UNTRAINED, links, registry, static_server, store_copy
 
@@ -221,12 +221,12 @@ def test_search_js_ranks_labels_as_search_py_does():
     units = [{"model": m, "layer": layer, "unit": u, "shorthand": f"{m}/{layer}:{u}", "url": "", "image": None,
               "labels": [{"label": t, "score": sc, "source": "examples"} for t, sc in ls]}
              for (m, layer, u), ls in labels.items()]
-    hits = [(m, layer, u, t, sc if isinstance(sc, float) else 0.0, "examples")
+    hits = [Hit(m, layer, u, t, sc if isinstance(sc, float) else 0.0, "examples")
             for (m, layer, u), ls in labels.items() for t, sc in ls]
     queries = ["cat", "tiger cat", "TIGER", "at", "ca", "\u00e9clair", "wheel", "car", "dog", ""]
     ranked = search_js(units, queries)
     for q in queries:
-        expected = [(f"{h[0]}/{h[1]}:{h[2]}", h[3], ("part", "words", "label")[rank])
+        expected = [(f"{h.model}/{h.layer}:{h.unit}", h.label, ("part", "words", "label")[rank])
                     for h, rank in find_labels(hits, q)]
         assert [(f["unit"]["shorthand"], f["label"], f["match"]) for f in ranked[q]] == expected, q
     assert [f["unit"]["shorthand"] for f in ranked["cat"]] == [  # whole words by score, then inside words

@@ -12,7 +12,7 @@ from typing import Any
 
 from microtome.errors import unknown
 from microtome.optvis.schedule import LAYER_SCHEDULE
-from microtome.techniques.registry import LAYER, Params, Section, Technique, check_preset
+from microtome.techniques.registry import LAYER, Params, Role, Section, Technique, check_preset
 
 FEATURE_VIS = "feature_vis"
 DEEPDREAM = "deepdream"
@@ -91,14 +91,14 @@ FEATURE_VIS_ENTRY = Technique(
     variants=FV_VARIANTS, cost=_optimization_cost, task_overhead=0.0, units_per_task=8,
     # single images and diversity sets render as separate batches
     batch_key=lambda params: params.get("variant") == "diversity",
-    reads=(DATASET_EXAMPLES,), on_demand=True,
+    reads=(DATASET_EXAMPLES,), on_demand=True, roles=(Role.UNIT_IMAGE,),
     section=Section("Feature visualization", "sections/feature_vis.html", 10, "feature-vis"))
 
 DEEPDREAM_ENTRY = Technique(
     id=DEEPDREAM, title="DeepDream", scope=LAYER,
     runner="microtome.techniques.feature_vis:run_deepdream",
     params=lambda ctx: [dream_params(ctx.preset, ctx.seed)],
-    cost=_optimization_cost, task_overhead=0.0, units_per_task=1,
+    cost=_optimization_cost, task_overhead=0.0, units_per_task=1, roles=(Role.LAYER_IMAGE,),
     section=Section("DeepDream", "sections/deepdream.html", 20, "deepdream"))
 
 DATASET_EXAMPLES_ENTRY = Technique(
@@ -106,8 +106,9 @@ DATASET_EXAMPLES_ENTRY = Technique(
     runner="microtome.techniques.examples:run_dataset_examples",
     params=lambda ctx: [{"dataset": ctx.dataset, "k": EXAMPLES_K[ctx.preset],
                          "size": ctx.input_size, "preset": ctx.preset}],
-    all_layers=True, units_per_task=1 << 30, uses_dataset=True, on_demand=True,
-    section=Section("Dataset examples", "sections/dataset_examples.html", 30, "dataset-examples"))
+    all_layers=True, units_per_task=1 << 30, uses_dataset=True, on_demand=True, roles=(Role.EXAMPLES,),
+    section=Section("Dataset examples", "sections/dataset_examples.html", 30, "dataset-examples",
+                    data="microtome.web.present.sections:examples_section"))
 
 TUNING_ENTRY = Technique(
     id=TUNING, title="Tuning curves",
@@ -120,8 +121,9 @@ CONNECTIONS_ENTRY = Technique(
     id=CONNECTIONS, title="Connections",
     runner="microtome.techniques.connections:run_connections",
     params=lambda ctx: [{**CONNECTIONS_PRESETS[ctx.preset], "dataset": ctx.dataset, "preset": ctx.preset}],
-    units_per_task=64, uses_dataset=True, on_demand=True,
-    section=Section("Connections", "sections/connections.html", 50, "connections"))
+    units_per_task=64, uses_dataset=True, on_demand=True, roles=(Role.CIRCUIT,),
+    section=Section("Connections", "sections/connections.html", 50, "connections",
+                    data="microtome.web.present.connections:connections_section"))
 
 
 LABELS = "labels"
@@ -130,7 +132,8 @@ LABELS_ENTRY = Technique(
     runner="microtome.techniques.labels:run_labels",
     params=lambda ctx: [{"preset": ctx.preset, "dataset": ctx.dataset, "top": 8}],
     units_per_task=256, uses_dataset=True, reads=(DATASET_EXAMPLES, CONNECTIONS), on_demand=True,
-    section=Section("Labels", "sections/labels.html", 60, "labels"))
+    roles=(Role.UNIT_LABELS,),
+    section=Section("Labels", "sections/labels.html", 60, "labels", data="microtome.web.present.labels:labels_section"))
 
 
 SAE = "sae"
@@ -163,7 +166,8 @@ SAE_ENTRY = Technique(
     runner="microtome.techniques.sae:run_sae",
     params=lambda ctx: [sae_params(ctx.preset, ctx.dataset, ctx.seed)],
     cost=lambda params: 2.0 * params["epochs"], units_per_task=1, uses_dataset=True, in_all=False,
-    section=Section("Dictionary", "sections/sae.html", 55, "sae"))
+    roles=(Role.FEATURES,),
+    section=Section("Dictionary", "sections/sae.html", 55, "sae", data="microtome.web.present.sae:feature_section"))
 
 
 SIMILAR = "similar"
@@ -194,8 +198,9 @@ SIMILAR_ENTRY = Technique(
     runner="microtome.techniques.similar:run_similar",
     params=lambda ctx: [similar_params(ctx.preset, ctx.dataset, other) for other in ctx.compare],
     all_layers=True, layer_summary=True, units_per_task=1 << 30, uses_dataset=True,
-    cost=lambda params: 0.002 * params["images"] / 250, task_overhead=5.0,
-    section=Section("Similar units in other models", "sections/similar.html", 70, "similar"))
+    cost=lambda params: 0.002 * params["images"] / 250, task_overhead=5.0, roles=(Role.SIMILAR_UNITS,),
+    section=Section("Similar units in other models", "sections/similar.html", 70, "similar",
+                    data="microtome.web.present.similar:similar_section"))
 
 
 ATLAS = "atlas"
@@ -235,7 +240,7 @@ ATLAS_ENTRY = Technique(
     id=ATLAS, title="Activation atlas", scope=LAYER,
     runner="microtome.techniques.atlas:run_atlas",
     params=lambda ctx: [atlas_params(ctx.preset, ctx.dataset, ctx.seed)],
-    cost=_atlas_cost, units_per_task=1, uses_dataset=True, in_all=False,
+    cost=_atlas_cost, units_per_task=1, uses_dataset=True, in_all=False, roles=(Role.ATLAS_MAP,),
     section=Section("Activation atlas", order=80, anchor="atlas", unit_page=False))
 
 

@@ -39,6 +39,20 @@ class Context:
     compare: tuple[str, ...] = ()  # other models to compare with (`similar`; none: nothing planned)
 
 
+class Role:
+    """What a technique is to the pages (`Technique.roles`): the web asks the registry for "the
+    technique whose role is X" (`by_role`) and never names a technique id."""
+
+    UNIT_IMAGE = "unit_image"  # one image per unit and variant: grid tiles, thumbnails, quality
+    LAYER_IMAGE = "layer_image"  # one image per layer: the model's graph, the layer page
+    EXAMPLES = "examples"  # a unit's dataset examples: dead units, histograms to search photos by
+    UNIT_LABELS = "unit_labels"  # a unit's labels: search, grid captions and sort
+    CIRCUIT = "circuit"  # a unit's connections: its circuit page
+    FEATURES = "features"  # a layer's dictionary (SAE) features
+    SIMILAR_UNITS = "similar_units"  # other models' units with similar activations (compare)
+    ATLAS_MAP = "atlas_map"  # a layer's activation atlas, pages of its own
+
+
 @dataclass(frozen=True)
 class Section:
     """How the unit page shows a technique: a heading, a template under `web/templates/`
@@ -50,6 +64,12 @@ class Section:
     order: int = 100
     anchor: str = ""
     unit_page: bool = True
+    # "package.module:function", torch-free: `(unit page) -> this section's data` (web/present/
+    # sections.py's `UnitPage`), imported on first use; "": the artifact's generic view
+    data: str = ""
+
+    def load_data(self) -> Callable[..., Any]:
+        return _load(self.data, f"section {self.title!r}")
 
 
 @dataclass(frozen=True)
@@ -76,6 +96,7 @@ class Technique:
     on_demand: bool = False  # the web renders it for an unbuilt unit
     in_all: bool = True  # part of `--techniques all` (False: only when named, e.g. training an SAE)
     section: Section = field(default_factory=lambda: Section(""))  # "": the title is `title`
+    roles: tuple[str, ...] = ()  # what it is to the pages (`Role`): the web finds it by role
 
     def variant(self, params: Mapping[str, Any]) -> str | None:
         """The variant an artifact's params name (the first variant when they name none)."""
@@ -89,11 +110,16 @@ class Technique:
         return self.id if variant is None else f"{self.id}:{variant}"
 
     def load_runner(self) -> Callable[..., Any]:
-        module, _, name = self.runner.partition(":")
-        try:
-            return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError) as exc:
-            raise MicrotomeError(f"technique {self.id!r}: cannot load its runner {self.runner!r}: {exc}") from exc
+        return _load(self.runner, f"technique {self.id!r}: its runner")
+
+
+def _load(path: str, what: str) -> Callable[..., Any]:
+    """The function at import path `package.module:function`."""
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise MicrotomeError(f"{what}: cannot load {path!r}: {exc}") from exc
 
 
 @dataclass
@@ -173,6 +199,15 @@ def check_preset(preset: str) -> str:
     if preset not in PRESETS:
         raise unknown("preset", preset, PRESETS)
     return preset
+
+
+def by_role(role: str) -> Technique:
+    """The first registered technique whose `roles` name `role` (a `Role`)."""
+    for entry in techniques():
+        if role in entry.roles:
+            return entry
+    raise MicrotomeError(f"no registered technique has the role {role!r}; the built-ins declare "
+                         "one per role (techniques/builtin.py)")
 
 
 def web_sections() -> list[Technique]:

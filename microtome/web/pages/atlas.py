@@ -9,8 +9,8 @@ comparison and each cell's page (views as in views.py; data from atlas_data.py).
 - `/models/M/L/atlas/compare/A/B`: two class atlases side by side and the cells they share;
 - `/models/M/L/atlas/LEVEL/X/Y`: one cell: its icon, photos with the position marked, top
   units (links), classes, and the cells above and below it.
-`export_atlases(site, state, model, layers)` writes them into a static export (no comparison:
-that page needs the server).
+A static export holds every built atlas's whole, class and cell pages (present/site.py; no
+comparison: that page needs the server).
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ from typing import Any
 from microtome.errors import NotFound
 from microtome.techniques.atlas_layout import resolve_class
 from microtome.web.present import atlas_data as A
-from microtome.web.present.artifacts import blob_url
+from microtome.web.present.artifacts import blob_url, thumbnails
 from microtome.web.present.catalog import ModelView
 from microtome.web.present.links import layer_brief, model_brief
 from microtome.web.present.state import AppState
-from microtome.web.pages.views import Redirect, resolve_path, thumbnails
+from microtome.web.present.jump import resolve_path
+from microtome.web.present.values import Redirect
 
 Data = dict[str, Any]
 
@@ -180,25 +181,3 @@ def cell(state: AppState, model: str, layer: str, level: str, x: str, y: str) ->
             "level": i, "grid": grid, "levels": len(doc["levels"]), "positions_grid": doc.get("positions_grid"),
             "photos": [_photo(doc, art, v) for v in stored_cell["photos"]],
             "parent": parent, "children": children}
-
-
-def export_atlases(site, state: AppState, model: str, layers: list[dict[str, Any]]) -> int:
-    """Write every built atlas of `model`'s `layers` (whole, class and cell pages) into a static
-    export through `site.page(template, data, folder)`; the number of pages written."""
-    pages = 0
-    for layer in layers:
-        found = A.stored(state, model, layer["id"])
-        if found is None:
-            continue
-        root = A.atlas_url(model, layer["id"]).lstrip("/")
-        site.page("atlas.html", atlas(state, model, layer["id"]), root)
-        doc = found[1]
-        for choice in A.class_choices(doc):
-            site.page("atlas.html", class_atlas(state, model, layer["id"], str(choice["class"])),
-                      f"{root}/class/{choice['class']}")
-        for i, level in enumerate(doc["levels"]):
-            for c in level["cells"]:
-                site.page("atlas_cell.html", cell(state, model, layer["id"], str(i), str(c["x"]), str(c["y"])),
-                          f"{root}/{i}/{c['x']}/{c['y']}")
-        pages += 1 + len(A.class_choices(doc)) + sum(len(level["cells"]) for level in doc["levels"])
-    return pages

@@ -12,12 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from microtome.store import Store
-from microtome.techniques.builtin import CONNECTIONS
-from microtome.web.present.artifacts import pick
+from microtome.techniques.registry import Role, by_role
+from microtome.web.present.artifacts import pick, thumbnails
 from microtome.web.present.catalog import ModelView
 from microtome.web.present.links import layer_brief, model_brief, unit_link, unit_url
 from microtome.web.present.state import AppState
-from microtome.web.pages.views import Redirect, resolve_path, thumbnails
+from microtome.web.present.jump import resolve_path
+from microtome.web.present.values import Redirect
 
 FIRST, SECOND, OUT = 6, 4, 6  # strongest inputs; inputs of each of those; outputs
 Node = tuple[str, int]  # (layer id, unit)
@@ -40,7 +41,8 @@ def _entries(view: ModelView, meta: dict[str, Any], direction: str, n: int) -> l
 
 
 def _meta(store: Store, model: str, node: Node) -> dict[str, Any] | None:
-    art = pick(store.find(model, node[0], node[1], CONNECTIONS)).get(CONNECTIONS)
+    circuit_id = by_role(Role.CIRCUIT).id
+    art = pick(store.find(model, node[0], node[1], circuit_id)).get(circuit_id)
     return art.meta if art is not None else None
 
 

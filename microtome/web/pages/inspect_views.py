@@ -2,11 +2,11 @@
 
 - `form(state, model)`: the form (upload a photo or pick a sample; layers, groups, preset) and
   this model's recent inspections.
-- `start(state, model, image, sample, layers, groups, preset)`: checks the form (torch-free),
-  decodes the upload in memory (`photo.decode`: 415 not an image, 413 too many pixels) and
-  starts an inspection job (`state.inspector`, inspect_jobs.py: one at a time, 503 when busy).
-  `submit_endpoint` reads the multipart body in memory (`forms`, 413 over `MAX_UPLOAD`) and
-  answers 202: JSON `{"job", "status_url", "url"}`, or the job's page with its progress.
+- `start(state, model, image, sample, layers, groups, preset)` (`POST`; the server reads the
+  multipart body in memory, 413 over `MAX_UPLOAD`): checks the form (torch-free), decodes the
+  upload in memory (`photo.decode`: 415 not an image, 413 too many pixels) and starts an
+  inspection (`state.inspector`, jobs/inspect_jobs.py: one at a time, 503 when busy); answers
+  202 (`Accepted`): JSON `{"job", "status_url", "url"}`, or the job's page with its progress.
 - `job(state, model, job)`: the job's status `{"job", "state", "phase", "progress", "error",
   "request", "status_url", ...}`; once done, `result` (inspect_page.py) in the issue's shape
   `{"predictions", "layers": {L: {"groups", "dictionary", "grid", "attribution"}}, ...}`.
@@ -16,33 +16,25 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
-from starlette.requests import Request
 from starlette.responses import Response
 
 from microtome.errors import MicrotomeError, NotFound
 from microtome.inspect.presets import (DEFAULT_PRESET, INSPECT_PRESETS, MAX_GROUPS, check_groups,
                                        default_layer_ids, inspect_params, is_spatial)
-from microtome.web.present.catalog import ModelView
-from microtome.web.server.forms import MB, Upload, parse_form, read_body
 from microtome.web.jobs.inspect_jobs import InspectRequest, Job
+from microtome.web.jobs.photo import decode
+from microtome.web.present.catalog import ModelView
 from microtome.web.present.inspect_page import job_url, result_data
 from microtome.web.present.links import layer_url, model_brief
-from microtome.web.jobs.photo import decode
 from microtome.web.present.state import AppState
-from microtome.web.server.templating import to_json
-from microtome.web.pages.views import Redirect
+from microtome.web.present.values import MAX_UPLOAD, MB, Accepted, Data, Redirect, Upload
 
-MAX_UPLOAD = 10 * MB
 DEFAULT_GROUPS = 6
 # Colour photographs among microtome.data's `samples` (tests check they are there).
 SAMPLES = ("chelsea", "astronaut", "coffee", "motorcycle_left", "rocket", "hubble_deep_field",
            "immunohistochemistry", "retina")
-NO_STORE = {"Cache-Control": "no-store"}
-Data = dict[str, Any]
 
 
 # -- checking the form (torch-free) --
@@ -150,8 +142,9 @@ def file(state: AppState, model: str, job: str, name: str) -> Response:
 
 
 def start(state: AppState, model: str, image: Upload | str | None = None, sample: str = "",
-          layers: str = "", groups: str = "", preset: str = "") -> Data:
-    """`POST /models/M/inspect`: check the form, decode the photo, start the job; its status."""
+          layers: str = "", groups: str = "", preset: str = "") -> Accepted:
+    """`POST /models/M/inspect`: check the form, decode the photo, start the job: 202 with the
+    job (JSON) or its page."""
     view = _model(state, model)
     layer_ids, k = check_layers(view, str(layers)), _groups(str(groups))
     preset = str(preset).strip() or DEFAULT_PRESET
@@ -169,35 +162,6 @@ def start(state: AppState, model: str, image: Upload | str | None = None, sample
                              f"or name a sample photo in 'sample' ({', '.join(SAMPLES[:3])}, ...)")
     weights = (state.store.model(view.id) or {}).get("weights") or "default"
     found = state.inspector.submit(InspectRequest(view.id, weights, layer_ids, k, preset, photo, sample_name))
-    return status(found)
-
-
-# -- the POST handler (a body to read, a 202 to answer) --
-
-FIELDS = ("image", "sample", "layers", "groups", "preset")
-
-
-def submit_endpoint(state: AppState, wants_json: Callable[[Request], bool]) -> Callable[[Request], Awaitable[Response]]:
-    """`POST /models/M/inspect[.json]`: 202 with the job (JSON, when `wants_json(request)`), or
-    its page with the progress."""
-    async def handle(request: Request) -> Response:
-        model = request.path_params["model"]
-        body = await read_body(request, MAX_UPLOAD)  # 413
-        fields = parse_form(request.headers.get("content-type", ""), body)
-        await state.ready(model)
-        values = {k: v for k, v in fields.items() if k in FIELDS}
-        started = await anyio.to_thread.run_sync(lambda: start(state, model, **values))
-        headers = {**NO_STORE, "Location": started["url"]}
-        if wants_json(request):
-            reply = {"job": started["job"], "status_url": started["status_url"], "url": started["url"]}
-            return Response(to_json(reply), 202, headers, media_type="application/json")
-        page = job(state, model, started["job"])
-        return Response(state.renderer.html("inspect.html", page), 202, headers, media_type="text/html; charset=utf-8")
-    return handle
-
-
-def post_routes(state: AppState, wants_json: Callable[[Request], bool]
-                ) -> list[tuple[str, Callable[[Request], Awaitable[Response]]]]:
-    """The POST paths of the inspect form and their handler."""
-    handler = submit_endpoint(state, wants_json)
-    return [("/models/{model}/inspect", handler), ("/models/{model}/inspect.json", handler)]
+    started = status(found)
+    reply = {"job": started["job"], "status_url": started["status_url"], "url": started["url"]}
+    return Accepted(started["url"], reply, job(state, model, found.id))

@@ -11,88 +11,26 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from starlette.responses import Response
 
 from microtome.errors import MicrotomeError, NotFound
-from microtome.store import Store
 from microtome.store.notes import add_note as put_note
 from microtome.store.notes import notes
-from microtome.techniques.builtin import (ATLAS, CONNECTIONS, DATASET_EXAMPLES, DEEPDREAM, FEATURE_VIS, LABELS, SAE,
-                                          SIMILAR)
-from microtome.techniques.registry import technique, web_sections
+from microtome.techniques.registry import Role, by_role, technique, web_sections
 from microtome.web.present import blobs
-from microtome.web.present.artifacts import dead_on, image_url, pick
-from microtome.web.present.catalog import Catalog, ModelView
-from microtome.web.present.sae import feature_section, layer_summary
-from microtome.web.present.grid import SORTS, quality_of, tiles, unit_order
-from microtome.web.present.jump import resolve
+from microtome.web.present.artifacts import dead_on, image_url, inactive, pick
+from microtome.web.present.catalog import ModelView
+from microtome.web.present.grid import GRID_PAGE_SIZE, GRID_VARIANTS, SORTS, grid_pages, quality_of, tiles, unit_order
+from microtome.web.present.jump import resolve, resolve_path
 from microtome.web.present.links import layer_brief, layer_url, model_brief, neighbours, unit_link, unit_url
-from microtome.web.pages.search import labels_of
-from microtome.web.present.sections import missing, technique_views
-from microtome.web.present.similar import model_similarity, similar_of
+from microtome.web.present.sae import layer_summary
+from microtome.web.present.sections import missing
+from microtome.web.present.unit_page import UnitPage, technique_views
+from microtome.web.present.similar import model_similarity
 from microtome.web.present.state import AppState
-
-GRID_PAGE_SIZE = 128
-GRID_VARIANTS = ("positive", "negative", "neuron")  # the feature-vis variants with one image per unit
-MAX_CONNECTIONS = 16  # per direction shown on a unit page
-
-Data = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Redirect:
-    """Go to `url` (302). `data` is the answer instead when JSON is asked for (the jump box);
-    without it, a `.json` request is sent to the `.json` twin of `url`."""
-
-    url: str
-    data: Data | None = None
-    status: int = 302
-    json_status: int = 200
-
-
-def resolve_path(catalog: Catalog, model: str, layer: str | None = None,
-                 unit: str | None = None) -> tuple[ModelView, dict[str, Any] | None, int | None]:
-    """(model view, layer dict or None, unit or None) of a URL's segments; on a typo, the
-    suggestions keep the rest of the path (`M/blok10/5` suggests `M/block10:5`)."""
-    tail_layer = f"/{layer}" if layer is not None else ""
-    tail_unit = f":{unit}" if unit is not None else ""
-    try:
-        view = catalog.model(model)
-    except NotFound as exc:
-        exc.suggestions = [s + tail_layer + tail_unit for s in exc.suggestions]
-        raise
-    if layer is None:
-        return view, None, None
-    try:
-        found = view.layer(layer)
-    except NotFound as exc:
-        exc.suggestions = [s + tail_unit for s in exc.suggestions]
-        raise
-    return view, found, (view.unit(found, unit) if unit is not None else None)
-
-
-def thumbnails(store: Store, model: str, units: Iterable[tuple[str, int]],
-               variant: str = "positive") -> dict[tuple[str, int], str | None]:
-    """Feature-vis image URLs of many units at once, by (layer, unit), for grids and links.
-
-    The store's `find` takes one unit per query: one indexed lookup per unit is much faster
-    than reading a whole layer (measured: 16 units 1 ms, a 1280-unit layer 100+ ms)."""
-    group = technique(FEATURE_VIS).group({"variant": variant})
-    return {(layer, unit): image_url(pick(store.find(model, layer, unit, FEATURE_VIS)).get(group))
-            for layer, unit in dict.fromkeys(units)}
-
-
-def inactive(store: Store, model: str, layer: str, units: Iterable[int]) -> dict[int, str]:
-    """The units of `units` never active on their dataset: {unit: dataset} (artifacts.dead_on)."""
-    out = {}
-    for unit in units:
-        dataset = dead_on(pick(store.find(model, layer, unit, DATASET_EXAMPLES)).get(DATASET_EXAMPLES))
-        if dataset is not None:
-            out[unit] = dataset
-    return out
+from microtome.web.present.values import Data, Redirect
 
 
 # -- pages --
@@ -125,16 +63,17 @@ def model(state: AppState, model: str) -> Data | Redirect:
     if view.id != model:
         return Redirect(f"/models/{view.id}")
     stats = state.catalog.stats().get(view.id, {})
+    dream_id, atlas_id = by_role(Role.LAYER_IMAGE).id, by_role(Role.ATLAS_MAP).id
     dreams = {}
-    for art in state.store.find(view.id, technique=DEEPDREAM):  # one query for all layers
+    for art in state.store.find(view.id, technique=dream_id):  # one query for all layers
         dreams.setdefault(art.key.layer, []).append(art)
     layers = []
     for layer in view.layers:
         counts = stats.get(layer["id"], {})
         built = sum(counts.values())
-        dream = pick(dreams.get(layer["id"], [])).get(DEEPDREAM)
-        layers.append({**layer_brief(view, layer), "deepdream": image_url(dream), "counts": counts,
-                       "atlas": f"/models/{view.id}/{layer['id']}/atlas" if counts.get(ATLAS) else None,
+        dream = pick(dreams.get(layer["id"], [])).get(dream_id)
+        layers.append({**layer_brief(view, layer), dream_id: image_url(dream), "counts": counts,
+                       "atlas": f"/models/{view.id}/{layer['id']}/atlas" if counts.get(atlas_id) else None,
                        "built_label": f"{built} artifact{'s' if built != 1 else ''}" if built else ""})
     return {"page": "model", "title": view.title, "model": model_brief(view), "layers": layers,
             "edges": [list(e) for e in view.summary.get("edges", [])], "url": f"/models/{view.id}",
@@ -149,7 +88,7 @@ def _grid_page(view: ModelView, layer: dict[str, Any], variant: str, page: int,
     if variant not in GRID_VARIANTS:
         raise NotFound(f"no variant {variant!r}: the grid shows {', '.join(GRID_VARIANTS)}", suggestions=where)
     count = int(layer["channels"]) if order is None else len(order)
-    pages = max(1, -(-count // GRID_PAGE_SIZE))
+    pages = grid_pages(count)
     if not 1 <= page <= pages:
         raise NotFound(f"no page {page} of {where[0]}: it has pages 1-{pages} "
                        f"({count} units, {GRID_PAGE_SIZE} per page)", suggestions=where)
@@ -172,19 +111,21 @@ def layer(state: AppState, model: str, layer: str, variant: str = "positive", pa
     order = unit_order(state.store, view.id, lid, int(found["channels"]), variant, sort, label)
     units, pages = _grid_page(view, found, variant, number, order)
     built = state.catalog.stats().get(view.id, {}).get(lid, {})
-    facts = tiles(state.store, view.id, lid, units, variant, bool(built.get(LABELS))) \
-        if built.get(FEATURE_VIS) or built.get(LABELS) else {}
-    dead = inactive(state.store, view.id, lid, units) if built.get(DATASET_EXAMPLES) else {}
+    has = {role: bool(built.get(by_role(role).id)) for role in (Role.UNIT_IMAGE, Role.UNIT_LABELS, Role.EXAMPLES)}
+    facts = tiles(state.store, view.id, lid, units, variant, has[Role.UNIT_LABELS]) \
+        if has[Role.UNIT_IMAGE] or has[Role.UNIT_LABELS] else {}
+    dead = inactive(state.store, view.id, lid, units) if has[Role.EXAMPLES] else {}
     grid = [{"unit": u, "url": unit_link(state.exported, view.id, lid, u), "image": None, "quality": None,
              "labels": [], "label": None, **facts.get(u, {}), "dead": u in dead, "dead_on": dead.get(u)}
             for u in units]
-    dream = pick(state.store.find(view.id, lid, None, DEEPDREAM)).get(DEEPDREAM)
+    dream_id = by_role(Role.LAYER_IMAGE).id
+    dream = pick(state.store.find(view.id, lid, None, dream_id)).get(dream_id)
     index_ = view.layer_ids.index(lid)
     return {
         "page": "layer", "title": f"{view.id}/{lid}", "model": model_brief(view),
-        "layer": {**layer_brief(view, found), "deepdream": image_url(dream)},
+        "layer": {**layer_brief(view, found), dream_id: image_url(dream)},  # JSON field "deepdream"
         "sae": layer_summary(state.store, view.id, lid),  # a dictionary layer's SAE, else None
-        "atlas": f"/models/{view.id}/{lid}/atlas" if built.get(ATLAS) else None,  # web/atlas.py
+        "atlas": f"/models/{view.id}/{lid}/atlas" if built.get(by_role(Role.ATLAS_MAP).id) else None,
         "variant": variant,
         "variants": [{"name": v, "url": link(v, 1), "current": v == variant} for v in GRID_VARIANTS],
         "sort": sort, "label": label, "matching": None if order is None else len(order),
@@ -224,63 +165,27 @@ def wanted(data: Data, on_demand: Iterable[str]) -> list[str]:
 
 def unit_page(state: AppState, view: ModelView, layer: dict[str, Any], unit: int) -> Data:
     """The unit page's data: one query for the unit's artifacts, one for its layer's (DeepDream),
-    one batch for the thumbnails of the units it connects to."""
+    then each technique's section (sections.py; hooks add links and thumbnails)."""
     lid = layer["id"]
     found = state.store.find(view.id, lid, unit)
     here = pick(found)
     layer_artifacts = state.store.find(view.id, lid, None)
     whole_layer = pick(layer_artifacts)
-    sections = technique_views(here, whole_layer)
-    if here.get(CONNECTIONS) is not None and sections.get(CONNECTIONS) is not None:
-        sections[CONNECTIONS].update(connections(state, view, here[CONNECTIONS].meta))
-        sections[CONNECTIONS]["circuit"] = unit_url(view.id, lid, unit) + "/circuit"
-    sections[LABELS] = labels_of(here.get(LABELS))  # the labels themselves, best first
-    sections[SAE] = feature_section(state, view, layer, unit, layer_artifacts)  # loadings / dictionaries
-    sections[SIMILAR] = similar_of(state, found, thumbnails)  # other models' units, best r first
-    dead = dead_on(here.get(DATASET_EXAMPLES))
+    sections = technique_views(UnitPage(state, view, layer, unit, found, here, layer_artifacts, whole_layer))
+    dead = dead_on(here.get(by_role(Role.EXAMPLES).id))
+    image = by_role(Role.UNIT_IMAGE)
     prev, nxt = neighbours(state.exported, view.id, layer, unit)
     return {
         "page": "unit", "title": f"{view.id}/{lid}:{unit}", "model": model_brief(view),
         "layer": layer_brief(view, layer), "unit": unit, "shorthand": f"{view.id}/{lid}:{unit}",
         "url": unit_url(view.id, lid, unit), "prev": prev, "next": nxt,
         **sections,
-        "missing": [t for t in missing(here, whole_layer) if t != SAE],
+        "missing": missing(here, whole_layer),
         "artifacts": len(found),  # the unit's own; on-demand pages refill when this grows
         "job": None, "dead": dead is not None, "dead_on": dead,
-        "quality": quality_of(here.get(f"{FEATURE_VIS}:positive")),
+        "quality": quality_of(here.get(image.group({}))),
         "notes": [n.to_json() for n in notes(state.store, view.id, lid, unit)],
     }
-
-
-def _connection(view: ModelView, entry: Any) -> tuple[dict[str, Any], bool] | None:
-    """One entry of a connections list as a link (ok: it names a real unit of this model)."""
-    if not isinstance(entry, dict):
-        return None
-    found = view.find_layer(str(entry.get("layer", "")))
-    unit = entry.get("unit")
-    ok = found is not None and isinstance(unit, int) and 0 <= unit < int(found["channels"])
-    lid = found["id"] if found is not None else str(entry.get("layer"))
-    return {"layer": lid, "unit": unit, "weight": entry.get("weight"),
-            "shorthand": f"{view.id}/{lid}:{unit}", "url": None, "image": None}, ok
-
-
-def connections(state: AppState, view: ModelView, meta: dict[str, Any]) -> Data:
-    """Inputs and outputs as linked units with their feature-vis thumbnails, and classes."""
-    lists = {}
-    for direction in ("inputs", "outputs"):
-        entries = meta.get(direction)
-        found = (_connection(view, e) for e in (entries if isinstance(entries, list) else [])[:MAX_CONNECTIONS])
-        lists[direction] = [pair for pair in found if pair is not None]
-    wanted = [(c["layer"], c["unit"]) for pairs in lists.values() for c, ok in pairs if ok]
-    thumbs = thumbnails(state.store, view.id, wanted)
-    for pairs in lists.values():
-        for c, ok in pairs:
-            if ok:
-                c["url"] = unit_link(state.exported, view.id, c["layer"], c["unit"])
-                c["image"] = thumbs[(c["layer"], c["unit"])]
-    classes = [c for c in meta.get("classes") or [] if isinstance(c, dict)]
-    return {"method": meta.get("method"), "inputs": [c for c, _ in lists["inputs"]],
-            "outputs": [c for c, _ in lists["outputs"]], "classes": classes[:MAX_CONNECTIONS]}
 
 
 def job(state: AppState, model: str, layer: str, unit: str) -> Data:

@@ -13,8 +13,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from microtome.store import Artifact
-from microtome.techniques.registry import find
+from microtome.store import Artifact, Store
+from microtome.techniques.registry import Role, by_role, find
 
 PRESET_RANK = {"quick": 0, "standard": 1, "full": 2}
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg")
@@ -255,3 +255,25 @@ def dead_on(examples: Artifact | None) -> str | None:
         if sum(counts) > 1 and (sum(1 for c in counts if c) == 1 or (len(edges) > 1 and edges[0] == edges[-1])):
             return dataset
     return None
+
+
+def thumbnails(store: Store, model: str, units: Iterable[tuple[str, int]],
+               variant: str = "positive") -> dict[tuple[str, int], str | None]:
+    """Unit-image (feature-vis) URLs of many units at once, by (layer, unit), for grids and links.
+
+    The store's `find` takes one unit per query: one indexed lookup per unit is much faster
+    than reading a whole layer (measured: 16 units 1 ms, a 1280-unit layer 100+ ms)."""
+    image = by_role(Role.UNIT_IMAGE)
+    group = image.group({"variant": variant})
+    return {(layer, unit): image_url(pick(store.find(model, layer, unit, image.id)).get(group))
+            for layer, unit in dict.fromkeys(units)}
+
+
+def inactive(store: Store, model: str, layer: str, units: Iterable[int]) -> dict[int, str]:
+    """The units of `units` never active on their dataset: {unit: dataset} (artifacts.dead_on)."""
+    out, examples = {}, by_role(Role.EXAMPLES).id
+    for unit in units:
+        dataset = dead_on(pick(store.find(model, layer, unit, examples)).get(examples))
+        if dataset is not None:
+            out[unit] = dataset
+    return out

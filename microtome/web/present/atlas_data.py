@@ -17,7 +17,7 @@ from typing import Any
 from microtome.errors import NotFound
 from microtome.store import Artifact
 from microtome.techniques.atlas_layout import class_cells, favoured_counts, favours
-from microtome.techniques.builtin import ATLAS
+from microtome.techniques.registry import Role, by_role
 from microtome.web.present.artifacts import PRESET_RANK, blob_url
 from microtome.web.present.links import unit_link
 from microtome.web.present.state import AppState
@@ -49,7 +49,7 @@ def _best(artifacts: Sequence[Artifact]) -> Artifact | None:
 
 def stored(state: AppState, model: str, layer: str, klass: int | None = None) -> tuple[Artifact, Doc] | None:
     """The layer's best atlas (`klass` None) or class atlas of `klass`, with its document."""
-    found = [a for a in state.store.find(model, layer, None, ATLAS) if a.params.get("class") == klass]
+    found = [a for a in state.store.find(model, layer, None, by_role(Role.ATLAS_MAP).id) if a.params.get("class") == klass]
     art = _best(found)
     if art is None:
         return None

@@ -17,6 +17,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from microtome.techniques.registry import Role, by_role
+
 NODE_W, NODE_H, GAP, LEFT, THUMB = 440, 72, 30, 12, 64
 
 
@@ -30,7 +32,7 @@ def _node(layer: dict[str, Any], top: int, href: Callable[[str], str]) -> str:
     shape = f"{c}\u00d7{h}\u00d7{w}"
     units = f"{c} unit{'s' if c != 1 else ''}"
     x_text = LEFT + THUMB + 18
-    thumb = layer.get("deepdream")
+    thumb = layer.get(by_role(Role.LAYER_IMAGE).id)  # the layer's image (JSON field "deepdream")
     if thumb:
         picture = (f'<image href="{escape(href(thumb))}" x="{LEFT + 4}" y="{top + 4}" width="{THUMB}" '
                    f'height="{THUMB}" preserveAspectRatio="xMidYMid slice"/>')

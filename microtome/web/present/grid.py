@@ -14,13 +14,19 @@ from typing import Any
 
 from microtome.errors import MicrotomeError
 from microtome.store import Artifact, Store
-from microtome.techniques.builtin import FEATURE_VIS, LABELS
-from microtome.techniques.registry import technique
+from microtome.techniques.registry import Role, by_role
 from microtome.web.present.artifacts import image_url, pick
-from microtome.web.pages.search import labels_of, match
+from microtome.web.present.labels import labels_of, match
 
+GRID_PAGE_SIZE = 128
+GRID_VARIANTS = ("positive", "negative", "neuron")  # the unit-image variants with one image per unit
 SORTS = ("unit", "quality", "label")
 CAPTION_LABELS = 2  # labels shown under a tile
+
+
+def grid_pages(units: int) -> int:
+    """How many grid pages `units` units fill (at least one)."""
+    return max(1, -(-units // GRID_PAGE_SIZE))
 
 
 def quality_of(artifact: Artifact | None) -> float | None:
@@ -37,11 +43,12 @@ def _tile(fv: Artifact | None, labels: Artifact | None) -> dict[str, Any]:
 def tiles(store: Store, model: str, layer: str, units: Iterable[int], variant: str,
           with_labels: bool) -> dict[int, dict[str, Any]]:
     """Per unit: image, quality and labels; one indexed query per unit and technique."""
-    group = technique(FEATURE_VIS).group({"variant": variant})
+    image, labelled = by_role(Role.UNIT_IMAGE), by_role(Role.UNIT_LABELS).id
+    group = image.group({"variant": variant})
     out = {}
     for unit in units:
-        fv = pick(store.find(model, layer, unit, FEATURE_VIS)).get(group)
-        labels = pick(store.find(model, layer, unit, LABELS)).get(LABELS) if with_labels else None
+        fv = pick(store.find(model, layer, unit, image.id)).get(group)
+        labels = pick(store.find(model, layer, unit, labelled)).get(labelled) if with_labels else None
         out[unit] = _tile(fv, labels)
     return out
 
@@ -63,12 +70,14 @@ def unit_order(store: Store, model: str, layer: str, channels: int, variant: str
     label = label.strip()
     if sort == "unit" and not label:
         return None
-    labels = _whole_layer(store, model, layer, LABELS, LABELS) if (label or sort == "label") else {}
+    labelled = by_role(Role.UNIT_LABELS).id
+    labels = _whole_layer(store, model, layer, labelled, labelled) if (label or sort == "label") else {}
     units = list(range(channels))
     if label:
         units = [u for u in units if any(match(label, e["label"]) is not None for e in labels_of(labels.get(u)))]
     if sort == "quality":
-        fv = _whole_layer(store, model, layer, FEATURE_VIS, technique(FEATURE_VIS).group({"variant": variant}))
+        image = by_role(Role.UNIT_IMAGE)
+        fv = _whole_layer(store, model, layer, image.id, image.group({"variant": variant}))
         quality = {u: quality_of(a) for u, a in fv.items()}
         units.sort(key=lambda u: (quality.get(u) is None, -(quality.get(u) or 0.0), u))
     elif sort == "label":

@@ -95,3 +95,24 @@ def resolve(catalog: Catalog, query: str, model: str | None = None) -> dict[str,
                 exc.suggestions = [s + tail for s in exc.suggestions]
                 raise
     return _bare_layer(catalog, name, unit_text)
+
+
+def resolve_path(catalog: Catalog, model: str, layer: str | None = None,
+                 unit: str | None = None) -> tuple[ModelView, dict[str, Any] | None, int | None]:
+    """(model view, layer dict or None, unit or None) of a URL's segments; on a typo, the
+    suggestions keep the rest of the path (`M/blok10/5` suggests `M/block10:5`)."""
+    tail_layer = f"/{layer}" if layer is not None else ""
+    tail_unit = f":{unit}" if unit is not None else ""
+    try:
+        view = catalog.model(model)
+    except NotFound as exc:
+        exc.suggestions = [s + tail_layer + tail_unit for s in exc.suggestions]
+        raise
+    if layer is None:
+        return view, None, None
+    try:
+        found = view.layer(layer)
+    except NotFound as exc:
+        exc.suggestions = [s + tail_unit for s in exc.suggestions]
+        raise
+    return view, found, (view.unit(found, unit) if unit is not None else None)

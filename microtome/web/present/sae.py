@@ -2,7 +2,8 @@
 
 - `layer_summary(store, model, layer_id)`: the layer JSON's `"sae"` block
   `{features, k, explained_variance, l0, dead_fraction, dataset}` for a feature layer, else None.
-- `feature_section(state, view, layer, unit)`: the unit page's `"sae"` entry. On a feature's page:
+- `feature_section(page, technique, view)`: the unit page's `"sae"` entry (the SAE technique's
+  section hook, techniques/builtin.py). On a feature's page:
   the base layer's units its decoder direction loads on most, `[{layer, unit, weight, url,
   image}]`, strongest first; on a base layer's unit page: links to the layer's dictionaries.
 """
@@ -14,8 +15,11 @@ from typing import Any
 
 from microtome.pipeline.dictionaries import Dictionary, dictionaries_in, dictionary_for
 from microtome.store import Artifact, Store
+from microtome.techniques.registry import Technique
+from microtome.web.present.artifacts import thumbnails
 from microtome.web.present.catalog import ModelView
 from microtome.web.present.links import layer_url, unit_link
+from microtome.web.present.unit_page import UnitPage
 from microtome.web.present.state import AppState
 
 
@@ -25,8 +29,13 @@ def layer_summary(store: Store, model: str, layer_id: str) -> dict[str, Any] | N
                                        "base_url": layer_url(model, found.base)}
 
 
-def feature_section(state: AppState, view: ModelView, layer: dict[str, Any], unit: int,
-                    layer_artifacts: Iterable[Artifact]) -> dict[str, Any] | None:
+def feature_section(page: UnitPage, t: Technique, data: Any) -> dict[str, Any] | None:
+    """The unit page's SAE entry: loadings on a feature's page, dictionaries on a base layer's."""
+    return features(page.state, page.view, page.layer, page.unit, page.layer_artifacts)
+
+
+def features(state: AppState, view: ModelView, layer: dict[str, Any], unit: int,
+             layer_artifacts: Iterable[Artifact]) -> dict[str, Any] | None:
     """`layer_artifacts`: the layer-level artifacts of `layer` that the page has read already
     (a base layer's SAEs are among them, so its units' pages ask the store nothing more)."""
     lid = layer["id"]
@@ -41,8 +50,6 @@ def feature_section(state: AppState, view: ModelView, layer: dict[str, Any], uni
 
 
 def _feature(state: AppState, view: ModelView, found: Dictionary, unit: int) -> dict[str, Any]:
-    from microtome.web.pages.views import thumbnails  # views imports this module
-
     rows = found.meta.get("loadings") or []
     pairs = rows[unit] if unit < len(rows) else []
     thumbs = thumbnails(state.store, view.id, [(found.base, int(u)) for u, _ in pairs])

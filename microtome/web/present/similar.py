@@ -1,9 +1,9 @@
 """The `similar` artifacts as page data: a unit's similar units in other models, and a model's
 CKA maps against the models it was compared with.
 
-- `similar_of(state, unit_artifacts, thumbnails) -> [{"model", "layer", "unit", "r",
+- `similar_of(state, unit_artifacts) -> [{"model", "layer", "unit", "r",
   "r_spatial", "matched", "url", "image", "shorthand"}]`, best r first over every other model
-  (unit JSON `similar`); the Hungarian partner is always in the list (`matched: true`).
+  (unit JSON `similar`, the technique's section hook `similar_section`); the Hungarian partner is always in the list (`matched: true`).
 - `model_similarity(state, model) -> [{"other", "other_url", "layers", "other_layers",
   "cka" [[...]], "pairs", "median_best_r", "images", "dataset"}]` (model JSON `similarity`;
   the model page draws each `cka` as a heat map, sections/cka.html).
@@ -13,15 +13,15 @@ comparison with the most images wins, then the newest. Nothing here imports torc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from microtome.store import Artifact
-from microtome.techniques.builtin import SIMILAR
+from microtome.techniques.registry import Role, Technique, by_role
+from microtome.web.present.artifacts import thumbnails
 from microtome.web.present.links import model_url, unit_link
+from microtome.web.present.unit_page import UnitPage
 from microtome.web.present.state import AppState
-
-Thumbnails = Callable[..., dict[tuple[str, int], str | None]]  # views.thumbnails
 
 
 def _rank(art: Artifact) -> tuple[int, float]:
@@ -47,11 +47,17 @@ def _entry(state: AppState, other: str, layer: str, item: dict[str, Any], matche
             "image": None, "shorthand": f"{other}/{layer}:{unit}"}
 
 
-def similar_of(state: AppState, unit_artifacts: Iterable[Artifact], thumbnails: Thumbnails) -> list[dict[str, Any]]:
+def similar_section(page: UnitPage, t: Technique, data: Any) -> list[dict[str, Any]]:
+    """The compare technique's section hook: other models' similar units, best r first."""
+    return similar_of(page.state, page.found)
+
+
+def similar_of(state: AppState, unit_artifacts: Iterable[Artifact]) -> list[dict[str, Any]]:
     """The unit's similar units in every other model it was compared with, best r first, from
     the unit's artifacts (the unit page's one query) and one thumbnail batch per other model."""
     out = []
-    mine = (a for a in unit_artifacts if a.key.technique == SIMILAR)
+    own = by_role(Role.SIMILAR_UNITS).id
+    mine = (a for a in unit_artifacts if a.key.technique == own)
     for other, art in _best_per_other(mine).items():
         other_layer = art.meta.get("other_layer")
         if not isinstance(other_layer, str):
@@ -72,7 +78,7 @@ def model_similarity(state: AppState, model: str, layer_ids: list[str]) -> list[
     """One CKA map per other model: rows this model's layers (in `layer_ids` order), columns
     the other's, from the layer-level `similar` artifacts."""
     groups: dict[str, dict[str, list[Artifact]]] = {}
-    for art in state.store.find(model, technique=SIMILAR, unit=None):
+    for art in state.store.find(model, technique=by_role(Role.SIMILAR_UNITS).id, unit=None):
         other = art.meta.get("other")
         if isinstance(other, str) and isinstance(art.meta.get("cka"), dict):
             groups.setdefault(other, {}).setdefault(art.key.params_hash, []).append(art)

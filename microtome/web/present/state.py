@@ -1,6 +1,6 @@
 """What every view reads: `AppState(store, catalog, renderer, cache, queue, exported, photo, notes_token)`, one per app.
 
-Views are functions of this state and a URL's values (views.py); the app (app.py) makes one
+Views are functions of this state and a URL's values (pages/); the app (server/app.py) makes one
 state and hands it to every route instead of closing over its parts. A static export makes
 one too, with no queue and `exported` set.
 """
@@ -17,9 +17,9 @@ from microtome.web.present.cache import StoreCache
 from microtome.web.present.catalog import Catalog, Registry
 from microtome.web.jobs.inspect_jobs import InspectJobs
 from microtome.web.present.links import Exported
+from microtome.web.present.templating import Renderer
 from microtome.web.jobs.photo import PhotoSearcher
 from microtome.web.jobs.render_queue import RenderQueue
-from microtome.web.server.templating import Renderer
 
 PAGE_CACHE_SIZE = 512
 INDEX_TTL_S = 3600.0  # store-wide indexes (labels, histograms) cost seconds to read: kept until the store changes

@@ -1,13 +1,14 @@
 """The web microscope: `create_app(store, ...) -> FastAPI`, every page also as `.json`.
 
-Routes (routes.py): `/` models; `/models/M` layer graph; `/models/M/L` unit grid (`?variant=`,
+Routes (routes.py, one table; each page also at its `.json` twin): `/` models; `/models/M` layer graph; `/models/M/L` unit grid (`?variant=`,
 `?page=`); `/models/M/L/U` unit page; `/jump?q=` the jump box; `/jobs/M/L/U.json` on-demand
 render status; `/search?q=` units by label (search.py), `POST /search` units by photo;
 `/models/M/L/U/circuit` a unit's circuit (circuit.py); `POST /models/M/L/U/notes` a note
-(with the notes token); `/blobs/<sha256>[.ext]` images (immutable); `/static/...`. Each page is a view
-function (views.py) of one shared `AppState` (state.py). User errors are `MicrotomeError`s
-carrying their HTTP status; one handler renders them as a page or as
-`{"error", "status", "suggestions"}`. The app never imports torch to serve a page.
+(with the notes token); `/models/M/inspect` (and `POST`) inspect a photo; `/models/M/L/atlas`
+the activation atlas; `/blobs/<sha256>[.ext]` images (immutable); `/static/...`. Each page is a
+view function (pages/) of one shared `AppState` (present/state.py). User errors are
+`MicrotomeError`s carrying their HTTP status; one handler (errors.py) renders them as a page or
+as `{"error", "status", "suggestions"}`. The app never imports torch to serve a page.
 """
 
 from __future__ import annotations
@@ -17,64 +18,22 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from microtome.errors import MicrotomeError
 from microtome.store import Store
-from microtome.web.present.catalog import Registry
 from microtome.web.jobs.inspect_jobs import InspectJobs, store_loader
 from microtome.web.jobs.photo import PhotoSearcher
-from microtome.web.registry import load_registry
 from microtome.web.jobs.render_queue import JobFn, RenderQueue, default_job
-from microtome.web.server.routes import endpoint, error_response, routes, wants_json
+from microtome.web.present.catalog import Registry
 from microtome.web.present.state import AppState
-from microtome.web.pages.inspect_views import post_routes  # POST: its body is read by the view's own handler
-
-STATIC_DIR = Path(__file__).parents[1] / "static"
-NO_PAGE = "no such page; pages are /, /models/MODEL, /models/MODEL/LAYER and /models/MODEL/LAYER/UNIT"
-
-
-def _suspicious(scope: Scope) -> bool:
-    """A path trying to leave its folder: dot segments, backslashes, NULs, encoded slashes or dots."""
-    path = scope.get("path", "")
-    raw = bytes(scope.get("raw_path") or b"").lower()
-    segments = path.split("/")
-    return (".." in segments or "." in segments or "\\" in path or "\x00" in path
-            or any(bad in raw for bad in (b"%2f", b"%5c", b"%00", b"%2e")))
-
-
-class RejectTraversal:
-    """Answers 404 to suspicious paths before any route (or file) is looked at."""
-
-    def __init__(self, app: ASGIApp, state: AppState):
-        self.app = app
-        self.state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _suspicious(scope):
-            request = Request(scope)
-            response = error_response(request, self.state.renderer, 404, f"no such page {request.url.path!r}")
-            await response(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
-
-
-async def on_error(request: Request, exc: Exception) -> Response:
-    """The one error handler: a `MicrotomeError` (its status, message and suggestions) or an
-    HTTP error of the router (unknown path: 404, wrong method: 405), as a page or as JSON."""
-    state: AppState = request.app.state.microtome
-    if isinstance(exc, MicrotomeError):
-        retry = getattr(exc, "retry_after", None)  # QueueFull, photo.Busy
-        headers = {"Retry-After": str(retry)} if retry is not None else None
-        return error_response(request, state.renderer, exc.status, exc.message, exc.suggestions, headers)
-    assert isinstance(exc, StarletteHTTPException)
-    message = NO_PAGE if exc.status_code == 404 else str(exc.detail)
-    return error_response(request, state.renderer, exc.status_code, message,
-                          headers=getattr(exc, "headers", None))
+from microtome.web.registry import load_registry
+from microtome.web.server.endpoint import endpoint
+from microtome.web.server.errors import RejectTraversal, on_error
+from microtome.web.server.routes import routes
+from microtome.web.present.templating import STATIC_DIR
 
 
 @asynccontextmanager
@@ -111,17 +70,18 @@ def create_app(store: str | Path | Store, render_job: JobFn | None = None, queue
     state = AppState.over(st, registry, queue=queue, render_techniques=render_techniques, notes_token=notes_token,
                           photo=photo or PhotoSearcher(store=st), inspector=InspectJobs(load=store_loader(st)))
     app = FastAPI(title="microtome", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.microtome, app.state.owns_store = state, owns
+    renderer = state.renderer
+    app.state.microtome, app.state.owns_store, app.state.renderer = state, owns, renderer
     app.state.store, app.state.catalog, app.state.queue = st, state.catalog, queue
     app.add_exception_handler(MicrotomeError, on_error)
     app.add_exception_handler(StarletteHTTPException, on_error)
-    app.add_middleware(RejectTraversal, state=state)
+    app.add_middleware(RejectTraversal, renderer=renderer)
     for route in routes():
-        app.add_api_route(route.path, endpoint(route, state), methods=list(route.methods), include_in_schema=False)
+        for path, twin in route.paths():
+            app.add_api_route(path, endpoint(route, state, renderer, twin), methods=list(route.methods),
+                              include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for path, handler in post_routes(state, wants_json):  # inspect a photo: POST the form
-        app.add_api_route(path, handler, methods=["POST"], include_in_schema=False)
     return app
 
 
-__all__ = ["create_app", "wants_json"]
+__all__ = ["create_app"]

@@ -11,13 +11,13 @@ JavaScript (`static/search.js`), as the server's `/search?q=` does. Searching by
 and writing notes need the server: the export shows notes, without the forms. Links are relative, so the site
 works from any folder of any static web server. Only what is built is exported: the grid and
 prev/next link only exported units, and the jump box resolves in JavaScript over the JSON twins.
+Which pages there are is the route table's word (routes.py: each route's `pages`, present/site.py).
 """
 
 from __future__ import annotations
 
 import posixpath
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,18 +27,16 @@ from tqdm.auto import tqdm
 
 from microtome.errors import MicrotomeError
 from microtome.store import Store
-from microtome.techniques.builtin import CONNECTIONS, LABELS
-from microtome.web.pages import views
-from microtome.web.pages.atlas import export_atlases
-from microtome.web.pages.circuit import circuit
+from microtome.techniques.registry import Role, by_role
 from microtome.web.present.artifacts import blob_url
+from microtome.web.present.labels import by_unit, labels_of, thumbnail
 from microtome.web.present.links import Exported, unit_link
-from microtome.web.pages.search import by_unit, labels_of, search, thumbnail
 from microtome.web.present.state import AppState
-from microtome.web.server.templating import Href, Renderer, json_twin, to_json
-from microtome.web.pages.views import GRID_PAGE_SIZE, GRID_VARIANTS, Redirect
+from microtome.web.present.values import Data, Redirect
+from microtome.web.server.routes import Route, routes
+from microtome.web.present.templating import STATIC_DIR, Href, Renderer, json_twin, to_json
 
-STATIC_DIR = Path(__file__).parents[1] / "static"
+__all__ = ["STATIC_DIR", "ExportReport", "export", "site_target", "static_href"]
 
 
 @dataclass
@@ -98,10 +96,12 @@ class _Site:
         self.out, self.renderer, self.bar = out, renderer, bar
         self.pages = 0
 
-    def page(self, template: str, data: dict[str, Any] | Redirect, page_dir: str,
-             html_name: str = "index.html") -> None:
+    def page(self, template: str, data: Data | Redirect) -> None:
+        """Write a page (where its `url` says, as `site_target` maps it) and its JSON twin."""
         if isinstance(data, Redirect):  # pragma: no cover - the export asks for canonical names only
-            raise MicrotomeError(f"export: {page_dir} is not a canonical page (it redirects to {data.url})")
+            raise MicrotomeError(f"export: a page redirects to {data.url}; the export lists canonical pages only")
+        target, is_dir = site_target(data["url"])
+        page_dir, html_name = (target, "index.html") if is_dir else posixpath.split(target)
         html = self.renderer.html(template, data, static_href(page_dir), static=True)
         _write(self.out / page_dir / html_name, html)
         json_target, _ = site_target(json_twin(data["url"]))
@@ -121,32 +121,11 @@ def _built_units(store: Store, model: str) -> tuple[Exported, set[str]]:
     return {k: sorted(set(v)) for k, v in units.items()}, urls
 
 
-def _layer_pages(layers: list[dict[str, Any]]) -> Iterator[tuple[str, str, int]]:
-    for layer in layers:
-        pages = max(1, -(-int(layer["channels"]) // GRID_PAGE_SIZE))
-        for variant in GRID_VARIANTS:
-            for page in range(1, pages + 1):
-                yield layer["id"], variant, page
-
-
-def _model_pages(site: _Site, state: AppState, model: str, layers: list[dict[str, Any]], units: Exported) -> int:
-    """Write a model's page, its layers' grid pages and its built units' pages; the unit count."""
-    site.page("model.html", views.model(state, model), f"models/{model}")
-    for layer_id, variant, page in _layer_pages(layers):
-        name = grid_file(variant, page)
-        site.page("layer.html", views.layer(state, model, layer_id, variant, str(page)),
-                  f"models/{model}/{layer_id}", "index.html" if name is None else f"{name}.html")
-    count = 0
-    for (_, layer_id), built in sorted(units.items()):
-        for unit in built:
-            data = views.unit(state, model, layer_id, str(unit))
-            site.page("unit.html", data, f"models/{model}/{layer_id}/{unit}")
-            if isinstance(data, dict) and data.get(CONNECTIONS):  # its circuit, linked from its connections
-                site.page("circuit.html", circuit(state, model, layer_id, str(unit)),
-                          f"models/{model}/{layer_id}/{unit}/circuit")
-            count += 1
-    export_atlases(site, state, model, layers)  # web/atlas.py: each layer's atlas, classes and cells
-    return count
+def pages(state: AppState) -> list[tuple[Route, dict[str, str]]]:
+    """Every page of the static site: each route of the table that has `pages`, with the values
+    of each of its pages (present/site.py), in the table's order."""
+    return [(route, dict(values)) for route in routes() if route.pages is not None and route.template
+            for values in route.pages(state)]
 
 
 def export(store: str | Path | Store, out_dir: str | Path, progress: bool = True) -> ExportReport:
@@ -161,15 +140,14 @@ def export(store: str | Path | Store, out_dir: str | Path, progress: bool = True
         models = state.catalog.all_models()
         built = {m.id: _built_units(st, m.id) for m in models}
         state.exported = {k: v for units, _ in built.values() for k, v in units.items()}
-        total = 2 + sum(1 + len(list(_layer_pages(m.layers))) + sum(len(u) for u in built[m.id][0].values())
-                        for m in models)
-        report = ExportReport(out=out, models=[m.id for m in models])
-        with tqdm(total=total, desc="export", unit="page", disable=not progress, dynamic_ncols=True) as bar:
+        listed = pages(state)
+        report = ExportReport(out=out, models=[m.id for m in models],
+                              units=sum(len(units) for units in state.exported.values()))
+        with tqdm(total=len(listed), desc="export", unit="page", disable=not progress, dynamic_ncols=True) as bar:
             site = _Site(out, state.renderer, bar)
-            site.page("index.html", views.index(state), "")
-            for model in models:
-                report.units += _model_pages(site, state, model.id, model.layers, built[model.id][0])
-            _search_page(site, state, out)
+            for route, values in listed:
+                site.page(route.template, route.view(state, **values))
+            _write(out / "search" / "labels.json", to_json(search_index(state, static_href("search"))))
             report.pages = site.pages
         for urls in (u for _, u in built.values()):
             for url in urls:
@@ -181,21 +159,13 @@ def export(store: str | Path | Store, out_dir: str | Path, progress: bool = True
             st.close()
 
 
-def _search_page(site: _Site, state: AppState, out: Path) -> None:
-    """`search/index.html` (and its twin `search.json`, the server's `/search.json` without a
-    query), which searches `search/labels.json` in the browser (static/search.js): the export
-    has no server to ask."""
-    href = static_href("search")
-    _write(out / "search" / "labels.json", to_json(search_index(state, href)))
-    site.page("search.html", search(state, ""), "search")
-
-
 def search_index(state: AppState, href: Href) -> list[dict[str, Any]]:
     """Every exported unit that has labels, as static/search.js reads it: model, layer, unit,
     shorthand, `url` and thumbnail `image` (through `href`), and `labels` (best first, as the unit's
-    JSON has them); search.js ranks them by search.py's rule."""
+    JSON has them); search.js ranks them by present/labels.py's rule."""
     units = []
-    for (m, layer, unit), art in sorted(by_unit(state.store.find(technique=LABELS)).items()):
+    labelled = state.store.find(technique=by_role(Role.UNIT_LABELS).id)
+    for (m, layer, unit), art in sorted(by_unit(labelled).items()):
         url = unit_link(state.exported, m, layer, unit)
         labels = labels_of(art)
         if url is not None and labels:

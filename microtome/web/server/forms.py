@@ -9,25 +9,13 @@ files: an upload is never written to disk. A value is a `str`, or for a file par
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from email.message import Message
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
 from microtome.errors import MicrotomeError
-
-MB = 1 << 20
-
-
-@dataclass(frozen=True)
-class Upload:
-    """A file part of a multipart form: its bytes, as sent."""
-
-    data: bytes
-    filename: str = ""
-    content_type: str = ""
-
+from microtome.web.present.values import MB, Upload
 
 FormValue = str | Upload
 

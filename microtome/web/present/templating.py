@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -21,6 +22,7 @@ from microtome.web.present.graph import circuit_svg, graph_svg
 from microtome.web.present.sections import shown
 
 Href = Callable[[str], str]
+STATIC_DIR = Path(__file__).parents[1] / "static"  # beside templates/: CSS, JS, served at /static
 
 
 def server_href(url: str) -> str:
