@@ -1,4 +1,4 @@
-"""Inspections of photos for the web, one at a time: `InspectJobs().submit(InspectRequest) -> Job`.
+"""Inspections of photos for the web, one at a time: `InspectJobs().submit(InspectRequest) -> Inspection`.
 
 A job runs `microtome.inspect.photo.inspect_photo` (torch, imported by the first job only) on a
 thread of its own, one at a time (`busy.BusySlot`): a submission while one runs waits for it a
@@ -59,7 +59,7 @@ class InspectRequest:
 
 
 @dataclass
-class Job:
+class Inspection:
     """One inspection; `state` is running, done or error. `done`/`total` count render steps."""
 
     id: str
@@ -114,8 +114,8 @@ class InspectJobs:
                  wait_s: float = WAIT_S, mean_s: float = 90.0, **overrides: Any):
         self.load = load or zoo_loader
         self.keep, self.threads, self.overrides = keep, threads, overrides
-        self._jobs: OrderedDict[str, Job] = OrderedDict()  # finished, oldest first; plus the running one
-        self._running: Job | None = None
+        self._jobs: OrderedDict[str, Inspection] = OrderedDict()  # finished, oldest first; plus the running one
+        self._running: Inspection | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # the jobs
         self._slot = BusySlot(_busy, wait_s=wait_s, mean_s=mean_s, min_retry=5)  # the running one's
@@ -123,7 +123,7 @@ class InspectJobs:
         self._models_lock = threading.Lock()  # the cache of loaded models
         self._stopping = threading.Event()
 
-    def submit(self, request: InspectRequest) -> Job:
+    def submit(self, request: InspectRequest) -> Inspection:
         """Start inspecting `request` (after a running inspection that is about to finish);
         InspectBusy if one runs past the wait, or the server is stopping."""
         if self._stopping.is_set():
@@ -133,7 +133,7 @@ class InspectJobs:
             with self._lock:
                 if self._stopping.is_set():
                     raise _stopping()
-                job = Job(secrets.token_hex(8), request, total=self.render_steps(request))
+                job = Inspection(secrets.token_hex(8), request, total=self.render_steps(request))
                 self._running = job
                 self._jobs[job.id] = job
                 self._thread = threading.Thread(target=self._work, args=(job,), name="microtome-inspect",
@@ -155,11 +155,11 @@ class InspectJobs:
         """The render steps of an inspection (as `inspect_photo` counts them: two batches a layer)."""
         return 2 * len(request.layers) * inspect_params(request.preset, **self.overrides)["steps"]
 
-    def get(self, job_id: str) -> Job | None:
+    def get(self, job_id: str) -> Inspection | None:
         with self._lock:
             return self._jobs.get(job_id)
 
-    def jobs(self, model: str | None = None) -> list[Job]:
+    def jobs(self, model: str | None = None) -> list[Inspection]:
         """The kept jobs (of `model`), newest first."""
         with self._lock:
             return [j for j in reversed(self._jobs.values()) if model is None or j.request.model == model]
@@ -183,14 +183,14 @@ class InspectJobs:
             self._models.move_to_end(key)
             return self._models[key]
 
-    def _progress(self, job: Job) -> Callable[[int, int], None]:
+    def _progress(self, job: Inspection) -> Callable[[int, int], None]:
         def progress(done: int, total: int) -> None:
             if self._stopping.is_set():
                 raise Cancelled()
             job.phase, job.done, job.total = "rendering feature visualizations", done, total
         return progress
 
-    def _inspect(self, job: Job) -> dict[str, Any]:
+    def _inspect(self, job: Inspection) -> dict[str, Any]:
         from microtome.inspect.photo import inspect_photo
         from microtome.runtime import torch_threads
 
@@ -203,7 +203,7 @@ class InspectJobs:
             return inspect_photo(net, spec, image, req.layers, req.groups, req.preset, "cpu",
                                  progress=self._progress(job), **self.overrides)
 
-    def _work(self, job: Job) -> None:
+    def _work(self, job: Inspection) -> None:
         result, error = None, None
         try:
             result = self._inspect(job)

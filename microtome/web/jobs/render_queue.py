@@ -1,6 +1,6 @@
 """On-demand rendering: a deduplicated, bounded queue of `(model, layer, unit)` jobs, one worker.
 
-`RenderQueue(job).submit(key) -> Job` enqueues `job(model, layer, unit)` (which computes and
+`RenderQueue(job).submit(key) -> RenderJob` enqueues `job(model, layer, unit)` (which computes and
 stores the unit's artifacts) unless the same key is already queued or running, in which case
 every caller shares that one job; a full queue raises `QueueFull` (HTTP 503, `retry_after`).
 One worker thread runs the jobs in order: rendering is CPU-bound and the machine is small.
@@ -37,7 +37,7 @@ class QueueFull(MicrotomeError):
 
 
 @dataclass
-class Job:
+class RenderJob:
     """One render job; `state` is queued, running, done or error."""
 
     key: Key
@@ -56,9 +56,9 @@ class RenderQueue:
             raise MicrotomeError(f"queue size must be at least 1, got {maxsize}")
         self.job = job
         self.maxsize = maxsize
-        self._pending: OrderedDict[Key, Job] = OrderedDict()
-        self._running: Job | None = None
-        self._finished: OrderedDict[Key, Job] = OrderedDict()
+        self._pending: OrderedDict[Key, RenderJob] = OrderedDict()
+        self._running: RenderJob | None = None
+        self._finished: OrderedDict[Key, RenderJob] = OrderedDict()
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -90,7 +90,7 @@ class RenderQueue:
 
     # -- submitting and asking --
 
-    def submit(self, key: Key) -> Job:
+    def submit(self, key: Key) -> RenderJob:
         """The job for `key`: the queued or running one, a recently finished one, or a new one."""
         with self._cond:
             if self._running is not None and self._running.key == key:
@@ -106,12 +106,12 @@ class RenderQueue:
                 wait = max(1, round(self._mean_s * (len(self._pending) + 1)))
                 raise QueueFull(f"the render queue is full ({self.maxsize} units waiting); "
                                 f"try again in about {wait} s", retry_after=wait)
-            job = Job(key, queued_at=time.time())
+            job = RenderJob(key, queued_at=time.time())
             self._pending[key] = job
             self._cond.notify_all()
             return job
 
-    def get(self, key: Key) -> Job | None:
+    def get(self, key: Key) -> RenderJob | None:
         with self._cond:
             if self._running is not None and self._running.key == key:
                 return self._running
@@ -135,7 +135,7 @@ class RenderQueue:
 
     # -- the worker --
 
-    def _finish(self, job: Job, state: str, error: str | None = None) -> None:
+    def _finish(self, job: RenderJob, state: str, error: str | None = None) -> None:
         job.state, job.error, job.finished_at = state, error, time.time()
         self._finished[job.key] = job
         self._finished.move_to_end(job.key)

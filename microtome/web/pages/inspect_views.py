@@ -23,7 +23,7 @@ from starlette.responses import Response
 from microtome.errors import MicrotomeError, NotFound
 from microtome.inspect.presets import (DEFAULT_PRESET, INSPECT_PRESETS, MAX_GROUPS, check_groups,
                                        default_layer_ids, inspect_params, is_spatial)
-from microtome.web.jobs.inspect_jobs import InspectRequest, Job
+from microtome.web.jobs.inspect_jobs import InspectRequest, Inspection
 from microtome.web.jobs.photo import decode
 from microtome.web.present.catalog import ModelView
 from microtome.web.present.inspect_page import job_url, result_data
@@ -75,7 +75,7 @@ def _model(state: AppState, model: str) -> ModelView:
 
 # -- data --
 
-def status(job: Job) -> Data:
+def status(job: Inspection) -> Data:
     """A job as JSON: its state, phase and render progress, and where to ask again."""
     req = job.request
     url = job_url(req.model, job.id)
@@ -113,7 +113,7 @@ def form(state: AppState, model: str) -> Data | Redirect:
     return _page(state, view, f"/models/{view.id}/inspect", f"Inspect a photo · {view.id}")
 
 
-def _job(state: AppState, view: ModelView, job_id: str) -> Job:
+def _job(state: AppState, view: ModelView, job_id: str) -> Inspection:
     found = state.inspector.get(job_id)
     if found is None or found.request.model != view.id:
         raise NotFound(f"no inspection {job_id!r} of {view.id}: the server keeps the last "
