@@ -18,6 +18,7 @@ from typing import Any
 
 from microtome.display import Figure, data_url
 from microtome.errors import MicrotomeError
+from microtome.techniques.registry import Role, by_role
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"  # `microtome serve`'s default address
 FEATURE_VIS_ORDER = ("positive", "negative", "neuron", "diversity")
@@ -63,7 +64,7 @@ class UnitCard:
                 f"{escape(caption)}</figcaption></figure>")
 
     def _feature_vis(self) -> str:
-        variants = self.data.get("feature_vis") or {}
+        variants = self.data.get(by_role(Role.UNIT_IMAGE).id) or {}
         tiles = []
         for variant in sorted(variants, key=lambda v: (FEATURE_VIS_ORDER + (v,)).index(v)):
             for i, image in enumerate(variants[variant].get("images", [])):
@@ -71,7 +72,7 @@ class UnitCard:
         return "".join(tiles)
 
     def _examples(self) -> str:
-        examples = self.data.get("dataset_examples") or {}
+        examples = self.data.get(by_role(Role.EXAMPLES).id) or {}
         top = next((g for g in examples.get("groups", []) if g.get("name") == "top"), None)
         tiles = []
         for row in (top or {}).get("rows", [])[:TOP_EXAMPLES]:
@@ -111,8 +112,9 @@ class UnitCard:
 
 def _blob_urls(data: dict[str, Any]) -> list[str]:
     """The `/blobs/...` URLs of the images the card shows."""
-    urls = [im["url"] for variant in (data.get("feature_vis") or {}).values() for im in variant.get("images", [])]
-    examples = data.get("dataset_examples") or {}
+    images, examples_id = by_role(Role.UNIT_IMAGE).id, by_role(Role.EXAMPLES).id
+    urls = [im["url"] for variant in (data.get(images) or {}).values() for im in variant.get("images", [])]
+    examples = data.get(examples_id) or {}
     for group in examples.get("groups", []):
         if group.get("name") == "top":
             for row in group.get("rows", [])[:TOP_EXAMPLES]:
