@@ -127,9 +127,9 @@ def unit_card(target: str, store: Any = None, base_url: str = DEFAULT_BASE_URL) 
     """The card of unit `target` (`M/L:U`, `M/L/U` or a permalink; layer aliases accepted) in
     `store` (a `Store` or its directory; default `./microtome-store`)."""
     from microtome.store import DEFAULT_ROOT, Store
+    from microtome.web.pages.views import unit_page
     from microtome.web.present.jump import EXAMPLE, resolve
     from microtome.web.present.state import AppState
-    from microtome.web.pages.views import unit_page
 
     owns = not isinstance(store, Store)
     st = Store(DEFAULT_ROOT if store is None else store, create=False) if owns else store

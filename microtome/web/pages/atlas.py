@@ -9,7 +9,7 @@ comparison and each cell's page (views as in views.py; data from atlas_data.py).
 - `/models/M/L/atlas/compare/A/B`: two class atlases side by side and the cells they share;
 - `/models/M/L/atlas/LEVEL/X/Y`: one cell: its icon, photos with the position marked, top
   units (links), classes, and the cells above and below it.
-A static export holds every built atlas's whole, class and cell pages (present/site.py; no
+A static export holds every built atlas's whole, class and cell pages (server/site.py; no
 comparison: that page needs the server).
 """
 
@@ -22,9 +22,9 @@ from microtome.techniques.atlas_layout import resolve_class
 from microtome.web.present import atlas_data as A
 from microtome.web.present.artifacts import blob_url, thumbnails
 from microtome.web.present.catalog import ModelView
+from microtome.web.present.jump import resolve_path
 from microtome.web.present.links import layer_brief, model_brief
 from microtome.web.present.state import AppState
-from microtome.web.present.jump import resolve_path
 from microtome.web.present.values import Redirect
 
 Data = dict[str, Any]

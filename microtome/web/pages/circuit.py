@@ -15,9 +15,9 @@ from microtome.store import Store
 from microtome.techniques.registry import Role, by_role
 from microtome.web.present.artifacts import pick, thumbnails
 from microtome.web.present.catalog import ModelView
+from microtome.web.present.jump import resolve_path
 from microtome.web.present.links import layer_brief, model_brief, unit_link, unit_url
 from microtome.web.present.state import AppState
-from microtome.web.present.jump import resolve_path
 from microtome.web.present.values import Redirect
 
 FIRST, SECOND, OUT = 6, 4, 6  # strongest inputs; inputs of each of those; outputs

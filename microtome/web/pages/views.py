@@ -27,11 +27,10 @@ from microtome.web.present.jump import resolve, resolve_path
 from microtome.web.present.links import layer_brief, layer_url, model_brief, neighbours, unit_link, unit_url
 from microtome.web.present.sae import layer_summary
 from microtome.web.present.sections import missing
-from microtome.web.present.unit_page import UnitPage, technique_views
 from microtome.web.present.similar import model_similarity
 from microtome.web.present.state import AppState
+from microtome.web.present.unit_page import UnitPage, technique_views
 from microtome.web.present.values import Data, Redirect
-
 
 # -- pages --
 

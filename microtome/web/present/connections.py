@@ -11,8 +11,8 @@ from microtome.techniques.registry import Technique
 from microtome.web.present.artifacts import thumbnails
 from microtome.web.present.catalog import ModelView
 from microtome.web.present.links import unit_link, unit_url
-from microtome.web.present.unit_page import UnitPage
 from microtome.web.present.state import AppState
+from microtome.web.present.unit_page import UnitPage
 
 MAX_CONNECTIONS = 16  # per direction shown on a unit page
 Data = dict[str, Any]

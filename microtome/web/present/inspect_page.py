@@ -16,8 +16,8 @@ from markupsafe import Markup
 
 from microtome.inspect.html import flow_svg, with_image_urls
 from microtome.store import Store
-from microtome.web.present.links import unit_url
 from microtome.web.present.artifacts import thumbnails
+from microtome.web.present.links import unit_url
 
 GROUP_UNITS = 6  # units linked under each group
 Data = dict[str, Any]

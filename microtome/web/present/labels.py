@@ -16,7 +16,6 @@ from microtome.techniques.registry import Role, Technique, by_role
 from microtome.web.present.artifacts import image_url, pick
 
 
-
 @dataclass(frozen=True)
 class Hit:
     """One label of one unit, as the search index holds it."""

@@ -19,8 +19,8 @@ from microtome.techniques.registry import Technique
 from microtome.web.present.artifacts import thumbnails
 from microtome.web.present.catalog import ModelView
 from microtome.web.present.links import layer_url, unit_link
-from microtome.web.present.unit_page import UnitPage
 from microtome.web.present.state import AppState
+from microtome.web.present.unit_page import UnitPage
 
 
 def layer_summary(store: Store, model: str, layer_id: str) -> dict[str, Any] | None:

@@ -20,8 +20,8 @@ from microtome.store import Artifact
 from microtome.techniques.registry import Role, Technique, by_role
 from microtome.web.present.artifacts import thumbnails
 from microtome.web.present.links import model_url, unit_link
-from microtome.web.present.unit_page import UnitPage
 from microtome.web.present.state import AppState
+from microtome.web.present.unit_page import UnitPage
 
 
 def _rank(art: Artifact) -> tuple[int, float]:

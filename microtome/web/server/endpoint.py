@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from microtome.web.present.state import AppState
+from microtome.web.present.templating import Renderer, to_json
 from microtome.web.present.values import Accepted, Redirect
 from microtome.web.server.forms import parse_form, read_body
 from microtome.web.server.routes import Route
-from microtome.web.present.templating import Renderer, to_json
 
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"

@@ -16,8 +16,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from microtome.errors import MicrotomeError
-from microtome.web.server.endpoint import JSON, wants_json
 from microtome.web.present.templating import Renderer, to_json
+from microtome.web.server.endpoint import JSON, wants_json
 
 TITLES = {400: "bad request", 403: "forbidden", 404: "not found", 405: "method not allowed", 409: "conflict",
           413: "too large", 415: "unsupported media type", 500: "server error", 503: "busy"}

@@ -11,7 +11,7 @@ JavaScript (`static/search.js`), as the server's `/search?q=` does. Searching by
 and writing notes need the server: the export shows notes, without the forms. Links are relative, so the site
 works from any folder of any static web server. Only what is built is exported: the grid and
 prev/next link only exported units, and the jump box resolves in JavaScript over the JSON twins.
-Which pages there are is the route table's word (routes.py: each route's `pages`, present/site.py).
+Which pages there are is the route table's word (routes.py: each route's `pages`, server/site.py).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from microtome.web.present.artifacts import blob_url
 from microtome.web.present.labels import by_unit, labels_of, thumbnail
 from microtome.web.present.links import Exported, unit_link
 from microtome.web.present.state import AppState
+from microtome.web.present.templating import STATIC_DIR, Href, Renderer, json_twin, to_json
 from microtome.web.present.values import Data, Redirect
 from microtome.web.server.routes import Route, routes
-from microtome.web.present.templating import STATIC_DIR, Href, Renderer, json_twin, to_json
 
 __all__ = ["STATIC_DIR", "ExportReport", "export", "site_target", "static_href"]
 
@@ -123,7 +123,7 @@ def _built_units(store: Store, model: str) -> tuple[Exported, set[str]]:
 
 def pages(state: AppState) -> list[tuple[Route, dict[str, str]]]:
     """Every page of the static site: each route of the table that has `pages`, with the values
-    of each of its pages (present/site.py), in the table's order."""
+    of each of its pages (server/site.py), in the table's order."""
     return [(route, dict(values)) for route in routes() if route.pages is not None and route.template
             for values in route.pages(state)]
 

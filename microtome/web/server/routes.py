@@ -17,9 +17,9 @@ from functools import cached_property
 from typing import Any
 
 from microtome.web.pages import atlas, circuit, inspect_views, search, views
-from microtome.web.present import site
 from microtome.web.present.state import AppState
 from microtome.web.present.values import MAX_UPLOAD
+from microtome.web.server import site
 
 MAX_NOTE_FORM = 64 << 10  # a note is at most 4 KB of text (store.notes.MAX_NOTE_BYTES), escaped in a form
 NO_STORE = {"Cache-Control": "no-store"}

@@ -1,6 +1,6 @@
 """What a static export holds, per page kind: `(state) -> [path and query values]`, one per page.
 
-The route table (server/routes.py) names these as its routes' `pages`; the export (server/
+The route table (routes.py) names these as its routes' `pages`; the export (server/
 export.py) walks the table and calls each route's view with each of them. Only what is built
 is exported: `state.exported` holds the built units; grids list every page of every variant.
 """
