@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from microtome.errors import Busy
 from microtome.web.busy import BusySlot
-from microtome.web.photo import Busy
 
 
 def refuse(retry_after: int) -> Busy:
