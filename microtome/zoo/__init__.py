@@ -8,11 +8,11 @@ Importing the package registers the zoo's cards and imports no torch: `list_mode
 
 from typing import Any
 
+from microtome.zoo import efficientnet_lite_cards as _efficientnet_lite  # noqa: F401  (registers)
+from microtome.zoo import torchvision_cards as _torchvision  # noqa: F401  (registers)
 from microtome.zoo.card import LayerCard, ModelCard
 from microtome.zoo.lookup import get_card
 from microtome.zoo.registry import list_models, register_model, registered_card, registered_cards
-from microtome.zoo import efficientnet_lite_cards as _efficientnet_lite  # noqa: F401  (registers)
-from microtome.zoo import torchvision_cards as _torchvision  # noqa: F401  (registers)
 
 _LAZY = {"load_model": "microtome.zoo.loading", "get_spec": "microtome.zoo.loading",
          "ModelSpec": "microtome.zoo.spec", "LayerSpec": "microtome.zoo.spec"}

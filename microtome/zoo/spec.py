@@ -17,8 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from microtome.zoo.card import (IMAGENET_MEAN, IMAGENET_STD, LayerCard, ModelCard, chain_edges, check_unit,
-                                parse_units)
+from microtome.zoo.card import IMAGENET_MEAN, IMAGENET_STD, LayerCard, ModelCard, chain_edges, check_unit, parse_units
 
 LayerSpec = LayerCard  # the older name: `LayerSpec(id, module, kind, channels, size, aliases)`
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "LayerSpec", "ModelSpec", "chain_edges", "check_unit", "parse_units"]
