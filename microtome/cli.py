@@ -37,10 +37,10 @@ def main() -> None:
 @main.command()
 def models() -> None:
     """List the model zoo."""
-    from microtome.zoo import get_spec, list_models
+    from microtome.zoo import get_card, list_models
 
     for name in list_models():
-        spec = get_spec(name)
+        spec = get_card(name)
         click.echo(f"{name:20s} {spec.title:20s} {spec.input_size:4d}px  {len(spec.layers):3d} layers  "
                    f"weights: {spec.weights_source}")
 
@@ -49,9 +49,9 @@ def models() -> None:
 @click.argument("model")
 def layers(model: str) -> None:
     """List MODEL's layers: id, kind, channels, output size, module path, aliases."""
-    from microtome.zoo import get_spec
+    from microtome.zoo import get_card
 
-    spec = get_spec(model)
+    spec = get_card(model)
     click.echo(f"{'id':14s} {'kind':10s} {'units':>6s} {'size':>9s}  module")
     for layer in spec.layers:
         size = f"{layer.size[0]}x{layer.size[1]}"

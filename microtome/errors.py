@@ -34,6 +34,17 @@ class NotFound(MicrotomeError):
     status = 404
 
 
+class Busy(MicrotomeError):
+    """The server cannot take this job now (a full queue, a slot held): HTTP 503, and the web
+    answers with a `Retry-After: retry_after` header (seconds)."""
+
+    status = 503
+
+    def __init__(self, message: str, retry_after: int = 30):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def close_names(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
     """The names in `choices` nearest to `name`, best first (case-insensitive)."""
     choices = list(choices)

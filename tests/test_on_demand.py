@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from microtome.errors import MicrotomeError
 from microtome.pipeline.executors import Execution
+from microtome.pipeline.models import ModelService
 from microtome.pipeline.pipeline import build, build_unit, store_dataset
 from microtome.pipeline.plan import plan, select
 from microtome.store import Store
@@ -44,10 +45,10 @@ def test_an_unbuilt_unit_fills_in_over_the_stores_dataset(tmp_path):
     summary = build(store, COLOUR_NET, layers="logits", techniques="dataset_examples", preset="quick",
                     dataset=dataset, execution=QUIET)  # the store's dataset: a labelled folder
     assert summary.recorded == 3 and store_dataset(store, "colour_net", "colour") == dataset
-    workers: dict = {}
+    models = ModelService(store)
 
     def job(model: str, layer: str, unit: int) -> None:  # the app's default job, for an entry point
-        build_unit(store, COLOUR_NET, layer, unit, workers=workers, threads=1)
+        build_unit(store, COLOUR_NET, layer, unit, models=models, threads=1)
     with TestClient(create_app(store, render_job=job, registry=None)) as client:
         first = client.get("/models/colour_net/colour/1.json").json()
         assert first["dataset_examples"] is None and first["labels"] == []

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from microtome.cli import main
 from microtome.pipeline.dictionaries import stored_dictionaries
+from microtome.pipeline.models import ModelService
 from microtome.pipeline.pipeline import build_unit
 from microtome.store import ArtifactKey, Store
 
@@ -120,8 +121,8 @@ def test_build_trains_an_sae_and_builds_its_features(tmp_path):
     built = Store(store).stats("tiny_net")
     assert built[("tiny_net", "conv2.sae", "feature_vis")] == 8  # 2 units x 4 variants
     assert built[("tiny_net", "conv2.sae", "dataset_examples")] == 2
-    workers: dict = {}  # the web's on-demand renderer: its cached model carries the SAE
-    summary = build_unit(store, TOY, "conv2.sae", 5, techniques=["feature_vis"], workers=workers, threads=1)
+    models = ModelService(Store(store))  # the web's on-demand renderer: its cached model carries the SAE
+    summary = build_unit(store, TOY, "conv2.sae", 5, techniques=["feature_vis"], models=models, threads=1)
     assert summary.recorded == 4 and not summary.failed
     everything = cli("build", TOY, "--layers", "conv1", "--units", "0", "--techniques", "all", *common)
     assert everything.exit_code == 0

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
+from microtome.errors import Busy
 from microtome.web.jobs.busy import BusySlot
-from microtome.web.jobs.photo import Busy
 
 
 def refuse(retry_after: int) -> Busy:

@@ -261,7 +261,8 @@ print("torch" in sys.modules)
 
 
 def test_stopping_the_server_cancels_a_running_inspection():
-    from microtome.web.jobs.inspect_jobs import InspectBusy, InspectRequest
+    from microtome.errors import Busy
+    from microtome.web.jobs.inspect_jobs import InspectRequest
 
     jobs = InspectJobs(load=toy_loader, steps=500, size=16, grid_size=16, grid=2)
     job = jobs.submit(InspectRequest(MODEL, "default", ["texture"], 2, "quick", image=to_pil(stripes())))
@@ -271,5 +272,5 @@ def test_stopping_the_server_cancels_a_running_inspection():
         time.sleep(0.05)
     jobs.stop()
     assert job.state == "error" and "stopped" in job.error and job.done < job.total
-    with pytest.raises(InspectBusy):
+    with pytest.raises(Busy):
         jobs.submit(InspectRequest(MODEL, "default", ["texture"], 2, "quick", image=to_pil(stripes())))

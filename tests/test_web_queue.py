@@ -12,10 +12,10 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from microtome.errors import MicrotomeError
+from microtome.errors import Busy, MicrotomeError
 from microtome.store import Store
 from microtome.web import create_app
-from microtome.web.jobs.render_queue import QueueFull, RenderQueue
+from microtome.web.jobs.render_queue import RenderQueue
 from tests.web_fixtures import MODEL, FakeRenderer, registry, store_copy
 
 UNBUILT = [f"/models/{MODEL}/block10/{u}" for u in (50, 51, 52)]
@@ -154,7 +154,7 @@ def test_queue_runs_jobs_in_order_one_at_a_time_and_dedups():
         wait_for(lambda: q.status(("m", "l", 0))["state"] == "running")
         assert [q.status(("m", "l", u))["position"] for u in (0, 1, 2)] == [0, 1, 2]
         q.submit(("m", "l", 3))
-        with pytest.raises(QueueFull) as full:
+        with pytest.raises(Busy) as full:
             q.submit(("m", "l", 4))
         assert full.value.status == 503 and full.value.retry_after >= 1
         gate.set()
@@ -174,7 +174,7 @@ def test_queue_stop_drops_waiting_jobs_with_a_reason():
     gate.set()
     q.stop()
     assert q.status(("m", "l", 1))["state"] in ("error", "done")
-    with pytest.raises(QueueFull):
+    with pytest.raises(Busy):
         q.submit(("m", "l", 2))
 
 

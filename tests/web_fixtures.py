@@ -27,7 +27,7 @@ from typing import Any
 from PIL import Image
 
 from microtome.store import ArtifactKey, Store
-from microtome.web.registry import load_registry
+from microtome.zoo.registry import registered_cards
 
 MODEL = "efficientnet_lite0"
 UNTRAINED = "googlenet"
@@ -46,8 +46,8 @@ QUALITY = {("block10", u): q for u, q in {0: 0.5, 1: 0.9, 2: 0.2, 3: 1.1}.items(
 
 @functools.lru_cache(maxsize=1)
 def registry_summaries() -> dict[str, dict[str, Any]]:
-    """The real registry's summaries (through the web app's own loader, in a child process)."""
-    return load_registry()
+    """The real registry's cards as JSON (what the web app reads by default)."""
+    return registered_cards()
 
 
 def registry() -> dict[str, dict[str, Any]]:

@@ -42,6 +42,8 @@ def output_replaced(model: nn.Module, path: str, value: torch.Tensor) -> Iterato
 def _gradients(scores: torch.Tensor, leaf: torch.Tensor) -> torch.Tensor:
     """`∂scores[i]/∂leaf` for each score: `[N] -> [N, *leaf.shape[1:]]` (zeros where a score
     does not depend on the leaf)."""
+    if not scores.requires_grad:  # no score reads the leaf (an SAE's features feed no logits)
+        return leaf.new_zeros((scores.shape[0], *leaf.shape[1:]))
     grads = []
     for i in range(scores.shape[0]):
         (g,) = torch.autograd.grad(scores[i], leaf, retain_graph=True, allow_unused=True)

@@ -31,11 +31,11 @@ from microtome.inspect.attribution import group_attribution, rounded
 from microtome.inspect.groups import Groups, neuron_groups
 from microtome.inspect.objectives import direction_cossim
 from microtome.inspect.pictures import colour_hex, overlay, single_overlay
-from microtome.inspect.presets import MAX_GROUPS, check_groups, default_layer_ids, inspect_params, is_spatial
+from microtome.inspect.presets import MAX_GROUPS, check_groups, check_layers, default_layers, inspect_params
 from microtome.optvis import objectives as O
 from microtome.optvis.render import render
 from microtome.zoo.hooks import hooked
-from microtome.zoo.spec import LayerSpec, ModelSpec
+from microtome.zoo.spec import ModelSpec
 
 StepProgress = Callable[[int, int], None]  # (render steps done, total) -> None
 __all__ = ["MAX_GROUPS", "Inspection", "check_groups", "check_layers", "default_layers", "inspect_photo",
@@ -68,37 +68,6 @@ def photo_view(image: Image.Image | np.ndarray | torch.Tensor, size: int) -> tor
         array = np.repeat(array[:, :, None], 3, 2) if array.ndim == 2 else array[:, :, :3]
         image = Image.fromarray(np.ascontiguousarray(array))
     return view(image, size)
-
-
-def default_layers(spec: ModelSpec) -> list[str]:
-    """Two spatial layers: one about 60% of the way up, and the last one (`default_layer_ids`)."""
-    picks = default_layer_ids((layer.id, layer.kind, layer.size) for layer in spec.layers)
-    if not picks:
-        raise MicrotomeError(f"{spec.id} has no layer with spatial positions to inspect")
-    return picks
-
-
-def _spatial(layer: LayerSpec) -> bool:
-    return is_spatial(layer.kind, layer.size)
-
-
-def check_layers(spec: ModelSpec, layers: str | Sequence[str] | None) -> list[str]:
-    """Canonical ids of `layers` (a list, or comma-separated), in the model's order; each must
-    have spatial positions."""
-    if layers is None or (isinstance(layers, str) and not layers.strip()):
-        return default_layers(spec)
-    names = [n.strip() for n in layers.split(",")] if isinstance(layers, str) else list(layers)
-    found = [spec.layer(n) for n in names if n]
-    if not found:
-        raise MicrotomeError(f"no layers in {layers!r}; name them, e.g. "
-                             f"{','.join(default_layers(spec))}")
-    for layer in found:
-        if not _spatial(layer):
-            raise MicrotomeError(f"layer {layer.id} of {spec.id} is a flat vector ({layer.kind}); "
-                                 "inspect needs layers with spatial positions (`microtome layers "
-                                 f"{spec.id}` shows their sizes)")
-    ids = list(dict.fromkeys(layer.id for layer in found))
-    return sorted(ids, key=spec.index_of)
 
 
 # ---- per layer, no rendering -------------------------------------------------------------------
@@ -224,7 +193,7 @@ def inspect_photo(model: nn.Module, spec: ModelSpec, image, layers: str | Sequen
     docstring. `overrides` change the preset's parameters (`steps=8, size=32`, ...);
     `renders=False` skips the feature visualizations (no `image` in groups and cells)."""
     params = inspect_params(preset, **overrides)
-    layer_ids, k = check_layers(spec, layers), check_groups(groups)
+    layer_ids, k = check_layers(spec.card, layers), check_groups(groups)
     device = torch.device(device)
     photo = photo_view(image, spec.input_size)  # [3, S, S]
     x = spec.preprocess(photo[None].to(device))  # [1, 3, S, S]

@@ -1,6 +1,7 @@
 """Parameters of `inspect` (torch-free, so that the web can read them without torch):
 `inspect_params(preset, **overrides) -> {"preset", "steps", "size", "grid_size", ...}`, and the
-choice of layers and groups (`default_layer_ids`, `is_spatial`, `check_groups`).
+choice of layers and groups (`check_layers(card, layers)`, the one check the CLI, the library and
+the web make; `default_layers`, `spatial_layers`, `is_spatial`, `check_groups`).
 
 `steps` is the optimization steps of every render, `size` the side of a group's feature
 visualization and `grid_size` the side of an activation-grid cell's; `grid` the most cells
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from microtome.errors import MicrotomeError, close_names
+from microtome.zoo.card import LayerCard, ModelCard
 
 INSPECT_PRESETS: dict[str, dict[str, Any]] = {
     "quick": {"steps": 64, "size": 96, "grid_size": 64},
@@ -40,6 +42,37 @@ def default_layer_ids(layers: Iterable[tuple[str, str, Sequence[int] | None]]) -
     if not spatial:
         return []
     return list(dict.fromkeys([spatial[int(0.6 * (len(spatial) - 1))], spatial[-1]]))
+
+
+def spatial_layers(card: ModelCard) -> list[LayerCard]:
+    """The layers of `card` with spatial positions, in the model's order."""
+    return [layer for layer in card.layers if is_spatial(layer.kind, layer.size)]
+
+
+def default_layers(card: ModelCard) -> list[str]:
+    """Two spatial layers: one about 60% of the way up, and the last one (`default_layer_ids`)."""
+    picks = default_layer_ids((layer.id, layer.kind, layer.size) for layer in card.layers)
+    if not picks:
+        raise MicrotomeError(f"{card.id} has no layer with spatial positions to inspect")
+    return picks
+
+
+def check_layers(card: ModelCard, layers: str | Sequence[str] | None) -> list[str]:
+    """Canonical ids of `layers` (a list, or comma-separated; None or "": `default_layers`), in
+    the model's order; each must exist (`card.layer`) and have spatial positions."""
+    if layers is None or (isinstance(layers, str) and not layers.strip()):
+        return default_layers(card)
+    names = [n.strip() for n in layers.split(",")] if isinstance(layers, str) else list(layers)
+    found = [card.layer(n) for n in names if n]
+    if not found:
+        raise MicrotomeError(f"no layers in {layers!r}; name them, e.g. {','.join(default_layers(card))}")
+    for layer in found:
+        if not is_spatial(layer.kind, layer.size):
+            raise MicrotomeError(f"layer {layer.id} of {card.id} is a flat vector ({layer.kind}); inspect needs "
+                                 f"layers with spatial positions, e.g. {', '.join(default_layers(card))} "
+                                 f"(`microtome layers {card.id}` shows their sizes)")
+    ids = list(dict.fromkeys(layer.id for layer in found))
+    return sorted(ids, key=card.index_of)
 
 
 def check_groups(groups: int) -> int:

@@ -130,11 +130,12 @@ def forget_dictionary(store: Store, model: str, layer_id: str) -> int:
 
 
 def dictionary_version(store: Store | None, model: str) -> tuple[tuple[str, str], ...]:
-    """`(layer id, weights sha256)` of the stored SAEs: part of a loaded-model cache's key, so
-    that a model loaded before an SAE was (re)trained is not used after."""
+    """`(layer id, sha256 of sae.pt)` of the stored SAEs (from the index: a blob's name is its
+    sha256): part of the loaded-model cache's key (pipeline/models.py), so that a model loaded
+    before an SAE was (re)trained is not used after."""
     if store is None:
         return ()
-    return tuple((d.layer_id, str(d.meta.get("weights_sha256"))) for d in stored_dictionaries(store, model))
+    return tuple((d.layer_id, str(d.artifact.files.get(WEIGHTS_FILE))) for d in stored_dictionaries(store, model))
 
 
 def load_with_dictionaries(model: str, weights: str, store: Store | None, device: str = "cpu"):

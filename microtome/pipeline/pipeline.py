@@ -10,7 +10,6 @@ only that.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import socket
 import time
@@ -22,6 +21,7 @@ from typing import Any
 from microtome import __version__
 from microtome.errors import MicrotomeError
 from microtome.pipeline.executors import EXECUTORS, Execution, Prepared, open_executor
+from microtome.pipeline.models import ModelService, model_id
 from microtome.pipeline.plan import Selection, Task, plan, select
 from microtome.runtime import torch_threads
 from microtome.store import ArtifactKey, PutEntry, Store
@@ -72,7 +72,7 @@ def resolve(model: str, weights: str = "default", store: Store | None = None) ->
     spec has a layer for each SAE the store holds for the model, and workers attach them."""
     from microtome.pipeline.dictionaries import dictionary_payloads, spec_with_dictionaries
     from microtome.zoo import get_spec
-    from microtome.zoo.registry import spec_with_weights
+    from microtome.zoo.loading import spec_with_weights
 
     spec = get_spec(model)
     spec = spec_with_weights(spec, weights) if ":" not in model else spec
@@ -202,61 +202,42 @@ def _record(store: Store, model: str, task: Task, results: list | BaseException,
 
 def build_unit(store: Store | str, model: str, layer: str, unit: int, preset: str = "quick",
                techniques: Sequence[str] | None = None, device: str = "cpu",
-               weights: str | None = None, workers: dict | None = None,
+               weights: str | None = None, models: ModelService | None = None,
                threads: int | None = None, dataset: str | None = None) -> BuildSummary:
     """Build one unit's artifacts (the web's on-demand render job): by default the techniques
     declared `on_demand` (feature vis, and dataset examples, connections and labels).
 
     `weights` defaults to those the store already holds for the model (else "default");
     `dataset` to the one the store's artifacts were built with (`store_dataset`; "samples",
-    the build's default, in a store that has none); `workers` is the caller's cache of loaded
-    models, keyed by (model, weights, device). When that dataset cannot be opened here, the
-    techniques that need no dataset are built and then a MicrotomeError says what was not."""
+    the build's default, in a store that has none); `models` is the caller's cache of loaded
+    models (pipeline/models.py; None: load the model for this unit only). When that dataset
+    cannot be opened here, the techniques that need no dataset are built and then a
+    MicrotomeError says what was not."""
     from microtome.data import get_dataset
     from microtome.techniques.registry import techniques as all_techniques
 
     store = store if isinstance(store, Store) else Store(store)
     if weights is None:
-        weights = (store.model(_model_id(model)) or {}).get("weights") or "default"
+        weights = (store.model(model_id(model)) or {}).get("weights") or "default"
     if techniques is None:
         techniques = [t.id for t in all_techniques() if t.on_demand]
     needs_data = [t for t in techniques if technique(t).uses_dataset]
     unavailable = None
     if needs_data:
-        dataset = dataset or store_dataset(store, _model_id(model), layer) or "samples"
+        dataset = dataset or store_dataset(store, model_id(model), layer) or "samples"
         try:
             get_dataset(dataset)
         except MicrotomeError as exc:
             unavailable, techniques = exc, [t for t in techniques if t not in needs_data]
+    worker = models.get(model, weights, device) if models is not None and techniques else None
     summary = build(store, model, layers=[layer], units=[unit], techniques=list(techniques),
-                    preset=preset, weights=weights, worker=_cached_worker(store, model, weights, device, workers),
+                    preset=preset, weights=weights, worker=worker,
                     dataset=dataset or "samples", execution=Execution(device=device, threads=threads, progress=False)
                     ) if techniques else BuildSummary()
     if unavailable is not None:
         raise MicrotomeError(f"{', '.join(needs_data)} of {layer}:{unit} not built: they use the store's dataset "
                              f"{dataset!r}, which cannot be opened here ({unavailable.message})")
     return summary
-
-
-def _cached_worker(store: Store, model: str, weights: str, device: str, workers: dict | None):
-    """The loaded model from `workers` (loaded and kept there on first use); None without a cache."""
-    if workers is None:
-        return None
-    from microtome.pipeline.dictionaries import dictionary_payloads
-    from microtome.pipeline.worker import Worker
-
-    payloads = dictionary_payloads(store, _model_id(model))
-    key = (model, weights, device, tuple((b, n, hashlib.sha256(d).hexdigest()) for b, n, d in payloads))
-    if key not in workers:
-        workers[key] = Worker(model, weights, device, dictionaries=payloads)
-    return workers[key]
-
-
-def _model_id(model: str) -> str:
-    """The store's id of `model` (a registry id is one; an entry point's spec says it)."""
-    from microtome.zoo import get_spec
-
-    return get_spec(model).id if ":" in model else model
 
 
 def store_dataset(store: Store, model: str, layer: str | None = None) -> str | None:

@@ -100,8 +100,8 @@ def select(spec: ModelSpec, layers: str | Sequence[str] = "all", units: str | Se
     layer_ids = tuple(parse_layers(spec, layers))
     chosen = {layer: spec.units(layer, units)[1] for layer in layer_ids}
     for other in compare:
-        from microtome.zoo import get_spec
-        get_spec(other)  # an unknown model is an error naming the close ones
+        from microtome.zoo import get_card
+        get_card(other)  # an unknown model is an error naming the close ones (its card: nothing built)
     return Selection(layer_ids, chosen, ids, preset, dataset, seed, tuple(dict.fromkeys(compare)),
                      chosen_variants)
 

@@ -38,6 +38,13 @@ class Worker:
         self.model, self.spec = attach_payloads(self.model, self.spec, dictionaries)
         self._datasets: dict[str, Any] = {}
 
+    @classmethod
+    def holding(cls, model: Any, spec: Any, device: str = "cpu") -> Worker:
+        """A worker around a model loaded elsewhere (`(nn.Module, ModelSpec)`, SAEs attached)."""
+        worker = cls.__new__(cls)
+        worker.device, worker.model, worker.spec, worker._datasets = device, model, spec, {}
+        return worker
+
     def dataset(self, name: str):
         if name not in self._datasets:
             from microtome.data import get_dataset

@@ -57,8 +57,10 @@ def check_sha(sha: object) -> str:
     return sha
 
 
-def check_unit(unit: object) -> int | None:
-    """`unit` as an int (numpy and torch integers included) or None; MicrotomeError otherwise."""
+def key_unit(unit: object) -> int | None:
+    """A key's unit: an int >= 0 (numpy and torch integers included) or None for a layer-level
+    artifact; MicrotomeError otherwise. The store knows no layers: a unit's range is the model
+    card's to check (`ModelCard.unit`)."""
     if unit is None:
         return None
     try:
@@ -89,7 +91,7 @@ class ArtifactKey:
             value = getattr(self, name)
             if not isinstance(value, str) or not value:
                 raise MicrotomeError(f"artifact key: {name} must be a non-empty string, got {value!r}")
-        object.__setattr__(self, "unit", check_unit(self.unit))
+        object.__setattr__(self, "unit", key_unit(self.unit))
         if not isinstance(self.params_hash, str) or not PARAMS_HASH_RE.fullmatch(self.params_hash):
             raise MicrotomeError(
                 f"artifact key: params_hash must be 16 lowercase hex characters "

@@ -26,7 +26,7 @@ from microtome.store import archive, batch, index
 from microtome.store.batch import PutEntry
 from microtome.store.blobs import BlobDir
 from microtome.store.index import KEY_COLUMNS, KEY_WHERE, LAYER_UNIT, key_row
-from microtome.store.keys import ANY, Artifact, ArtifactKey, canonical_json, check_unit
+from microtome.store.keys import ANY, Artifact, ArtifactKey, canonical_json, key_unit
 from microtome.store.reports import GcReport, VerifyReport
 
 DEFAULT_ROOT = "./microtome-store"
@@ -214,7 +214,7 @@ class Store:
                 args.append(value)
         if unit is not ANY:
             where.append("unit = ?")
-            args.append(LAYER_UNIT if unit is None else check_unit(unit))
+            args.append(LAYER_UNIT if unit is None else key_unit(unit))
         sql = f"SELECT {_ROW} FROM artifacts"
         if where:
             sql += " WHERE " + " AND ".join(where)

@@ -1,4 +1,8 @@
-"""ImageNet's 1000 class names in the standard order (sorted WordNet ids), as torchvision lists them."""
+"""ImageNet's 1000 class names in the standard order (sorted WordNet ids), as torchvision lists them.
+
+Both tables are JSON files beside this module, so model cards read them without torch
+(`imagenet_classes.json` is torchvision's `_IMAGENET_CATEGORIES`; a test checks it still is).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ from functools import cache
 @cache
 def imagenet_labels() -> tuple[str, ...]:
     """The 1000 ILSVRC-2012 class names, index = class id."""
-    from torchvision.models._meta import _IMAGENET_CATEGORIES
+    import json
+    from pathlib import Path
 
-    return tuple(_IMAGENET_CATEGORIES)
+    return tuple(json.loads((Path(__file__).parent / "imagenet_classes.json").read_text()))
 
 
 @cache

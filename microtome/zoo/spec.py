@@ -1,166 +1,75 @@
-"""A model's spec: `ModelSpec` holds everything about a model organism but its weights' values.
+"""A model's spec: `ModelSpec(card, build, load_default)`, the torch side of a `ModelCard`.
 
 Shape: `spec.preprocess(images [B,3,H,W] RGB in [0,1]) -> model input [B,3,H,W]`;
-`spec.layer(name) -> LayerSpec` resolves canonical ids, module paths and aliases.
+`spec.card` is the plain data (zoo/card.py) and every field of it reads through the spec
+(`spec.id`, `spec.layers`, `spec.layer(name)`, ...); `spec.labels` is `card.class_names`.
+`ModelSpec(id=..., title=..., build=..., layers=..., labels=..., ...)` still makes a spec
+from the card's fields, as custom entry points do.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
 
-from microtome.errors import MicrotomeError, NotFound, unknown
+from microtome.zoo.card import IMAGENET_MEAN, IMAGENET_STD, LayerCard, ModelCard, chain_edges, check_unit, parse_units
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """One exposed layer ("node"): its output is `[B, channels, *size]` at the default input.
-
-    `size` is `(1, 1)` for layers whose output is a flat vector `[B, channels]`."""
-
-    id: str
-    module: str  # path in model.named_modules()
-    kind: str  # "conv", "block", "inception", "pool", "linear", "logits", ...
-    channels: int
-    size: tuple[int, int]
-    aliases: tuple[str, ...] = ()
+LayerSpec = LayerCard  # the older name: `LayerSpec(id, module, kind, channels, size, aliases)`
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "LayerSpec", "ModelSpec", "chain_edges", "check_unit", "parse_units"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ModelSpec:
-    """Everything about a model but its weights' values. One per registered model.
+    """A card and how to make the model: `build() -> nn.Module` with random weights;
+    `load_default(module) -> sha256` (if any) fills a built module with the default weights."""
 
-    `build` makes the architecture with random weights; `load_default` (if any) fills a built
-    module with the model's default weights and returns the weights file's sha256."""
-
-    id: str
-    title: str
+    card: ModelCard
     build: Callable[[], nn.Module]
-    input_size: int  # square side in pixels
-    layers: tuple[LayerSpec, ...]
-    edges: tuple[tuple[str, str], ...]
-    labels: tuple[str, ...]
-    weights_source: str  # where the default weights come from, human readable
-    weights_sha256: str | None  # of the default weights file, when known ahead
     load_default: Callable[[nn.Module], str] | None = None
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    value_range: tuple[float, float] = (0.0, 1.0)  # pixel range the mean/std apply to
-    trained: bool = True  # False once loaded with weights="random"
-    weights: str = "default"  # which weights a loaded model carries: default, random or a path
-    description: str = ""
     extra: dict = field(default_factory=dict, compare=False)
+
+    def __init__(self, card: ModelCard | None = None, build: Callable[[], nn.Module] | None = None,
+                 load_default: Callable[[nn.Module], str] | None = None, extra: dict | None = None,
+                 **fields: Any):
+        """From a `card`, or from the card's fields (`labels` is `class_names`); `fields` given
+        with a `card` replace its own (so `dataclasses.replace(spec, layers=...)` works)."""
+        if "labels" in fields:
+            fields["class_names"] = tuple(fields.pop("labels"))
+        card = ModelCard(**fields) if card is None else dataclasses.replace(card, **fields) if fields else card
+        if build is None:
+            raise TypeError("ModelSpec needs `build`, a () -> nn.Module")
+        object.__setattr__(self, "card", card)
+        object.__setattr__(self, "build", build)
+        object.__setattr__(self, "load_default", load_default)
+        object.__setattr__(self, "extra", dict(extra or {}))
+
+    def __getattr__(self, name: str) -> Any:
+        """The card's fields and methods: `spec.id`, `spec.layers`, `spec.layer(...)`, ..."""
+        if name.startswith("__") or name == "card":  # unpickling, copying: no card yet
+            raise AttributeError(name)
+        return getattr(self.card, name)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The class names, index = class id."""
+        return self.card.class_names
 
     # ---- preprocessing -------------------------------------------------------------
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Map RGB images in [0, 1] `[B, 3, H, W]` to this model's input `[B, 3, H, W]`."""
-        lo, hi = self.value_range
-        mean = torch.tensor(self.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        lo, hi = self.card.value_range
+        mean = torch.tensor(self.card.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(self.card.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
         return (x * (hi - lo) + lo - mean) / std
 
-    # ---- layers --------------------------------------------------------------------
-    @property
-    def layer_ids(self) -> list[str]:
-        return [layer.id for layer in self.layers]
-
-    def layer(self, name: str) -> LayerSpec:
-        """The layer called `name`: a canonical id, a module path or an alias.
-
-        Raises NotFound listing the nearest ids."""
-        for layer in self.layers:
-            if name == layer.id or name == layer.module or name in layer.aliases:
-                return layer
-        raise unknown("layer", name, self.layer_ids, where=self.id,
-                      hint=f"`microtome layers {self.id}` lists them")
-
-    def unit(self, layer_name: str, unit: int) -> tuple[LayerSpec, int]:
-        """The layer and a checked unit index; a unit outside the layer names the valid range."""
-        layer = self.layer(layer_name)
-        return layer, check_unit(unit, layer.channels, f"{layer.id} of {self.id}")
-
-    def units(self, layer_name: str, units: str | Sequence[int] | None = None) -> tuple[LayerSpec, list[int]]:
-        """The layer and its units selected by `units` (None or "all": every unit; "0-7"-style
-        text; a list), each checked; the one place units are validated."""
-        layer = self.layer(layer_name)
-        where = f"{layer.id} of {self.id}"
-        if units is None or (isinstance(units, str) and units.strip() == "all"):
-            return layer, list(range(layer.channels))
-        if isinstance(units, str):
-            return layer, parse_units(units, layer.channels, where)
-        return layer, list(dict.fromkeys(check_unit(u, layer.channels, where) for u in units))
-
-    def index_of(self, layer_id: str) -> int:
-        return self.layer_ids.index(self.layer(layer_id).id)
-
-    def inputs_of(self, layer_id: str) -> list[str]:
-        """Layers with an edge into `layer_id`."""
-        return [a for a, b in self.edges if b == layer_id]
-
-    def outputs_of(self, layer_id: str) -> list[str]:
-        """Layers that `layer_id` has an edge into."""
-        return [b for a, b in self.edges if a == layer_id]
-
-    def with_weights(self, weights: str, trained: bool) -> "ModelSpec":
-        return dataclasses.replace(self, weights=weights, trained=trained)
+    def with_weights(self, weights: str, trained: bool, sha256: str | None = None) -> ModelSpec:
+        return dataclasses.replace(self, card=self.card.with_weights(weights, trained, sha256))
 
     def summary(self) -> dict:
-        """A JSON-ready description (no callables)."""
-        return {
-            "id": self.id,
-            "title": self.title,
-            "input_size": self.input_size,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "value_range": list(self.value_range),
-            "weights": self.weights,
-            "trained": self.trained,
-            "weights_source": self.weights_source,
-            "weights_sha256": self.weights_sha256,
-            "num_classes": len(self.labels),
-            "layers": [dataclasses.asdict(layer) for layer in self.layers],
-            "edges": [list(e) for e in self.edges],
-        }
-
-
-def chain_edges(layer_ids: list[str]) -> tuple[tuple[str, str], ...]:
-    """Edges of a plain sequential graph: each layer feeds the next."""
-    return tuple(zip(layer_ids[:-1], layer_ids[1:]))
-
-
-def check_unit(unit: object, channels: int, where: str = "this layer") -> int:
-    """`unit` if it is a whole number in 0..channels-1, else an error naming the range."""
-    if not isinstance(unit, int) or isinstance(unit, bool):
-        raise MicrotomeError(f"unit {unit!r} is not a whole number: {where} has units 0-{channels - 1}")
-    if not 0 <= unit < channels:
-        raise NotFound(f"unit {unit} is out of range: {where} has units 0-{channels - 1}")
-    return unit
-
-
-def parse_units(text: str, channels: int, where: str = "this layer") -> list[int]:
-    """Units from "0-7", "0,3,5", "2,10-12" or "all", checked against `channels` of `where`."""
-    if text.strip() == "all":
-        return list(range(channels))
-    units: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else (part, "")
-                units.extend(range(int(lo), int(hi) + 1))
-            else:
-                units.append(int(part))
-        except ValueError:
-            raise MicrotomeError(f"bad unit list {text!r}: expected e.g. '0-7', '0,3,5' or 'all'") from None
-    for u in units:
-        check_unit(u, channels, where)
-    if not units:
-        raise MicrotomeError(f"no units in {text!r}")
-    return list(dict.fromkeys(units))
+        """The card as JSON (no callables): what the store keeps and the web reads."""
+        return self.card.to_json()

@@ -2,7 +2,7 @@
 
 A request that finds the slot held waits for it up to `wait_s` seconds (a photo search takes
 about 0.1 s: six at once should all be answered, one after another) and only then is refused
-with `refuse(retry_after)`, the caller's own 503 error (photo.Busy, inspect_jobs.InspectBusy),
+with `refuse(retry_after)`, the caller's `errors.Busy` (503) saying what is busy,
 whose `retry_after` is the holder's expected seconds left, at least `min_retry`. It is refused
 at once, without waiting, when the holder is not expected to be done within `wait_s` (a long
 inspection), or when `max_waiting` requests already wait (each waiter holds a server thread).
@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from microtome.errors import MicrotomeError
+from microtome.errors import Busy
 
 WAIT_S = 5.0  # the longest a request waits for the slot before it is refused
 MAX_WAITING = 8  # requests waiting at once; more are refused at once (the server's threads are few)
@@ -26,7 +26,7 @@ MAX_WAITING = 8  # requests waiting at once; more are refused at once (the serve
 class BusySlot:
     """A slot for one holder at a time; see the module docstring for when a taker waits."""
 
-    def __init__(self, refuse: Callable[[int], MicrotomeError], *, wait_s: float = WAIT_S,
+    def __init__(self, refuse: Callable[[int], Busy], *, wait_s: float = WAIT_S,
                  mean_s: float = 2.0, min_retry: int = 1, max_waiting: int = MAX_WAITING):
         self.refuse, self.wait_s, self.mean_s = refuse, wait_s, mean_s
         self.min_retry, self.max_waiting = min_retry, max_waiting

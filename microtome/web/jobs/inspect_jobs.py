@@ -3,10 +3,11 @@
 A job runs `microtome.inspect.photo.inspect_photo` (torch, imported by the first job only) on a
 thread of its own, one at a time (`busy.BusySlot`): a submission while one runs waits for it a
 few seconds when it is about to finish (by its progress, or the mean duration before it has any),
-and is otherwise refused with `InspectBusy` (HTTP 503, `retry_after`). The last `keep` finished
+and is otherwise refused with `errors.Busy` (HTTP 503, `retry_after`). The last `keep` finished
 jobs are kept in memory with their result (JSON-ready, images named) and their PNGs (`files`:
-name -> bytes); nothing is written to disk or to the store. Models are loaded by `load(model, weights) -> (nn.Module, ModelSpec)` into a
-cache of this runner's own (never the render queue's: inspect puts hooks on its model).
+name -> bytes); nothing is written to disk or to the store. Models come from the app's one
+`pipeline.models.ModelService` (with the store's SAEs as they are now: a retrained SAE is a new
+model); hooks are per thread (`zoo.hooks`), so the render queue may share a loaded model.
 """
 
 from __future__ import annotations
@@ -20,25 +21,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from microtome.errors import MicrotomeError, NotFound
+from microtome.errors import Busy, MicrotomeError, NotFound
 from microtome.inspect.presets import inspect_params
+from microtome.pipeline.models import LoadFn, ModelService
 from microtome.web.jobs.busy import WAIT_S, BusySlot
-from microtome.web.jobs.render_queue import QueueFull
 
 log = logging.getLogger(__name__)
 
 KEEP = 8  # finished inspections kept in memory (results and PNGs, ~1-3 MB each)
-MODELS = 2  # loaded models kept for the next inspections
 THREADS = 1  # torch threads of an inspection: the other core keeps serving pages
-LoadFn = Callable[[str, str], tuple[Any, Any]]  # (model id, weights) -> (nn.Module, ModelSpec)
 
 
-class InspectBusy(QueueFull):
-    """Another photo is being inspected; retry after `retry_after` seconds (HTTP 503)."""
+def _stopping() -> Busy:
+    return Busy("the server is shutting down; inspecting is not available", retry_after=30)
 
 
-def _stopping() -> InspectBusy:
-    return InspectBusy("the server is shutting down; inspecting is not available", retry_after=30)
+def _with_device(load: Callable[..., tuple[Any, Any]]) -> LoadFn:
+    """A `(model, weights) -> (nn.Module, ModelSpec)` loader as the service's `(model, weights, device)` one."""
+    return lambda model, weights, device: load(model, weights)
 
 
 class Cancelled(Exception):
@@ -75,21 +75,6 @@ class Inspection:
     files: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
-def zoo_loader(model: str, weights: str) -> tuple[Any, Any]:
-    from microtome.zoo import load_model
-
-    return load_model(model, weights=weights, device="cpu")
-
-
-def store_loader(store: Any) -> LoadFn:
-    """A loader whose models carry `store`'s SAEs (dictionary layers can be inspected)."""
-    def load(model: str, weights: str) -> tuple[Any, Any]:
-        from microtome.pipeline.dictionaries import load_with_dictionaries
-
-        return load_with_dictionaries(model, weights, store)
-    return load
-
-
 def sample_photo(name: str):
     """A scikit-image sample photo by name (`microtome.data`'s `samples` dataset), as a PIL image."""
     from microtome.data.datasets import SAMPLE_NAMES, SamplesDataset
@@ -100,32 +85,33 @@ def sample_photo(name: str):
     return samples.open(samples.paths.index(name)).convert("RGB")
 
 
-def _busy(retry_after: int) -> InspectBusy:
-    return InspectBusy(f"another photo is being inspected; try again in about {retry_after} s",
+def _busy(retry_after: int) -> Busy:
+    return Busy(f"another photo is being inspected; try again in about {retry_after} s",
                        retry_after=retry_after)
 
 
 class InspectJobs:
     """One inspection at a time, each on its own thread; `stop` cancels a running one.
+    `models`: where models come from (default: a service of its own with no store);
+    `load(model, weights) -> (nn.Module, ModelSpec)`, if given, is that service's loader (toys);
     `wait_s`: how long a submission waits for a running inspection that is about to finish;
     `mean_s`: the expected duration of an inspection until some have finished."""
 
-    def __init__(self, load: LoadFn | None = None, keep: int = KEEP, threads: int | None = THREADS,
-                 wait_s: float = WAIT_S, mean_s: float = 90.0, **overrides: Any):
-        self.load = load or zoo_loader
+    def __init__(self, load: Callable[[str, str], tuple[Any, Any]] | None = None, keep: int = KEEP,
+                 threads: int | None = THREADS, wait_s: float = WAIT_S, mean_s: float = 90.0,
+                 models: ModelService | None = None, **overrides: Any):
+        self.models = models or ModelService(load=_with_device(load) if load else None)
         self.keep, self.threads, self.overrides = keep, threads, overrides
         self._jobs: OrderedDict[str, Inspection] = OrderedDict()  # finished, oldest first; plus the running one
         self._running: Inspection | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # the jobs
         self._slot = BusySlot(_busy, wait_s=wait_s, mean_s=mean_s, min_retry=5)  # the running one's
-        self._models: OrderedDict[tuple[str, str], tuple[Any, Any]] = OrderedDict()
-        self._models_lock = threading.Lock()  # the cache of loaded models
         self._stopping = threading.Event()
 
     def submit(self, request: InspectRequest) -> Inspection:
         """Start inspecting `request` (after a running inspection that is about to finish);
-        InspectBusy if one runs past the wait, or the server is stopping."""
+        Busy if one runs past the wait, or the server is stopping."""
         if self._stopping.is_set():
             raise _stopping()
         self._slot.take(self._left())
@@ -173,16 +159,6 @@ class InspectJobs:
 
     # -- the worker --
 
-    def _model(self, model: str, weights: str) -> tuple[Any, Any]:
-        with self._models_lock:
-            key = (model, weights)
-            if key not in self._models:
-                self._models[key] = self.load(model, weights)
-                while len(self._models) > MODELS:
-                    self._models.popitem(last=False)
-            self._models.move_to_end(key)
-            return self._models[key]
-
     def _progress(self, job: Inspection) -> Callable[[int, int], None]:
         def progress(done: int, total: int) -> None:
             if self._stopping.is_set():
@@ -195,7 +171,8 @@ class InspectJobs:
         from microtome.runtime import torch_threads
 
         req = job.request
-        net, spec = self._model(req.model, req.weights)
+        loaded = self.models.get(req.model, req.weights, "cpu")
+        net, spec = loaded.model, loaded.spec
         job.phase = "reading the photo"
         image = req.image if req.image is not None else sample_photo(str(req.sample))
         with torch_threads(self.threads):

@@ -5,8 +5,9 @@ decompression bombs (413: the pixel count is read from the header, before any pi
 decoded). `PhotoSearcher` runs `microtome.techniques.photo_search.search_photo` (torch,
 imported on the first search only) for each built model, one search at a time: a search
 that finds another running waits for it a few seconds (`busy.BusySlot`: a search takes about
-0.1 s once its model is loaded), and only then is answered with `Busy` (503, `retry_after`).
-Loaded models are kept for the next searches. The photo lives in memory only.
+0.1 s once its model is loaded), and only then is answered with `errors.Busy` (503,
+`retry_after`). Models come from the app's `pipeline.models.ModelService` (loaded once, with
+the store's SAEs as they are now). The photo lives in memory only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from typing import Any
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from microtome.errors import MicrotomeError
+from microtome.errors import Busy, MicrotomeError
+from microtome.pipeline.models import ModelService
 from microtome.web.jobs.busy import WAIT_S, BusySlot
 
 MAX_PIXELS = 36_000_000  # 6000 x 6000; decoded RGB that is ~108 MB
@@ -27,16 +29,6 @@ THREADS = 1  # torch threads for a search: the other core keeps serving pages
 Histograms = Mapping[str, Mapping[int, tuple[list[float], list[float]]]]  # layer -> unit -> (edges, counts)
 # (model id, weights, image, histograms, top) -> {"predictions", "layers"}
 SearchFn = Callable[[str, str, Image.Image, Histograms, int], dict[str, Any]]
-
-
-class Busy(MicrotomeError):
-    """Another photo search is running; retry after `retry_after` seconds (HTTP 503)."""
-
-    status = 503
-
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 def decode(data: bytes) -> Image.Image:
@@ -68,20 +60,16 @@ def _bomb(width: int, height: int) -> MicrotomeError:
                           f"are accepted (a smaller photo finds the same units)", status=413)
 
 
-def torch_search(workers: dict[tuple, Any], store: Any = None) -> SearchFn:
-    """The real search: load each model once (into `workers`; with `store`'s SAEs attached, so
-    dictionary layers are searched too), run it with THREADS threads."""
+def torch_search(models: ModelService) -> SearchFn:
+    """The real search: each model from `models` (with the store's SAEs attached, so dictionary
+    layers are searched too), run with THREADS threads."""
     def run(model: str, weights: str, image: Image.Image, histograms: Histograms, top: int) -> dict[str, Any]:
-        from microtome.pipeline.dictionaries import dictionary_version, load_with_dictionaries
         from microtome.runtime import torch_threads
         from microtome.techniques.photo_search import search_photo
 
-        key = (model, weights, dictionary_version(store, model))
-        if key not in workers:
-            workers[key] = load_with_dictionaries(model, weights, store)
-        net, spec = workers[key]
+        loaded = models.get(model, weights, "cpu")
         with torch_threads(THREADS):
-            return search_photo(net, spec, image, histograms, top=top)
+            return search_photo(loaded.model, loaded.spec, image, histograms, top=top)
     return run
 
 
@@ -97,15 +85,14 @@ class PhotoSearcher:
 
     run: SearchFn | None = None
     top: int = 8
-    store: Any = None  # whose SAEs (dictionary layers) the loaded models carry
+    models: ModelService | None = None  # where models come from (None: a service of its own, no store)
     wait_s: float = WAIT_S
     mean_s: float = 2.0
-    _workers: dict = field(default_factory=dict, repr=False)
     _slot: BusySlot = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.run is None:
-            self.run = torch_search(self._workers, self.store)
+            self.run = torch_search(self.models or ModelService())
         self._slot = BusySlot(_busy, wait_s=self.wait_s, mean_s=self.mean_s)
 
     def search(self, models: Mapping[str, tuple[str, Histograms]], image: Image.Image) -> dict[str, dict[str, Any]]:

@@ -2,7 +2,7 @@
 
 `RenderQueue(job).submit(key) -> RenderJob` enqueues `job(model, layer, unit)` (which computes and
 stores the unit's artifacts) unless the same key is already queued or running, in which case
-every caller shares that one job; a full queue raises `QueueFull` (HTTP 503, `retry_after`).
+every caller shares that one job; a full queue raises `errors.Busy` (HTTP 503, `retry_after`).
 One worker thread runs the jobs in order: rendering is CPU-bound and the machine is small.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from microtome.errors import MicrotomeError
+from microtome.errors import Busy, MicrotomeError
 
 log = logging.getLogger(__name__)
 
@@ -24,16 +24,6 @@ Key = tuple[str, str, int]  # (model, layer id, unit)
 JobFn = Callable[[str, str, int], Any]
 HISTORY = 1024  # finished jobs remembered (for status and to avoid re-running)
 RETRY_AFTER_FINISHED_S = 60.0  # a finished job's unit is not re-queued sooner than this
-
-
-class QueueFull(MicrotomeError):
-    """The render queue cannot take another job now; retry after `retry_after` seconds."""
-
-    status = 503
-
-    def __init__(self, message: str, retry_after: int):
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -101,10 +91,10 @@ class RenderQueue:
             if done is not None and time.time() - (done.finished_at or 0) < RETRY_AFTER_FINISHED_S:
                 return done
             if self._stopping:
-                raise QueueFull("the server is shutting down; rendering is not available", retry_after=30)
+                raise Busy("the server is shutting down; rendering is not available", retry_after=30)
             if len(self._pending) >= self.maxsize:
                 wait = max(1, round(self._mean_s * (len(self._pending) + 1)))
-                raise QueueFull(f"the render queue is full ({self.maxsize} units waiting); "
+                raise Busy(f"the render queue is full ({self.maxsize} units waiting); "
                                 f"try again in about {wait} s", retry_after=wait)
             job = RenderJob(key, queued_at=time.time())
             self._pending[key] = job
@@ -167,13 +157,14 @@ class RenderQueue:
                 self._cond.notify_all()
 
 
-def default_job(store: Any) -> JobFn:
+def default_job(store: Any, models: Any = None) -> JobFn:
     """The real renderer: `microtome.pipeline.pipeline.build_unit` with the quick preset on CPU
     (the unit's dataset examples, feature vis, connections and labels, in the build's order,
     over the dataset the store's other artifacts were built with), imported (with torch) on the first
     job only, so a server that renders nothing never loads it. Each technique's artifacts are
-    stored as soon as they are made, so a page polling the job can fill in step by step."""
-    workers: dict = {}  # models loaded by this app's jobs, kept for the next ones
+    stored as soon as they are made, so a page polling the job can fill in step by step.
+    `models` (a `pipeline.models.ModelService`) keeps the loaded models for the next jobs; by
+    default one of this queue's own over `store`."""
 
     def job(model: str, layer: str, unit: int) -> None:
         try:
@@ -181,8 +172,12 @@ def default_job(store: Any) -> JobFn:
         except ImportError as exc:
             raise MicrotomeError(f"on-demand rendering is not available in this installation "
                                  f"(microtome.pipeline.pipeline.build_unit: {exc}); run `microtome build`") from None
+        nonlocal models
+        if models is None:
+            from microtome.pipeline.models import ModelService
+            models = ModelService(store)
         summary = build_unit(store, model, layer, unit, preset="quick", device="cpu",
-                             workers=workers, threads=1)  # one core; the other serves pages
+                             models=models, threads=1)  # one core; the other serves pages
         if summary.failed:
             raise MicrotomeError(f"{len(summary.failed)} of the unit's techniques failed: "
                                  + "; ".join(summary.failed[:3]))

@@ -21,8 +21,9 @@ from typing import Any
 from starlette.responses import Response
 
 from microtome.errors import MicrotomeError, NotFound
+from microtome.inspect import presets
 from microtome.inspect.presets import (DEFAULT_PRESET, INSPECT_PRESETS, MAX_GROUPS, check_groups,
-                                       default_layer_ids, inspect_params, is_spatial)
+                                       inspect_params)
 from microtome.web.jobs.inspect_jobs import InspectRequest, Inspection
 from microtome.web.jobs.photo import decode
 from microtome.web.present.catalog import ModelView
@@ -39,27 +40,12 @@ SAMPLES = ("chelsea", "astronaut", "coffee", "motorcycle_left", "rocket", "hubbl
 
 # -- checking the form (torch-free) --
 
-def _spatial(view: ModelView) -> list[dict[str, Any]]:
-    return [layer for layer in view.layers if is_spatial(str(layer.get("kind")), layer.get("size"))]
-
-
 def check_layers(view: ModelView, layers: str) -> list[str]:
-    """Canonical ids of the comma-separated `layers` (default: `default_layer_ids`), in the
-    model's order; each must exist and have spatial positions."""
-    names = [n.strip() for n in (layers or "").split(",") if n.strip()]
-    if not names:
-        picks = default_layer_ids((layer["id"], str(layer.get("kind")), layer.get("size")) for layer in view.layers)
-        if not picks:
-            raise MicrotomeError(f"{view.id} has no layer with spatial positions to inspect")
-        return picks
-    found = [view.layer(n) for n in names]  # NotFound with suggestions
-    for layer in found:
-        if not is_spatial(str(layer.get("kind")), layer.get("size")):
-            raise MicrotomeError(f"layer {layer['id']} of {view.id} is a flat vector ({layer.get('kind')}); "
-                                 "inspect needs layers with spatial positions, e.g. "
-                                 + ", ".join(check_layers(view, "")))
-    ids = set(layer["id"] for layer in found)
-    return [lid for lid in view.layer_ids if lid in ids]
+    """Canonical ids of the comma-separated `layers` (default: `presets.default_layers`), in the
+    model's order: `presets.check_layers` on the model's card, names resolved with the web's
+    suggestions (`M/L`)."""
+    names = [view.layer(n)["id"] for n in (layers or "").split(",") if n.strip()]  # NotFound with suggestions
+    return presets.check_layers(view.card, names or None)
 
 
 def _groups(groups: str) -> int:
@@ -88,11 +74,12 @@ def status(job: Inspection) -> Data:
 
 
 def _form_data(state: AppState, view: ModelView) -> Data:
-    defaults = check_layers(view, "") if _spatial(view) else []
+    spatial = [view.layer(layer.id) for layer in presets.spatial_layers(view.card)]
+    defaults = check_layers(view, "") if spatial else []
     return {"action": f"/models/{view.id}/inspect", "layers": ",".join(defaults),
             "choices": [{"id": layer["id"], "kind": layer.get("kind"), "channels": layer.get("channels"),
                          "size": list(layer.get("size") or ()), "url": layer_url(view.id, layer["id"]),
-                         "default": layer["id"] in defaults} for layer in _spatial(view)],
+                         "default": layer["id"] in defaults} for layer in spatial],
             "groups": DEFAULT_GROUPS, "max_groups": MAX_GROUPS, "samples": list(SAMPLES),
             "presets": list(INSPECT_PRESETS), "preset": DEFAULT_PRESET, "max_upload_mb": MAX_UPLOAD // MB}
 

@@ -151,7 +151,7 @@ def unit(state: AppState, model: str, layer: str, unit: str) -> Data | Redirect:
     data = unit_page(state, view, found, index_)
     if state.queue is not None and wanted(data, state.on_demand()):
         key = (view.id, found["id"], index_)
-        state.queue.submit(key)  # QueueFull: 503 with Retry-After
+        state.queue.submit(key)  # errors.Busy: 503 with Retry-After
         data["job"] = {**state.queue.status(key), "artifacts": data["artifacts"]}
     return data
 

