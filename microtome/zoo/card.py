@@ -81,6 +81,8 @@ class ModelCard:
     source: str = ""
     description: str = ""
     num_classes: int | None = field(default=None)
+    interpolation: str = ""  # the resize the weights were trained with ("bilinear", "bicubic"), if known
+    crop_pct: float | None = None  # centre crop side / resize side of the evaluation transform, if known
 
     def __post_init__(self) -> None:
         if self.num_classes is None:
@@ -94,6 +96,7 @@ class ModelCard:
                 "weights": self.weights, "trained": self.trained, "weights_source": self.weights_source,
                 "weights_sha256": self.weights_sha256, "num_classes": self.num_classes,
                 "class_names": list(self.class_names), "description": self.description,
+                "interpolation": self.interpolation, "crop_pct": self.crop_pct,
                 "layers": [layer.to_json() for layer in self.layers], "edges": [list(e) for e in self.edges]}
 
     @classmethod
@@ -108,7 +111,8 @@ class ModelCard:
             mean=_floats(d.get("mean"), IMAGENET_MEAN), std=_floats(d.get("std"), IMAGENET_STD),
             value_range=_floats(d.get("value_range"), (0.0, 1.0)), trained=bool(d.get("trained", True)),
             weights=str(d.get("weights") or "default"), source=str(d.get("source") or ""),
-            description=str(d.get("description") or ""), num_classes=d.get("num_classes"))
+            description=str(d.get("description") or ""), num_classes=d.get("num_classes"),
+            interpolation=str(d.get("interpolation") or ""), crop_pct=d.get("crop_pct"))
 
     # ---- layers --------------------------------------------------------------------
     @property

