@@ -43,15 +43,26 @@ def models() -> None:
         spec = get_card(name)
         click.echo(f"{name:20s} {spec.title:20s} {spec.input_size:4d}px  {len(spec.layers):3d} layers  "
                    f"weights: {spec.weights_source}")
+    from microtome.zoo.sources import HOW_TO_NAME
+
+    click.echo(f"\nAlso by name: {HOW_TO_NAME}")
 
 
 @main.command()
 @click.argument("model")
-def layers(model: str) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print [{id, kind, units, size, module, aliases}].")
+@click.option("--weights", default="default", help="Accepted as by build; the layers do not depend on it.")
+def layers(model: str, as_json: bool, weights: str) -> None:
     """List MODEL's layers: id, kind, channels, output size, module path, aliases."""
     from microtome.zoo import get_card
 
     spec = get_card(model)
+    if as_json:
+        import json
+
+        keys = ("id", "kind", "units", "size", "module", "aliases")
+        click.echo(json.dumps([{k: layer.to_json()[k] for k in keys} for layer in spec.layers], indent=1))
+        return
     click.echo(f"{'id':14s} {'kind':10s} {'units':>6s} {'size':>9s}  module")
     for layer in spec.layers:
         size = f"{layer.size[0]}x{layer.size[1]}"

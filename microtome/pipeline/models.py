@@ -86,8 +86,9 @@ def model_id(model: str) -> str:
     """The store's id of `model`: a registry id is one; an entry point's card says it (the
     entry point is called once per process for its card: `zoo.lookup.get_card`)."""
     from microtome.zoo.lookup import get_card
+    from microtome.zoo.sources import canonical_id
 
-    return model if ":" not in model else get_card(model).id
+    return canonical_id(model) or get_card(model).id
 
 
 def weights_identity(model: str, weights: str) -> str:

@@ -74,8 +74,10 @@ def resolve(model: str, weights: str = "default", store: Store | None = None) ->
     from microtome.zoo import get_spec
     from microtome.zoo.loading import spec_with_weights
 
+    from microtome.zoo.sources import is_entry_point
+
     spec = get_spec(model)
-    spec = spec_with_weights(spec, weights) if ":" not in model else spec
+    spec = spec_with_weights(spec, weights) if not is_entry_point(model) else spec
     return Resolved(model, str(weights), spec_with_dictionaries(spec, store),
                     dictionary_payloads(store, spec.id))
 

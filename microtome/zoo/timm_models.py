@@ -40,7 +40,10 @@ def no_inplace(model: nn.Module) -> nn.Module:
 
 
 def create(source: Source) -> nn.Module:
-    """`timm.create_model(NAME[.TAG])` with random weights (seed 0), in-place activations off."""
+    """`timm.create_model(NAME[.TAG])` with random weights (seed 0), in-place activations off,
+    `dynamic_img_size`/`dynamic_img_pad` where the family takes them (renders at any size, padded
+    to whole patches; the same outputs at
+    the model's own size)."""
     import timm
 
     if not timm.is_model(source.name):
@@ -48,7 +51,11 @@ def create(source: Source) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         try:
-            model = timm.create_model(source.full_name, pretrained=False)
+            try:  # any image size where the family allows it (ViTs: position embeddings resampled)
+                model = timm.create_model(source.full_name, pretrained=False, dynamic_img_size=True,
+                                          dynamic_img_pad=True)
+            except TypeError:
+                model = timm.create_model(source.full_name, pretrained=False)
         except RuntimeError as exc:  # an unknown tag
             raise MicrotomeError(f"timm cannot make {source.ref}: {exc}") from exc
     return no_inplace(model.eval())
