@@ -10,7 +10,7 @@ list of architectures):
   "tokens" on the patch grid (prefix tokens counted from the model: `num_prefix_tokens`, or
   torchvision's class token).
 - CNN-like and Swin (ResNet, ConvNeXt, EfficientNet, RegNet, CLIP ResNets): the stages (timm's
-  `feature_info` modules, widened to every child of their container; without it, the
+  `feature_info` modules; several in one container: every child of it; without it, the
   Sequential children of `features`/`trunk_output`/the model) as `stage{i}` (`stem` for a
   leading stage without blocks), and their blocks `stage{i}_block{j}` (the last block is the
   stage's output: its path is an alias of the stage); channels as units; channels-last outputs
@@ -132,10 +132,10 @@ def _token_layers(model: nn.Module, blocks: list[str], seen: Probe) -> list[Laye
 def _stage_paths(model: nn.Module, seen: Probe) -> list[str]:
     info = getattr(model, "feature_info", None)
     names = [d["module"] for d in info] if isinstance(info, list) else []
+    parents = [name.rpartition(".")[0] for name in names]
     out: list[str] = []
-    for name in names:
-        parent = name.rpartition(".")[0]
-        if parent and isinstance(model.get_submodule(parent), _CONTAINERS):
+    for name, parent in zip(names, parents):
+        if parent and parents.count(parent) > 1 and isinstance(model.get_submodule(parent), _CONTAINERS):
             out += [p for p in _children(model, parent) if p not in out]
         elif name not in out:
             out.append(name)
@@ -153,9 +153,15 @@ def _block_paths(model: nn.Module, stage: str, seen: Probe) -> list[str]:
     elif isinstance(module, _CONTAINERS):
         kids = _children(model, stage)
     else:
-        kids = [p for p in _children(model, stage) if seen.shapes.get(p) == seen.shapes.get(stage)]
+        kids = [p for p in _children(model, stage) if seen.shapes.get(p) == seen.shapes.get(stage)
+                and _weighted(model.get_submodule(p)) > 1]  # composite blocks, not a conv or a norm
     return [p for p in kids if seen.once(p) and len(seen.shapes.get(p, ())) == 4
             and not isinstance(model.get_submodule(p), nn.Identity)]
+
+
+def _weighted(module: nn.Module) -> int:
+    """How many of `module`'s modules hold parameters of their own."""
+    return sum(1 for m in module.modules() if any(True for _ in m.parameters(recurse=False)))
 
 
 def _channels_last(model: nn.Module) -> bool:
@@ -190,6 +196,7 @@ def head_path(model: nn.Module, seen: Probe) -> str | None:
     if hasattr(model, "get_classifier"):
         head = model.get_classifier()
         paths = [p for p, m in model.named_modules() if m is head and p]
+        paths += [p.rpartition(".")[0] for p in paths if "." in p]  # a pooling head's (CLIP's attention pool)
         candidates = paths if not isinstance(head, nn.Identity) else []
     else:
         candidates = [p for p in ("fc", "classifier", "heads", "head") if hasattr(model, p)]

@@ -8,10 +8,11 @@ a token layer unchanged.
 
 `add_grid_view(model, path, layout, prefix) -> view path` makes the view a child of the module
 at `path` (no parameters, so state dicts are unchanged) fed by a forward hook that the module
-keeps: each forward of the module also runs the view, whose output nothing else uses. Hooks
-read the view's output at `PATH.grid_view` (the layer card's module; `PATH` is an alias).
-A hook that *replaces* the view's output changes nothing downstream: writers (SAE splices,
-ablations) go through `is_grid_view`/`GridView.inverse` or refuse.
+keeps: each forward of the module also runs the view. Hooks read the view's output at
+`PATH.grid_view` (the layer card's module; `PATH` is an alias). A hook that *replaces* the
+view's output (an ablation, an attribution's leaf) replaces the module's output with it mapped
+back by `GridView.inverse` (prefix tokens kept), so writers act on the model as on any layer;
+one that only reads (an SAE's dispatch) changes nothing.
 """
 
 from __future__ import annotations
@@ -42,13 +43,16 @@ class GridView(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.layout == CHANNELS_LAST:
-            return x.permute(0, 3, 1, 2)  # [B, H, W, C] -> [B, C, H, W]
-        patches = x[:, self.prefix:]  # [B, N, D] -> [B, gh*gw, D]
-        side = math.isqrt(patches.shape[1])
-        if side * side != patches.shape[1]:
-            raise MicrotomeError(f"{patches.shape[1]} patch tokens (after {self.prefix} prefix tokens) "
-                                 "are not a square grid; microtome reads square images only")
-        return patches.transpose(1, 2).unflatten(2, (side, side))  # [B, D, gh, gw]
+            out = x.permute(0, 3, 1, 2)  # [B, H, W, C] -> [B, C, H, W]
+        else:
+            patches = x[:, self.prefix:]  # [B, N, D] -> [B, gh*gw, D]
+            side = math.isqrt(patches.shape[1])
+            if side * side != patches.shape[1]:
+                raise MicrotomeError(f"{patches.shape[1]} patch tokens (after {self.prefix} prefix "
+                                     "tokens) are not a square grid; microtome reads square images only")
+            out = patches.transpose(1, 2).unflatten(2, (side, side))  # [B, D, gh, gw]
+        setattr(out, _MARK, True)
+        return out
 
     def inverse(self, grid: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
         """The module output whose view is `grid` `[B, D, gh, gw]`, with `original`'s prefix tokens."""
@@ -58,8 +62,15 @@ class GridView(nn.Module):
         return torch.cat([original[:, :self.prefix], patches], dim=1)  # [B, N, D]
 
 
-def _feed_view(module: nn.Module, _inputs, output: torch.Tensor) -> None:
-    getattr(module, GRID)(output)  # its own hooks read it; the module's output is unchanged
+_MARK = "_microtome_grid_view"  # set on the view's own output: a replacement lacks it
+
+
+def _feed_view(module: nn.Module, _inputs, output: torch.Tensor) -> torch.Tensor | None:
+    """Run the view (its hooks read it); if a hook replaced the view's output, the module's
+    output becomes the replacement mapped back (`inverse`), so writers work on views too."""
+    view = getattr(module, GRID)
+    seen = view(output)
+    return None if getattr(seen, _MARK, False) else view.inverse(seen, output)
 
 
 def add_grid_view(model: nn.Module, path: str, layout: str, prefix: int = 0) -> str:
