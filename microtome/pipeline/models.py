@@ -75,6 +75,7 @@ class ModelService:
         from microtome.pipeline.dictionaries import attach_payloads
         from microtome.pipeline.worker import Worker
 
+        model = stored_source(self.store, model)
         payloads = dictionary_payloads(self.store, model_id(model))
         if self.load is None:
             return Worker(model, weights, device, dictionaries=payloads)
@@ -89,6 +90,19 @@ def model_id(model: str) -> str:
     from microtome.zoo.sources import canonical_id
 
     return canonical_id(model) or get_card(model).id
+
+
+def stored_source(store: Store | None, model: str) -> str:
+    """The name to load `model` by: a `timm-NAME`/`torchvision-NAME` id the store holds is loaded
+    by its card's `source` (`timm:NAME.TAG`), so a page reloads the tag it was built with."""
+    from microtome.zoo.sources import parse_source
+
+    source = parse_source(model)
+    if store is None or source is None or source.tag:
+        return model
+    held = str((store.model(source.id) or {}).get("source") or "")
+    found = parse_source(held) if held.startswith(source.kind + ":") else None
+    return held if found is not None and found.id == source.id else model
 
 
 def weights_identity(model: str, weights: str) -> str:
