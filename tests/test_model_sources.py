@@ -161,3 +161,15 @@ def test_default_weights_offline_exit_2_and_store_untouched(tmp_path, monkeypatc
     assert "--weights PATH" in out.output and "--weights random" in out.output
     assert "Traceback" not in out.output
     assert not store.exists() or not any(store.iterdir())
+
+
+def test_sae_reads_a_token_layer_on_its_grid():
+    from microtome.zoo.sae import TopKSAE, attach_dictionary
+
+    model, spec = load_model(VIT, weights="random")
+    sae = TopKSAE(192, 64, 8)
+    model, spec = attach_dictionary(model, spec, "block6", sae)
+    x = torch.rand(1, 3, 224, 224)
+    out = forward_to(model, x, {name: spec.layer(name).module for name in ("block6", "block6.sae")})
+    assert out["block6.sae"].shape == (1, 64, 14, 14)
+    assert torch.allclose(out["block6.sae"], sae.encode(out["block6"]))  # the SAE of the patch grid

@@ -123,7 +123,7 @@ def _token_layers(model: nn.Module, blocks: list[str], seen: Probe) -> list[Laye
             rows.append((f"block{i}_mlp", hidden))
         for layer_id, path in rows:
             _, n, d = seen.shapes[path]
-            side = int(round((n - prefix) ** 0.5))
+            side = round((n - prefix) ** 0.5)
             view = add_grid_view(model, path, TOKENS, prefix)
             layers.append(LayerCard(layer_id, view, TOKENS, d, (side, side), (path,)))
     return layers

@@ -12,7 +12,6 @@ any model's card).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import inspect
 import re
@@ -28,6 +27,10 @@ from microtome.zoo.card import ModelCard
 from microtome.zoo.registry import entry, registered_card
 from microtome.zoo.sources import is_entry_point, parse_source
 from microtome.zoo.spec import ModelSpec
+from microtome.zoo.weights_file import load_state_dict_file, load_strict, sha256_file
+
+__all__ = ["DEFAULT", "RANDOM", "entry_point_card", "get_spec", "load_model", "load_state_dict_file",
+           "load_strict", "sha256_file", "spec_with_weights"]
 
 RANDOM = "random"
 DEFAULT = "default"
@@ -66,48 +69,6 @@ def get_spec(name: str) -> ModelSpec:
 def entry_point_card(name: str) -> ModelCard:
     """The card of the entry point `name` (it is called, with its default weights, once per process)."""
     return get_spec(name).card
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from a local `.safetensors`, or `.pth`/`.pt`/`.bin` file (tensors only, no
-    pickled code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise MicrotomeError(f"weights file {str(path)!r} does not exist; pass an existing "
-                             "file, weights='default' or weights='random'")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(path, device="cpu")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input
-        raise MicrotomeError(f"cannot read weights file {str(path)!r}: {exc}") from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise MicrotomeError(f"weights file {str(path)!r} holds no state dict")
-    return state
-
-
-def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load `state` into `module`; any missing or unexpected key is an error naming them."""
-    try:
-        missing, unexpected = module.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # right keys, wrong shapes
-        raise MicrotomeError(f"weights from {source} do not fit the architecture: {exc}") from exc
-    if missing or unexpected:
-        raise MicrotomeError(
-            f"weights from {source} do not fit: {len(missing)} missing keys "
-            f"{missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]}")
 
 
 def _load_entry_point(name: str, weights: str | Path) -> tuple[nn.Module, ModelSpec]:

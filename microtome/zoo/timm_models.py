@@ -24,9 +24,9 @@ from microtome.errors import MicrotomeError, unknown
 from microtome.zoo.card import ModelCard, chain_edges
 from microtome.zoo.derive import attach_views, derive_layers
 from microtome.zoo.imagenet import imagenet_labels
-from microtome.zoo.loading import load_strict, sha256_file
 from microtome.zoo.sources import Source
 from microtome.zoo.spec import ModelSpec
+from microtome.zoo.weights_file import load_strict, sha256_file
 
 ALTERNATIVES = "pass --weights PATH (a local .safetensors/.pth/.bin state dict) or --weights random (untrained)"
 
@@ -123,7 +123,7 @@ def locate_default(source: Source, cfg: dict[str, Any]) -> tuple[str, Path]:
 
         try:
             return where, Path(download_cached_file(files[0], check_hash=False, progress=False))
-        except Exception as exc:  # noqa: BLE001 - offline or HTTP errors alike
+        except Exception as exc:
             raise MicrotomeError(f"the default weights of {source.ref} ({files[0]}) are not in torch hub's "
                                  f"cache ({torch.hub.get_dir()}) and cannot be downloaded: {exc}. "
                                  f"{ALTERNATIVES}", status=503) from exc
@@ -183,7 +183,7 @@ def timm_spec(source: Source) -> ModelSpec:
         _, path = locate()
         try:  # timm's own loader (its checkpoint filters), reading the located file from the cache
             state = timm.create_model(source.full_name, pretrained=True).state_dict()
-        except Exception as exc:  # noqa: BLE001 - a cache or format problem
+        except Exception as exc:
             raise MicrotomeError(f"timm could not load the default weights of {source.ref}: {exc}. "
                                  f"{ALTERNATIVES}") from exc
         load_strict(model, state, str(path))

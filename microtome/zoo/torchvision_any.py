@@ -20,10 +20,10 @@ from torch import nn
 from microtome.errors import MicrotomeError, unknown
 from microtome.zoo.card import ModelCard, chain_edges
 from microtome.zoo.derive import attach_views, derive_layers
-from microtome.zoo.loading import load_strict, sha256_file
 from microtome.zoo.sources import Source
 from microtome.zoo.spec import ModelSpec
 from microtome.zoo.timm_models import ALTERNATIVES, no_inplace
+from microtome.zoo.weights_file import load_strict, sha256_file
 
 
 def weights_of(source: Source):
@@ -79,7 +79,7 @@ def locate_default(source: Source) -> tuple[str, Path]:
     if not path.is_file():
         try:
             torch.hub.download_url_to_file(weights.url, str(path), progress=False)
-        except Exception as exc:  # noqa: BLE001 - offline or HTTP errors alike
+        except Exception as exc:
             raise MicrotomeError(f"the default weights of {source.ref} ({weights}) were not found: looked "
                                  f"for {path} (torch hub's cache) and could not download {weights.url}: "
                                  f"{exc}. {ALTERNATIVES}", status=503) from exc
