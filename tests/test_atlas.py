@@ -30,7 +30,6 @@ from microtome.techniques.atlas import collect
 from microtome.techniques.builtin import ATLAS, atlas_params
 from microtome.web import create_app
 from microtome.web.export import export
-from tests.test_browser import NEEDS_CHROMIUM, browser  # noqa: F401  (fixtures)
 from tests.toy_models import colour_net
 
 MODEL, ENTRY, LAYER = "colour_net", "tests.toy_models:colour_net", "colour"
@@ -400,8 +399,7 @@ def test_the_static_export_holds_the_atlas_and_its_links_resolve(built, tmp_path
                 assert resolved.exists(), (page, target)
 
 
-@NEEDS_CHROMIUM[1]  # the suite's rule: skipped only where no Chromium is installed, never under CI
-@slow
+@slow  # and skipped only where no Chromium is installed, never under CI (tests/conftest.py)
 def test_in_chromium_the_atlas_zooms_hovers_and_clicks_through_to_a_unit(built, browser):
     from tests.web_fixtures import LiveServer
 

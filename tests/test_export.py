@@ -114,15 +114,14 @@ def test_json_twins_are_served_next_to_their_pages(served):
     assert status == 200 and json.loads(body)["page_number"] == 2
 
 
-def test_export_command_and_refusals(tmp_path):
-    root = store_copy(tmp_path / "store")
-    result = CliRunner().invoke(export_command, ["--store", str(root), "--out", str(tmp_path / "site")])
+def test_export_command_and_refusals(tmp_path, store_root):
+    result = CliRunner().invoke(export_command, ["--store", str(store_root), "--out", str(tmp_path / "site")])
     assert result.exit_code == 0, result.output
     assert "exported" in result.output and (tmp_path / "site" / "index.html").is_file()
-    again = CliRunner().invoke(export_command, ["--store", str(root), "--out", str(tmp_path / "site")])
+    again = CliRunner().invoke(export_command, ["--store", str(store_root), "--out", str(tmp_path / "site")])
     assert again.exit_code == 0  # re-exporting over an export is fine
     from microtome.cli import main
-    refused = CliRunner().invoke(main, ["export", "--store", str(root), "--out", str(root)])
+    refused = CliRunner().invoke(main, ["export", "--store", str(store_root), "--out", str(store_root)])
     assert refused.exit_code == 2 and "holds a store" in refused.output
     missing = CliRunner().invoke(main, ["export", "--store", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
     assert missing.exit_code == 2 and "no store" in missing.output

@@ -16,7 +16,7 @@ from microtome.errors import MicrotomeError
 from microtome.store import Store
 from microtome.web import create_app
 from microtome.web.render_queue import QueueFull, RenderQueue
-from tests.web_fixtures import MODEL, FakeRenderer, registry, store_copy
+from tests.web_fixtures import MODEL, FakeRenderer, registry
 
 UNBUILT = [f"/models/{MODEL}/block10/{u}" for u in (50, 51, 52)]
 
@@ -29,8 +29,8 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store(store_copy(tmp_path / "store"), create=False) as st:
+def store(store_root):
+    with Store(store_root, create=False) as st:
         yield st
 
 
@@ -178,14 +178,13 @@ def test_queue_stop_drops_waiting_jobs_with_a_reason():
         q.submit(("m", "l", 2))
 
 
-def test_serving_pages_does_not_import_torch(tmp_path):
+def test_serving_pages_does_not_import_torch(store_root):
     """The app answers every kind of page without torch (only on-demand rendering may load it)."""
-    root = store_copy(tmp_path / "store")
     code = f"""
 import json, sys
 from fastapi.testclient import TestClient
 from microtome.web import create_app
-app = create_app({str(root)!r}, registry=None)
+app = create_app({str(store_root)!r}, registry=None)
 with TestClient(app) as c:
     for url in ["/", "/models/{MODEL}", "/models/{MODEL}/block10", "/models/{MODEL}/block10/1",
                 "/models/{MODEL}/block10/1.json", "/jump?q={MODEL}/block10:2", "/models/nope"]:
