@@ -170,12 +170,20 @@ def test_queue_stop_drops_waiting_jobs_with_a_reason():
     q.start()
     q.submit(("m", "l", 0))
     wait_for(lambda: q.status(("m", "l", 0))["state"] == "running")
-    q.submit(("m", "l", 1))
+    q.submit(("m", "l", 1))  # waits behind job 0, which holds the worker until the gate opens
+    stopping = threading.Thread(target=q.stop)
+    stopping.start()  # stop() drops the waiting job at once, then waits for the running one
+    wait_for(lambda: q.status(("m", "l", 1))["state"] != "queued")
     gate.set()
-    q.stop()
-    assert q.status(("m", "l", 1))["state"] in ("error", "done")
-    with pytest.raises(QueueFull):
+    stopping.join(10)
+    assert not stopping.is_alive()
+    dropped = q.status(("m", "l", 1))
+    assert (dropped["state"], dropped["error"]) == ("error", "the server stopped before rendering it")
+    assert q.status(("m", "l", 0))["state"] == "done"  # the running job was let finish
+    with pytest.raises(MicrotomeError) as refused:  # and a stopped queue refuses new jobs, saying why
         q.submit(("m", "l", 2))
+    assert refused.value.status == 503 and refused.value.retry_after >= 1
+    assert "shutting down" in refused.value.message
 
 
 def test_serving_pages_does_not_import_torch(store_root):
