@@ -109,7 +109,8 @@ def test_levels_halve_towards_the_finest_and_bad_ones_are_refused():
 def test_a_vector_favours_the_classes_its_attribution_pushes_up():
     classes = [[3, 5], [3, 5], [7, 1]]
     scores = [[0.2, 0.9], [0.5, -1.0], [-0.1, -0.3]]
-    assert L.favours(classes, scores, 5) == [True, False, False] and L.favours(classes, scores, 3) == [True, True, False]
+    assert L.favours(classes, scores, 5) == [True, False, False]
+    assert L.favours(classes, scores, 3) == [True, True, False]
     assert L.favoured_counts(classes, scores) == {3: 2, 5: 1}
 
 

@@ -176,7 +176,7 @@ def test_blobs_are_served_immutable_with_their_type(client):
     ("/models/efficientnet_lite", "no model 'efficientnet_lite'", MODEL),
     (f"/models/{MODEL}/blok10", "no layer 'blok10' in efficientnet_lite0", f"{MODEL}/block10"),
     (f"/models/{MODEL}/blok10/5", "no layer 'blok10'", f"{MODEL}/block10:5"),
-    (f"/models/efficientnet_lit0/block10/5", "no model", f"{MODEL}/block10:5"),
+    ("/models/efficientnet_lit0/block10/5", "no model", f"{MODEL}/block10:5"),
     (f"/models/{MODEL}/block10/112", "out of range: efficientnet_lite0/block10 has 112 units, 0-111",
      f"{MODEL}/block10:111"),
     (f"/models/{MODEL}/block10/five", "a unit is a channel index, 0-111", f"{MODEL}/block10:0"),
@@ -233,7 +233,7 @@ def test_jump_resolves_to_the_permalink(client, query, context, target):
 @pytest.mark.parametrize("query, context, status, suggestion", [
     ("block10:5", "", 404, f"{MODEL}/block10:5"),  # in efficientnet_lite0 and _lite2: say which
     (f"{MODEL}/blok10:5", "", 404, f"{MODEL}/block10:5"),
-    (f"efficientnet_lite/block10:5", "", 404, f"{MODEL}/block10:5"),
+    ("efficientnet_lite/block10:5", "", 404, f"{MODEL}/block10:5"),
     ("blok10:5", MODEL, 404, f"{MODEL}/block10:5"),
     (f"{MODEL}/block10:500", "", 404, f"{MODEL}/block10:111"),
     ("a/b/c/d", "", 404, None),
