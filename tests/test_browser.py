@@ -11,8 +11,16 @@ import pytest
 
 from microtome.store import Store
 from microtome.web import create_app
-from tests.web_fixtures import (ARTIFACTS, MODEL, FakeRenderer, LiveServer, broken_images, registry, served_export,
-                                store_copy)
+from tests.web_fixtures import (
+    ARTIFACTS,
+    MODEL,
+    FakeRenderer,
+    LiveServer,
+    broken_images,
+    registry,
+    served_export,
+    store_copy,
+)
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ script tag is inert (no dialog, no script node); the note form sends the token a
 
 from __future__ import annotations
 
-
 import pytest
 
 from microtome.store import Store

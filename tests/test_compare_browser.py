@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from microtome.cli import main
+from microtome.store import Store
 from microtome.web import create_app
 from tests.compare_toys import CONV1_PERM
-from microtome.store import Store
 from tests.web_fixtures import ARTIFACTS, LiveServer, broken_images, put_feature_vis, registry
 
 

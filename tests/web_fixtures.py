@@ -21,9 +21,9 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 from PIL import Image
