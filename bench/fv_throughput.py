@@ -122,7 +122,8 @@ def unit_values(model, spec, units: list[int], images: Images) -> list[float]:
 
 def run_lucent(model, spec, units: list[int], steps: int, frozen: bool) -> Images:
     """One `render_vis` call per unit; lucent's hooks removed after each."""
-    from lucent.optvis import param, render as lucent_render, transform
+    from lucent.optvis import param, transform
+    from lucent.optvis import render as lucent_render
 
     wrapped = nn.Sequential(Preprocess(spec), model).eval()
     # lucent names a module by its path in named_modules() joined with "_"; the model is child "1"

@@ -58,9 +58,9 @@ def test_linear_cka_matches_the_hsic_of_gram_matrices():
     x, y = rng.normal(size=(40, 6)), rng.normal(size=(40, 9))
     y[:, :3] += x[:, :3] * 2
 
-    def hsic(k, l):
+    def hsic(ka, kb):  # [n, n] Gram matrices
         h = np.eye(40) - 1 / 40
-        return np.trace(k @ h @ l @ h)
+        return np.trace(ka @ h @ kb @ h)
     kx, ky = x @ x.T, y @ y.T
     want = hsic(kx, ky) / np.sqrt(hsic(kx, kx) * hsic(ky, ky))
     q, _ = np.linalg.qr(rng.normal(size=(6, 6)))

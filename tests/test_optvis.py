@@ -14,23 +14,7 @@ from microtome.errors import MicrotomeError
 from microtome.optvis import objectives as O
 from microtome.optvis import param, transforms as T
 from microtome.optvis.render import render
-
-
-class Toy(nn.Module):
-    """conv(3->8, 5) -> relu -> conv(8->6, 3) -> relu -> pool -> linear(6->4)."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(1)
-        self.conv1 = nn.Conv2d(3, 8, 5)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(8, 6, 3)
-        self.relu2 = nn.ReLU()
-        self.fc = nn.Linear(6, 4)
-
-    def forward(self, x):
-        x = self.relu2(self.conv2(self.relu1(self.conv1(x))))
-        return self.fc(x.mean(dim=(2, 3)))
+from tests.toy_models import Toy
 
 
 def _value(model, obj, steps, batch=None, **kw):

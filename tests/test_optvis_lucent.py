@@ -12,7 +12,7 @@ from microtome.optvis import objectives as O
 from microtome.optvis import param as P
 from microtome.optvis import transforms as T
 from microtome.optvis.render import render
-from tests.test_optvis import Toy
+from tests.toy_models import Toy
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
