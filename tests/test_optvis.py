@@ -312,3 +312,24 @@ def test_grouped_diversity_equals_diversity_of_each_group():
     assert torch.allclose(grouped, torch.cat([first, second]), atol=1e-6)
     with pytest.raises(MicrotomeError):
         O.diversity("l", group=4)(acts)
+
+
+def test_the_default_image_is_image_param_and_the_schedule_is_one_object():
+    from microtome.optvis.schedule import LAYER_SCHEDULE, Schedule
+
+    model = Toy()
+    default = render(model, "relu2:1", steps=2)
+    said = render(model, "relu2:1", ImageParam(128, seed=0), steps=2)
+    assert default.images.shape == (1, 3, 128, 128) and torch.equal(default.images, said.images)
+    torch.manual_seed(0)
+    alone = ImageParam(16, batch=2, seed=1)()[1]().detach()  # [2, 3, 16, 16], its own generators
+    torch.manual_seed(1)
+    assert torch.equal(ImageParam(16, batch=2, seed=1)()[1](), alone)
+    assert not torch.equal(ImageParam(16, batch=2, seed=2)()[1](), alone)
+    with pytest.raises(MicrotomeError, match=r"Schedule\(layers=None\)"):
+        render(model, "relu2:1", ImageParam(16), steps=1, schedule=None)
+    with pytest.raises(MicrotomeError, match="Schedule"):
+        render(model, "relu2:1", ImageParam(16), steps=1, schedule=LAYER_SCHEDULE)
+    with pytest.raises(MicrotomeError, match="2 seeds for 3 images"):
+        render(model, "relu2:1", ImageParam(16, batch=3, seeds=[1, 2]), steps=1)
+    assert Schedule().layers == LAYER_SCHEDULE

@@ -1,4 +1,5 @@
-"""The learning-rate schedule: `render(schedule=Schedule(lr_final=...))` anneals Adam's step along half a cosine.
+"""The learning-rate schedule: `render(schedule=Schedule(lr_final=...))` anneals Adam's step
+along half a cosine.
 
 Oracle: with a constant gradient, Adam moves a parameter by exactly its learning rate per step
 (its normalized step m/sqrt(v) is 1 after bias correction), so the distance a pixel travels is

@@ -39,10 +39,10 @@ from torch import nn
 
 from microtome.errors import MicrotomeError
 from microtome.optvis import param as param_mod
-from microtome.optvis.param import ImageParam
 from microtome.optvis.fast import _fast_model, private_copy
 from microtome.optvis.invariant import batch_invariant
 from microtome.optvis.objectives import INPUT, Acts, Objective, as_objective
+from microtome.optvis.param import ImageParam
 from microtome.optvis.randomness import PerImage, image_seeds
 from microtome.optvis.redirect import redirected_relus
 from microtome.optvis.schedule import (LAYER_SCHEDULE, REDIRECT_STEPS, SCHEDULE, LayerSchedule,

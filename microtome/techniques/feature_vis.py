@@ -17,8 +17,8 @@ from torch import nn
 from microtome.errors import MicrotomeError
 from microtome.images import png_bytes
 from microtome.optvis import objectives as O
-from microtome.optvis.render import Progress, render
 from microtome.optvis.param import ImageParam
+from microtome.optvis.render import Progress, render
 from microtome.optvis.schedule import LayerSchedule, Schedule
 from microtome.techniques.base import ArtifactResult, Job
 from microtome.techniques.builtin import (DEEPDREAM, DIVERSITY_SET, DIVERSITY_WEIGHT,
