@@ -86,8 +86,9 @@ def _render_units(net, spec, layer_id: str, units, kind: str, preset: str | None
     """Render `units` as the build's feature vis does: at `preset`, exactly its params (so the
     same images as the build at that preset and seed); otherwise at `steps`/`size` with the
     same layer schedule (`schedule=False`: none). A progress bar on stderr."""
+    from microtome.optvis.param import ImageParam
     from microtome.optvis.render import render as run_render
-    from microtome.optvis.schedule import LAYER_SCHEDULE
+    from microtome.optvis.schedule import SCHEDULE, Schedule
     from microtome.techniques.feature_vis import fv_params, render_variant, variant_objectives
 
     if preset is not None and (steps is not None or size is not None):
@@ -100,8 +101,8 @@ def _render_units(net, spec, layer_id: str, units, kind: str, preset: str | None
             return render_variant(net, spec, layer_id, units, params, schedule=schedule,
                                   device=device, progress=callback)
         objectives = variant_objectives(layer_id, units, VARIANT_OF_KIND[kind])
-        return run_render(net, objectives, spec=spec, size=size or 128, steps=steps or 512,
-                          seed=seed, schedule=LAYER_SCHEDULE if schedule else None,
+        return run_render(net, objectives, ImageParam(size or 128, seed=seed), spec=spec,
+                          steps=steps or 512, schedule=SCHEDULE if schedule else Schedule(layers=None),
                           device=device, progress=callback)
 
 
