@@ -25,7 +25,7 @@ from microtome.store import Store
 from microtome.web import create_app, export
 from microtome.web.export import STATIC_DIR
 from microtome.web.search import find_labels, match
-from microtome.web.cli import export as export_command
+from microtome.cli.serve import export as export_command
 from tests.web_fixtures import BUILT_UNITS, LAYER, MODEL, UNTRAINED, links, registry, static_server, store_copy
 
 

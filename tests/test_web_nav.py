@@ -252,7 +252,7 @@ def test_serve_passes_the_notes_token_to_the_app(tmp_path, monkeypatch):
     import uvicorn
     from click.testing import CliRunner
 
-    from microtome.web.cli import serve
+    from microtome.cli.serve import serve
 
     root = store_copy(tmp_path / "store")
     apps = []

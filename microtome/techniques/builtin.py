@@ -13,6 +13,7 @@ from typing import Any
 from microtome.errors import unknown
 from microtome.optvis.schedule import LAYER_SCHEDULE
 from microtome.techniques.registry import LAYER, Params, Section, Technique, check_preset
+from microtome.techniques.registry import ROLE_ATLAS, ROLE_COMPARE, ROLE_DICTIONARY
 
 FEATURE_VIS = "feature_vis"
 DEEPDREAM = "deepdream"
@@ -160,6 +161,7 @@ def sae_name(params: dict[str, Any]) -> str:
 
 SAE_ENTRY = Technique(
     id=SAE, title="Sparse autoencoder (dictionary features)", scope=LAYER,
+    role=ROLE_DICTIONARY,
     runner="microtome.techniques.sae:run_sae",
     params=lambda ctx: [sae_params(ctx.preset, ctx.dataset, ctx.seed)],
     cost=lambda params: 2.0 * params["epochs"], units_per_task=1, uses_dataset=True, in_all=False,
@@ -191,6 +193,7 @@ def similar_params(preset: str, dataset: str, other: str, pairing: str = "depth"
 
 SIMILAR_ENTRY = Technique(
     id=SIMILAR, title="Similar units in other models",
+    role=ROLE_COMPARE,
     runner="microtome.techniques.similar:run_similar",
     params=lambda ctx: [similar_params(ctx.preset, ctx.dataset, other) for other in ctx.compare],
     all_layers=True, layer_summary=True, units_per_task=1 << 30, uses_dataset=True,
@@ -233,6 +236,7 @@ def _atlas_cost(params: dict[str, Any]) -> float:
 
 ATLAS_ENTRY = Technique(
     id=ATLAS, title="Activation atlas", scope=LAYER,
+    role=ROLE_ATLAS,
     runner="microtome.techniques.atlas:run_atlas",
     params=lambda ctx: [atlas_params(ctx.preset, ctx.dataset, ctx.seed)],
     cost=_atlas_cost, units_per_task=1, uses_dataset=True, in_all=False,

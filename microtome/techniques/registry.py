@@ -25,6 +25,10 @@ from microtome.errors import MicrotomeError, unknown
 
 PRESETS = ("quick", "standard", "full")
 UNIT, LAYER = "unit", "layer"
+# what other stages find a technique by (`with_role`), so they never name its id: the one that
+# trains dictionaries whose features become layers (`microtome sae`), the one that records a
+# model's units against another's (`microtome compare`), the one that lays out a layer's atlas
+ROLE_DICTIONARY, ROLE_COMPARE, ROLE_ATLAS = "dictionary", "compare", "atlas"
 Params = dict[str, Any]
 
 
@@ -76,6 +80,7 @@ class Technique:
     on_demand: bool = False  # the web renders it for an unbuilt unit
     in_all: bool = True  # part of `--techniques all` (False: only when named, e.g. training an SAE)
     section: Section = field(default_factory=lambda: Section(""))  # "": the title is `title`
+    role: str = ""  # ROLE_*: what `with_role` finds it by ("": nothing but its id)
 
     def variant(self, params: Mapping[str, Any]) -> str | None:
         """The variant an artifact's params name (the first variant when they name none)."""
@@ -167,6 +172,14 @@ def technique(technique_id: str) -> Technique:
 
 def find(technique_id: str) -> Technique | None:
     return _REGISTRY.entries.get(technique_id)
+
+
+def with_role(role: str) -> Technique:
+    """The technique that plays `role` (one of `ROLE_*`): the first registered."""
+    for entry in _REGISTRY.entries.values():
+        if entry.role == role:
+            return entry
+    raise MicrotomeError(f"no registered technique plays the role {role!r}")
 
 
 def check_preset(preset: str) -> str:
