@@ -32,9 +32,11 @@ class SaeInterrupted(KeyboardInterrupt):
 
 @dataclass
 class SaePlan:
-    """What one training will make, checked, nothing loaded: the SAE artifact's key and params,
-    its layer id, its checkpoint folder, and the SAE stored already under the same params."""
+    """What one training will make, checked, nothing loaded: the store, the SAE artifact's key
+    and params, its layer id, its checkpoint folder, and the SAE stored already under the same
+    params."""
 
+    store: Store
     model: str
     weights: str
     spec: Any  # ModelSpec with the store's dictionary layers
@@ -69,9 +71,9 @@ class SaeResult:
 def plan_sae(store: Store | str, model: str, layer: str, *, features: int | None = None,
              k: int | None = None, epochs: int | None = None, dataset: str = "samples",
              max_vectors: int | None = None, weights: str = "default", seed: int = 0,
-             force: bool = False) -> tuple[Store, SaePlan]:
-    """Check every name and option, then open (or make) the store: `(store, plan)`. Unless
-    `force`, a name taken by an SAE trained otherwise is refused here."""
+             force: bool = False) -> SaePlan:
+    """Check every name and option, then open (or make) the store. Unless `force`, a name
+    taken by an SAE trained otherwise is refused here."""
     from microtome.data import get_dataset
     from microtome.pipeline.dictionaries import check_retrain, spec_with_dictionaries
     from microtome.pipeline.pipeline import check_weights, existing_store, resolve
@@ -99,8 +101,8 @@ def plan_sae(store: Store | str, model: str, layer: str, *, features: int | None
     if held is None and not force:
         check_retrain(store, spec, base.id, params)
     folder = store.root / "checkpoints" / f"sae-{spec.id}-{base.id}-{key.params_hash}"
-    return store, SaePlan(model, weights, spec, plain, base.id, params, data, key,
-                          f"{base.id}.{sae_name(params)}", folder, held)
+    return SaePlan(store, model, weights, spec, plain, base.id, params, data, key,
+                   f"{base.id}.{sae_name(params)}", folder, held)
 
 
 def train_sae_into_store(store: Store | str, model: str, layer: str, *, features: int | None = None,
@@ -111,17 +113,17 @@ def train_sae_into_store(store: Store | str, model: str, layer: str, *, features
                          started: Callable[[SaePlan], None] | None = None) -> SaeResult:
     """Train an SAE on `layer` of `model` and record it in `store` (nothing to do when the same
     params are stored). `progress(fraction)` ticks during training, each tick the share of the
-    whole just done (they add up to 1); `started(plan)` is
-    called once, just before training (after every check). An interruption raises
-    `SaeInterrupted`, whose folder the same call continues from."""
-    store, plan = plan_sae(store, model, layer, features=features, k=k, epochs=epochs, dataset=dataset,
-                           max_vectors=max_vectors, weights=weights, seed=seed, force=force)
+    whole just done (they add up to 1); `started(plan)` is called once, just before training
+    (after every check). An interruption raises `SaeInterrupted`, whose folder the same call
+    continues from."""
+    plan = plan_sae(store, model, layer, features=features, k=k, epochs=epochs, dataset=dataset,
+                    max_vectors=max_vectors, weights=weights, seed=seed, force=force)
     if plan.held is not None:
         return SaeResult(plan.own.id, plan.layer_id, plan.held.meta, stored_already=True)
     if started is not None:
         started(plan)
     trained = _train(plan, device, progress)
-    replaced = _store(store, plan, trained, replace=force)
+    replaced = _store(plan, trained, replace=force)
     shutil.rmtree(plan.folder, ignore_errors=True)
     return SaeResult(plan.own.id, plan.layer_id, trained["meta"], replaced=replaced)
 
@@ -140,14 +142,14 @@ def _train(plan: SaePlan, device: str, progress: Callable[[float], None] | None)
     return {"files": result.files, "meta": result.meta}
 
 
-def _store(store: Store, plan: SaePlan, trained: dict, replace: bool) -> int | None:
+def _store(plan: SaePlan, trained: dict, replace: bool) -> int | None:
     """Record the SAE (replacing one of the same name when asked: the count of artifacts of the
     old one removed) and the summary of the model's own layers with the store's dictionaries,
     the new one among them."""
     from microtome.pipeline.dictionaries import dictionary_for, forget_dictionary, spec_with_dictionaries
     from microtome.pipeline.pipeline import provenance
 
-    spec, removed = plan.own, None
+    store, spec, removed = plan.store, plan.own, None
     if replace and dictionary_for(store, spec.id, plan.layer_id) is not None:
         removed = forget_dictionary(store, spec.id, plan.layer_id)
     meta = {**trained["meta"], "provenance": provenance(spec, "standard", int(plan.params["seed"]))}
