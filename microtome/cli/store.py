@@ -27,7 +27,8 @@ def _open(store_root: str) -> Store:
 @click.argument("model")
 @layers_option("all", help="layer ids, comma-separated, or all")
 @units_option()
-@click.option("--techniques", default="all", show_default=True, help="comma-separated technique ids (`microtome techniques` lists them) or all")
+@click.option("--techniques", default="all", show_default=True,
+              help="comma-separated technique ids (`microtome techniques` lists them) or all")
 @dataset_option()
 @preset_option()
 @store_option()
