@@ -11,7 +11,7 @@ from microtome.cli import main
 from microtome.errors import MicrotomeError
 from microtome.pipeline.sae import train_sae_into_store
 from microtome.store import DEFAULT_ROOT
-from microtome.techniques.registry import ROLE_ATLAS, ROLE_COMPARE, ROLE_DICTIONARY, with_role
+from microtome.techniques.registry import ROLE_ATLAS, ROLE_COMPARE, ROLE_SAE, with_role
 
 TOY = "tests.toy_models:tiny_net"  # conv2: 16 channels, 8x8
 STORE_COMMANDS = {"atlas", "build", "compare", "demo", "export", "gc", "note", "pack", "render", "sae", "serve",
@@ -36,6 +36,6 @@ def test_the_library_trains_what_the_command_then_finds_stored(tmp_path):
 
 
 def test_stages_find_the_builtin_techniques_by_role():
-    assert [with_role(r).id for r in (ROLE_DICTIONARY, ROLE_COMPARE, ROLE_ATLAS)] == ["sae", "similar", "atlas"]
+    assert [with_role(r).id for r in (ROLE_SAE, ROLE_COMPARE, ROLE_ATLAS)] == ["sae", "similar", "atlas"]
     with pytest.raises(MicrotomeError, match="no registered technique plays the role"):
         with_role("weather")

@@ -78,7 +78,7 @@ def plan_sae(store: Store | str, model: str, layer: str, *, features: int | None
     from microtome.pipeline.dictionaries import check_retrain, spec_with_dictionaries
     from microtome.pipeline.pipeline import check_weights, existing_store, resolve
     from microtome.techniques.builtin import sae_name, sae_params, sae_width
-    from microtome.techniques.registry import ROLE_DICTIONARY, with_role
+    from microtome.techniques.registry import ROLE_SAE, with_role
 
     plain = resolve(model, weights).spec  # the model's own layers
     spec = spec_with_dictionaries(plain, store if isinstance(store, Store) else existing_store(store))
@@ -96,7 +96,7 @@ def plan_sae(store: Store | str, model: str, layer: str, *, features: int | None
         raise MicrotomeError(f"--k must be in 1..{width} (the number of features), got {params['k']}")
     store = store if isinstance(store, Store) else Store(store)
     check_weights(store, spec)
-    key = ArtifactKey.for_params(spec.id, base.id, None, with_role(ROLE_DICTIONARY).id, params)
+    key = ArtifactKey.for_params(spec.id, base.id, None, with_role(ROLE_SAE).id, params)
     held = store.get(key)
     if held is None and not force:
         check_retrain(store, spec, base.id, params)

@@ -13,7 +13,7 @@ from typing import Any
 from microtome.errors import unknown
 from microtome.optvis.schedule import LAYER_SCHEDULE
 from microtome.techniques.registry import LAYER, Params, Section, Technique, check_preset
-from microtome.techniques.registry import ROLE_ATLAS, ROLE_COMPARE, ROLE_DICTIONARY
+from microtome.techniques.registry import ROLE_ATLAS, ROLE_COMPARE, ROLE_SAE
 
 FEATURE_VIS = "feature_vis"
 DEEPDREAM = "deepdream"
@@ -161,7 +161,7 @@ def sae_name(params: dict[str, Any]) -> str:
 
 SAE_ENTRY = Technique(
     id=SAE, title="Sparse autoencoder (dictionary features)", scope=LAYER,
-    role=ROLE_DICTIONARY,
+    role=ROLE_SAE,
     runner="microtome.techniques.sae:run_sae",
     params=lambda ctx: [sae_params(ctx.preset, ctx.dataset, ctx.seed)],
     cost=lambda params: 2.0 * params["epochs"], units_per_task=1, uses_dataset=True, in_all=False,

@@ -26,9 +26,9 @@ from microtome.errors import MicrotomeError, unknown
 PRESETS = ("quick", "standard", "full")
 UNIT, LAYER = "unit", "layer"
 # what other stages find a technique by (`with_role`), so they never name its id: the one that
-# trains dictionaries whose features become layers (`microtome sae`), the one that records a
+# trains SAEs whose features become layers (`microtome sae`), the one that records a
 # model's units against another's (`microtome compare`), the one that lays out a layer's atlas
-ROLE_DICTIONARY, ROLE_COMPARE, ROLE_ATLAS = "dictionary", "compare", "atlas"
+ROLE_SAE, ROLE_COMPARE, ROLE_ATLAS = "sae", "compare", "atlas"
 Params = dict[str, Any]
 
 
