@@ -167,7 +167,7 @@ def main() -> None:
             make_store(store_root).close()
         paths = unit_paths(store_root)
         port = free_port()
-        serve = [sys.executable, "-c", "from microtome.web.cli import serve; serve()",
+        serve = [sys.executable, "-c", "from microtome.cli.serve import serve; serve()",
                  "--store", str(store_root), "--port", str(port)]
         print(f"{len(paths)} built unit pages, {args.concurrency} connections, {args.duration:.0f} s per run, "
               f"{os.cpu_count()} CPUs", flush=True)

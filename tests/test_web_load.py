@@ -30,7 +30,7 @@ def get(conn: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
 @pytest.mark.slow
 def test_32_clients_for_a_while_get_no_errors(store_root):
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", "from microtome.web.cli import serve; serve()",
+    server = subprocess.Popen([sys.executable, "-c", "from microtome.cli.serve import serve; serve()",
                                "--store", str(store_root), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

@@ -243,7 +243,7 @@ def test_serve_passes_the_notes_token_to_the_app(monkeypatch, store_root):
     import uvicorn
     from click.testing import CliRunner
 
-    from microtome.web.cli import serve
+    from microtome.cli.serve import serve
 
     apps = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append(app))
