@@ -21,9 +21,9 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from microtome.cli import main
+from microtome.data import get_dataset
 from microtome.errors import MicrotomeError, NotFound
 from microtome.optvis import objectives as O
-from microtome.data import get_dataset
 from microtome.store import Store
 from microtome.techniques import atlas_layout as L
 from microtome.techniques.atlas import collect
@@ -183,8 +183,8 @@ def test_a_rebuild_gives_the_same_cells(built):
 
 @slow
 def test_build_plans_the_atlas_only_when_named_and_as_microtome_atlas_stores_it(built):
-    from microtome.pipeline.plan import parse_techniques, plan, select
     from microtome.pipeline.pipeline import resolve
+    from microtome.pipeline.plan import parse_techniques, plan, select
     from microtome.store import ArtifactKey
 
     _, dataset, store = built

@@ -11,8 +11,19 @@ import torch
 
 from microtome.data import get_dataset
 from microtome.errors import MicrotomeError
-from microtome.techniques.compare import (Moments, Side, compare, depth_pairing, linear_cka, match_grids,
-                                          parse_pairs, pearson, side_pairs, spread, swapped)
+from microtome.techniques.compare import (
+    Moments,
+    Side,
+    compare,
+    depth_pairing,
+    linear_cka,
+    match_grids,
+    parse_pairs,
+    pearson,
+    side_pairs,
+    spread,
+    swapped,
+)
 from microtome.zoo import get_spec, load_model
 from microtome.zoo.sae import with_dictionary_layer
 from tests.compare_toys import CONV1_PERM, CONV2_PERM

@@ -21,9 +21,9 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from microtome.cli.serve import export as export_command
 from microtome.store import Store
 from microtome.web import create_app, export
-from microtome.cli.serve import export as export_command
 from microtome.web.present.labels import Hit, find_labels, match
 from microtome.web.server.export import STATIC_DIR
 from tests.web_fixtures import BUILT_UNITS, LAYER, MODEL, UNTRAINED, links, registry, static_server, store_copy

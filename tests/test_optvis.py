@@ -12,7 +12,8 @@ from torch import nn
 
 from microtome.errors import MicrotomeError
 from microtome.optvis import objectives as O
-from microtome.optvis import param, transforms as T
+from microtome.optvis import param
+from microtome.optvis import transforms as T
 from microtome.optvis.param import ImageParam
 from microtome.optvis.render import render
 from tests.toy_models import Toy
@@ -167,7 +168,7 @@ def test_fast_model_computes_the_same_and_gives_the_model_back():
             # folded, unless the raw conv output is read elsewhere: then the model as it is
             assert ("forward" in model.bn1.__dict__) == (not leak)
         assert torch.allclose(got, expected, atol=1e-5)
-        assert all(not ("forward" in m.__dict__) for m in model.modules())
+        assert all("forward" not in m.__dict__ for m in model.modules())
         for name, p in model.named_parameters():
             assert p is params[name][0] and torch.equal(p, params[name][1])
         assert render(model, "out:1", ImageParam(16), steps=3).values.shape == (1,)

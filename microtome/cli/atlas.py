@@ -10,8 +10,15 @@ import sys
 
 import click
 
-from microtome.cli.options import dataset_option, device_option, preset_option, seed_option, store_option
-from microtome.cli.options import threads_option, weights_option
+from microtome.cli.options import (
+    dataset_option,
+    device_option,
+    preset_option,
+    seed_option,
+    store_option,
+    threads_option,
+    weights_option,
+)
 
 
 @click.command(name="atlas")

@@ -13,8 +13,14 @@ import sys
 
 import click
 
-from microtome.cli.options import dataset_option, device_option, seed_option, store_option, threads_option
-from microtome.cli.options import weights_option
+from microtome.cli.options import (
+    dataset_option,
+    device_option,
+    seed_option,
+    store_option,
+    threads_option,
+    weights_option,
+)
 
 
 @click.command(name="sae")

@@ -11,8 +11,17 @@ import time
 
 import click
 
-from microtome.cli.options import dataset_option, device_option, layers_option, preset_option, seed_option
-from microtome.cli.options import store_option, threads_option, units_option, weights_option
+from microtome.cli.options import (
+    dataset_option,
+    device_option,
+    layers_option,
+    preset_option,
+    seed_option,
+    store_option,
+    threads_option,
+    units_option,
+    weights_option,
+)
 from microtome.errors import MicrotomeError
 from microtome.store import Store
 from microtome.techniques.registry import techniques as all_techniques

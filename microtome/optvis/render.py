@@ -41,14 +41,12 @@ from microtome.errors import MicrotomeError
 from microtome.optvis import param as param_mod
 from microtome.optvis.fast import _fast_model, private_copy
 from microtome.optvis.invariant import batch_invariant
-from microtome.optvis.objectives import INPUT, Acts, Objective, as_objective
+from microtome.optvis.objectives import INPUT, Objective, as_objective
 from microtome.optvis.param import ImageParam
 from microtome.optvis.randomness import PerImage, image_seeds
 from microtome.optvis.redirect import redirected_relus
-from microtome.optvis.schedule import (LAYER_SCHEDULE, REDIRECT_STEPS, SCHEDULE, LayerSchedule,
-                                       Schedule)
-from microtome.optvis.transforms import (Transform, apply, compose, sharp_transforms,
-                                         standard_transforms)
+from microtome.optvis.schedule import LAYER_SCHEDULE, REDIRECT_STEPS, SCHEDULE, LayerSchedule, Schedule
+from microtome.optvis.transforms import Transform, apply, compose, sharp_transforms, standard_transforms
 from microtome.zoo.hooks import hooked, run
 
 __all__ = ["render", "RenderResult", "Progress", "ParamF", "OptimizerF", "ImageParam", "Schedule",

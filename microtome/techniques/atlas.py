@@ -143,7 +143,7 @@ def render_icons(model, spec, layer_id: str, directions: np.ndarray, mean: np.nd
                         lr=float(params["lr"]), device=device,
                         transforms=None if params["transforms"] == "standard" else [],
                         # a layer schedule may change the steps: tick by the render's own
-                        progress=lambda step, steps, values, n=len(chunk): tick(n / icons / steps))
+                        progress=lambda step, steps, values, n=len(objectives): tick(n / icons / steps))
         images.append(result.images.cpu())
     return torch.cat(images) if images else torch.zeros(0, 3, int(params["size"]), int(params["size"]))
 

@@ -21,9 +21,16 @@ from microtome.optvis.param import ImageParam
 from microtome.optvis.render import Progress, render
 from microtome.optvis.schedule import LayerSchedule, Schedule
 from microtome.techniques.base import ArtifactResult, Job
-from microtome.techniques.builtin import (DEEPDREAM, DIVERSITY_SET, DIVERSITY_WEIGHT,
-                                          EARLY_LAYERS, FEATURE_VIS, FV_VARIANTS, dream_params,
-                                          fv_params)
+from microtome.techniques.builtin import (
+    DEEPDREAM,
+    DIVERSITY_SET,
+    DIVERSITY_WEIGHT,
+    EARLY_LAYERS,
+    FEATURE_VIS,
+    FV_VARIANTS,
+    dream_params,
+    fv_params,
+)
 from microtome.zoo.hooks import forward_to
 from microtome.zoo.spec import ModelSpec
 

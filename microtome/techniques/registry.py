@@ -22,7 +22,16 @@ from dataclasses import dataclass, field
 from microtome.errors import MicrotomeError, unknown
 from microtome.techniques.builtin import BUILTINS
 from microtome.techniques.declaration import (  # noqa: F401  (re-exported: the registry's vocabulary)
-    LAYER, PRESETS, UNIT, Context, Params, Role, Section, Technique, check_preset)
+    LAYER,
+    PRESETS,
+    UNIT,
+    Context,
+    Params,
+    Role,
+    Section,
+    Technique,
+    check_preset,
+)
 
 
 @dataclass
