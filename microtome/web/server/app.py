@@ -2,7 +2,8 @@
 
 Routes (routes.py, one table; each page also at its `.json` twin): `/` models; `/models/M`
 layer graph; `/models/M/L` unit grid (`?variant=`, `?page=`); `/models/M/L/U` unit page;
-`/jump?q=` the jump box; `/jobs/M/L/U.json` on-demand render status; `/search?q=` units by label (search.py), `POST /search` units by photo;
+`/jump?q=` the jump box; `/jobs/M/L/U.json` on-demand render status; `/search?q=` units by
+label (search.py), `POST /search` units by photo;
 `/models/M/L/U/circuit` a unit's circuit (circuit.py); `POST /models/M/L/U/notes` a note
 (with the notes token); `/models/M/inspect` (and `POST`) inspect a photo; `/models/M/L/atlas`
 the activation atlas; `/blobs/<sha256>[.ext]` images (immutable); `/static/...`. Each page is a
