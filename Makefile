@@ -1,5 +1,5 @@
 # make demo: install into .venv, then run the main job on the offline default.
-# make test: install into .venv, then run the tests.
+# make test: install into .venv, lint (ruff: pyproject's [tool.ruff]), then run the tests.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -21,6 +21,7 @@ demo: install
 	$(VENV)/bin/microtome demo
 
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 clean:

@@ -114,7 +114,7 @@ def main() -> None:
 
     keep_freed_memory()  # as the command line does
     model, spec = load_model(MODEL)
-    layers = args.layers.split(",") if args.layers else [l.id for l in spec.layers if l.kind != "logits"]
+    layers = args.layers.split(",") if args.layers else [layer.id for layer in spec.layers if layer.kind != "logits"]
     params = fv.fv_params(args.preset, "positive", args.seed)
     overrides = (("steps", args.steps), ("lr", args.lr), ("sharpen_steps", args.sharpen_steps),
                  ("lr_final", args.lr_final), ("saturation", args.saturation))
@@ -125,7 +125,8 @@ def main() -> None:
     best = best_photo_maxima(model, spec, layers, args.folder, args.photos)
     early = {k: params[k] for k in fv.EARLY_LAYERS if k in params}
     print(f"{MODEL}, {args.units} units/layer, preset {args.preset} (steps {params['steps']}, "
-          f"lr {params['lr']}{'->' + str(params['lr_final']) if params.get('lr_final') else ''}, sharpen {params.get('sharpen_steps', 0)}, {params['size']} px, "
+          f"lr {params['lr']}{'->' + str(params['lr_final']) if params.get('lr_final') else ''}, "
+          f"sharpen {params.get('sharpen_steps', 0)}, {params['size']} px, "
           f"early layers {early or 'as others'}), "
           f"best of {args.photos} photos "
           f"({time.perf_counter() - t:.0f} s), {args.threads} threads")

@@ -68,6 +68,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from microtome.optvis import objectives as O  # noqa: E402
+from microtome.optvis.param import ImageParam  # noqa: E402
 from microtome.optvis.render import render  # noqa: E402
 from microtome.techniques import feature_vis as fv  # noqa: E402
 from microtome.zoo import load_model  # noqa: E402
@@ -91,8 +92,8 @@ class Preprocess(nn.Module):
 
 def run_microtome(model, spec, units: list[int], steps: int) -> Images:
     """All `units` as one batch, `steps` steps of `render`."""
-    return list(render(model, [O.channel(LAYER, u) for u in units], spec=spec, size=SIZE,
-                       steps=steps, lr=LR, seed=0).images)
+    return list(render(model, [O.channel(LAYER, u) for u in units], ImageParam(SIZE, seed=0),
+                       spec=spec, steps=steps, lr=LR).images)
 
 
 def run_microtome_job(model, spec, units: list[int]) -> Images:
@@ -122,7 +123,8 @@ def unit_values(model, spec, units: list[int], images: Images) -> list[float]:
 
 def run_lucent(model, spec, units: list[int], steps: int, frozen: bool) -> Images:
     """One `render_vis` call per unit; lucent's hooks removed after each."""
-    from lucent.optvis import param, render as lucent_render, transform
+    from lucent.optvis import param, transform
+    from lucent.optvis import render as lucent_render
 
     wrapped = nn.Sequential(Preprocess(spec), model).eval()
     # lucent names a module by its path in named_modules() joined with "_"; the model is child "1"

@@ -39,6 +39,7 @@ def main() -> None:
     from microtome.inspect.photo import inspect_photo
     from microtome.inspect.presets import inspect_params
     from microtome.optvis import objectives as O
+    from microtome.optvis.param import ImageParam
     from microtome.optvis.render import render
     from microtome.zoo import load_model
 
@@ -53,7 +54,7 @@ def main() -> None:
     for preset in args.presets.split(","):
         params = inspect_params(preset, steps=args.steps)
         peer = [O.channel("block10", u) for u in range(6)]
-        p_wall, p_cpu = _timed(lambda: render(model, peer, spec=spec, size=params["size"],
+        p_wall, p_cpu = _timed(lambda: render(model, peer, ImageParam(params["size"]), spec=spec,
                                               steps=params["steps"]))
         wall, cpu = _timed(lambda: inspect_photo(model, spec, photo, layers, groups=6,
                                                  preset=preset, steps=args.steps))

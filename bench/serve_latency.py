@@ -1,13 +1,13 @@
 """Latency of the web microscope under load, against a static file server measured in the same run.
 
-Runs `microtome serve` (uvicorn) in a child process over a store (the web tests' fixture store
-unless --store is given), then keeps CONCURRENCY keep-alive connections busy on loopback for
+Runs `microtome serve` (uvicorn) in a child process over a store (a fake one of 64 built units,
+bench/fake_store.py, unless --store is given), then keeps CONCURRENCY keep-alive connections busy on loopback for
 DURATION seconds per scenario and prints p50/p99: built unit pages, their JSON twins, and
 the same unit page saved as a file and served by Python's `http.server` (the reference; with
 Nagle off, see STATIC_SERVER).
 Target: p99 <= 50 ms for built unit pages.
 
-    python bench/serve_latency.py                     # fixture store, 32 connections, 10 s each
+    python bench/serve_latency.py                     # fake store, 32 connections, 10 s each
     python bench/serve_latency.py --store ./microtome-store --duration 20
 """
 
@@ -26,10 +26,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # for tests.web_fixtures
+from fake_store import make_store  # bench/fake_store.py, beside this script
 
-from microtome.store import Store  # noqa: E402
+from microtome.store import Store
+
+ROOT = Path(__file__).resolve().parents[1]  # the child servers run here (this checkout's microtome)
 
 
 # `python -m http.server --protocol HTTP/1.1`, with two fixes so that it measures serving a file
@@ -155,19 +156,18 @@ def unit_paths(store_root: Path, limit: int = 64) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", type=Path, help="store to serve (default: a fresh fixture store)")
+    parser.add_argument("--store", type=Path, help="store to serve (default: a fresh fake store)")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=float(os.environ.get("MICROTOME_BENCH_S", 10)))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="microtome-bench-") as tmp:
         store_root = args.store
         if store_root is None:
-            from tests.web_fixtures import make_store
             store_root = Path(tmp) / "store"
             make_store(store_root).close()
         paths = unit_paths(store_root)
         port = free_port()
-        serve = [sys.executable, "-c", "from microtome.web.cli import serve; serve()",
+        serve = [sys.executable, "-c", "from microtome.cli.serve import serve; serve()",
                  "--store", str(store_root), "--port", str(port)]
         print(f"{len(paths)} built unit pages, {args.concurrency} connections, {args.duration:.0f} s per run, "
               f"{os.cpu_count()} CPUs", flush=True)

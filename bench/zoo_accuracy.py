@@ -2,7 +2,8 @@
 
 A wrong preprocessing shows here first. Each image: short side resized to
 round(input_size * 256 / 224), centre crop input_size, RGB in [0, 1] `[3, S, S]`, then the
-spec's own `preprocess`. Targets: efficientnet_lite0 >= 0.78 top-1, efficientnet_lite1 >= 0.79, efficientnet_lite2 >= 0.80.
+spec's own `preprocess`. Targets: efficientnet_lite0 >= 0.78 top-1, efficientnet_lite1 >= 0.79,
+efficientnet_lite2 >= 0.80.
 
     python bench/zoo_accuracy.py                                # the two efficientnet_lite models
     python bench/zoo_accuracy.py --weights googlenet=PATH.pth   # plus a torchvision model's file

@@ -1,7 +1,7 @@
 """`microtome.show(x)` in a notebook: a unit from a store as a card, or images as a figure.
 
 `show("efficientnet_lite0/block10:5", store=DIR) -> UnitCard`: what the unit page
-(`/models/M/L/U`) shows, read from the store the same way (`web.views.unit_page`, torch-free):
+(`/models/M/L/U`) shows, read from the store the same way (`web.pages.views.unit_page`, torch-free):
 its feature visualizations, top dataset examples with their activations, labels, notes, the
 techniques still missing, and a link to its page on a running `microtome serve` (`base_url`).
 The card's images are inside it (`data:` URLs), so a saved notebook keeps them.

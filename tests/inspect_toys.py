@@ -6,13 +6,20 @@
 - `linear_net`: `[B, 3, 32, 32]` -> `a` `[B, 2, 32, 32]` (red, green) -> `b = W a` with
   `W = [[2, 0], [1, 3]]` -> logits = mean over positions of `b` (identity head). No
   nonlinearity anywhere, so gradient × activation is exact and computable by hand.
+
+`toy_app(toy_store(root))` is the web app over a store that knows `texture_net`, its
+inspections loading the toy (`toy_loader`) with tiny renders (`TINY`).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 from torch import nn
 
+from microtome.store import Store
 from microtome.zoo.spec import LayerSpec, ModelSpec, chain_edges
 
 LINEAR_W = ((2.0, 0.0), (1.0, 3.0))
@@ -71,3 +78,27 @@ def red_green(size: int = 32) -> torch.Tensor:
     image[0, :, : size // 2] = 1.0
     image[1, :, size // 2:] = 1.0
     return image
+
+
+TINY = {"steps": 2, "size": 16, "grid_size": 16, "grid": 2}  # renders in a second
+
+
+def toy_loader(model: str, weights: str) -> tuple[nn.Module, ModelSpec]:
+    assert model == "texture_net", model
+    return texture_net()
+
+
+def toy_store(root: Path) -> Store:
+    store = Store(root)
+    store.put_model("texture_net", texture_net()[1].summary())
+    return store
+
+
+def toy_app(store: Store, inspector: Any = None) -> Any:
+    """The web app over `store`, its inspections by `inspector` (default: `toy_loader`, `TINY`)."""
+    from microtome.web import create_app
+    from microtome.web.jobs.inspect_jobs import InspectJobs
+
+    app = create_app(store, registry=None, on_demand=False)
+    app.state.microtome.inspector = inspector or InspectJobs(load=toy_loader, **TINY)
+    return app

@@ -21,16 +21,15 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from microtome.cli import main
+from microtome.data import get_dataset
 from microtome.errors import MicrotomeError, NotFound
 from microtome.optvis import objectives as O
-from microtome.data import get_dataset
 from microtome.store import Store
 from microtome.techniques import atlas_layout as L
 from microtome.techniques.atlas import collect
 from microtome.techniques.builtin import ATLAS, atlas_params
 from microtome.web import create_app
 from microtome.web.server.export import export
-from tests.test_browser import NEEDS_CHROMIUM, browser  # noqa: F401  (fixtures)
 from tests.toy_models import colour_net
 
 MODEL, ENTRY, LAYER = "colour_net", "tests.toy_models:colour_net", "colour"
@@ -110,7 +109,8 @@ def test_levels_halve_towards_the_finest_and_bad_ones_are_refused():
 def test_a_vector_favours_the_classes_its_attribution_pushes_up():
     classes = [[3, 5], [3, 5], [7, 1]]
     scores = [[0.2, 0.9], [0.5, -1.0], [-0.1, -0.3]]
-    assert L.favours(classes, scores, 5) == [True, False, False] and L.favours(classes, scores, 3) == [True, True, False]
+    assert L.favours(classes, scores, 5) == [True, False, False]
+    assert L.favours(classes, scores, 3) == [True, True, False]
     assert L.favoured_counts(classes, scores) == {3: 2, 5: 1}
 
 
@@ -183,8 +183,8 @@ def test_a_rebuild_gives_the_same_cells(built):
 
 @slow
 def test_build_plans_the_atlas_only_when_named_and_as_microtome_atlas_stores_it(built):
-    from microtome.pipeline.plan import parse_techniques, plan, select
     from microtome.pipeline.pipeline import resolve
+    from microtome.pipeline.plan import parse_techniques, plan, select
     from microtome.store import ArtifactKey
 
     _, dataset, store = built
@@ -400,8 +400,7 @@ def test_the_static_export_holds_the_atlas_and_its_links_resolve(built, tmp_path
                 assert resolved.exists(), (page, target)
 
 
-@NEEDS_CHROMIUM[1]  # the suite's rule: skipped only where no Chromium is installed, never under CI
-@slow
+@slow  # and skipped only where no Chromium is installed, never under CI (tests/conftest.py)
 def test_in_chromium_the_atlas_zooms_hovers_and_clicks_through_to_a_unit(built, browser):
     from tests.web_fixtures import LiveServer
 

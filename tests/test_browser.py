@@ -5,36 +5,22 @@ Saves a screenshot of a unit page to ci-artifacts/unit-page.png."""
 
 from __future__ import annotations
 
-import os
 import threading
-from pathlib import Path
 
 import pytest
 
 from microtome.store import Store
 from microtome.web import create_app
-from tests.web_fixtures import MODEL, FakeRenderer, LiveServer, registry, served_export, store_copy
-
-from playwright import sync_api as playwright  # a test dependency (pyproject [test]): never skipped
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "ci-artifacts"
-
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"),
-                                 reason=f"no Chromium at {CHROMIUM} (apt-get install chromium); "
-                                        "under CI a missing browser fails instead")]
-NEEDS_CHROMIUM = pytestmark
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+from tests.web_fixtures import (
+    ARTIFACTS,
+    MODEL,
+    FakeRenderer,
+    LiveServer,
+    broken_images,
+    registry,
+    served_export,
+    store_copy,
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,32 +31,6 @@ def site(tmp_path_factory):
         yield live, fake
         fake.gate.set()  # let a job still waiting finish, so the server stops at once
     store.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    errors: list[str] = []
-    dialogs: list[str] = []  # alert()s a page opened (a test of escaping reads them)
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    pg.dialogs = dialogs
-    yield pg
-    context.close()
-    assert errors == [], errors  # no JavaScript errors on any page
-    assert dialogs == [], dialogs  # and no alert(): escaped content never runs
-
-
-def broken_images(page) -> list[str]:
-    """Sources of <img> elements that did not load (after scrolling each into view)."""
-    return page.evaluate("""async () => {
-        const imgs = Array.from(document.querySelectorAll('img'));
-        for (const img of imgs) { img.loading = 'eager'; img.scrollIntoView(); }
-        await Promise.all(imgs.map(img => img.complete ? null : new Promise(r => { img.onload = img.onerror = r; })));
-        window.scrollTo(0, 0);
-        return imgs.filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.src);
-    }""")
 
 
 def test_click_through_to_a_unit_and_around(site, page):

@@ -5,29 +5,18 @@ the inspection to seconds. Saves a screenshot to ci-artifacts/inspect-page.png."
 
 from __future__ import annotations
 
-
-import pytest
-
 from microtome.images import to_pil
-from tests.inspect_toys import stripes
-from tests.test_browser import ARGS, ARTIFACTS, CHROMIUM, NEEDS_CHROMIUM, broken_images
-from tests.test_web_inspect import MODEL, toy_app, toy_store
-from tests.web_fixtures import LiveServer
+from tests.inspect_toys import stripes, toy_app, toy_store
+from tests.web_fixtures import ARTIFACTS, LiveServer, broken_images
 
-from playwright import sync_api as playwright  # a test dependency (pyproject [test]): never skipped
-
-pytestmark = NEEDS_CHROMIUM  # slow; skipped only where no Chromium is installed and not under CI
+MODEL = "texture_net"
 
 
-def test_upload_a_photo_see_groups_and_thumbnails_then_click_a_unit(tmp_path):
+def test_upload_a_photo_see_groups_and_thumbnails_then_click_a_unit(tmp_path, page):
     photo = tmp_path / "stripes.png"
     to_pil(stripes()).save(photo)
     store = toy_store(tmp_path / "store")
-    with LiveServer(toy_app(store)) as live, playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with LiveServer(toy_app(store)) as live:
         page.goto(f"{live.url}/models/{MODEL}")
         page.click("p.inspect-link a")
         page.wait_for_url(f"**/models/{MODEL}/inspect")
@@ -47,6 +36,4 @@ def test_upload_a_photo_see_groups_and_thumbnails_then_click_a_unit(tmp_path):
         link.click()
         page.wait_for_url(f"**{href}")
         assert page.locator("h1").first.inner_text().strip().startswith(f"{MODEL}/texture:")
-        browser.close()
-        assert errors == []
     store.close()

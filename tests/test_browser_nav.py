@@ -4,16 +4,13 @@ script tag is inert (no dialog, no script node); the note form sends the token a
 
 from __future__ import annotations
 
-
 import pytest
 
 from microtome.store import Store
 from microtome.store.notes import add_note
 from microtome.web import create_app
-from tests.test_browser import NEEDS_CHROMIUM, browser, page  # noqa: F401  (fixtures)
 from tests.web_fixtures import LAYER, MODEL, LiveServer, registry, served_export, store_copy
 
-pytestmark = NEEDS_CHROMIUM  # slow; skipped only where no Chromium is installed and not under CI
 TOKEN = "browser-token"
 EVIL = "<script>alert('pwned')</script><img src=x onerror=alert(2)>"
 

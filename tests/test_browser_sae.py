@@ -7,11 +7,7 @@ from __future__ import annotations
 import pytest
 
 from microtome.web import create_app
-from tests.test_browser import NEEDS_CHROMIUM, broken_images, browser, page  # noqa: F401  (fixtures)
-from tests.test_sae_web import add_sae
-from tests.web_fixtures import LAYER, MODEL, LiveServer, registry, store_copy
-
-pytestmark = NEEDS_CHROMIUM  # slow; skipped only where no Chromium is installed and not under CI
+from tests.web_fixtures import LAYER, MODEL, LiveServer, add_sae, broken_images, registry, store_copy
 
 
 @pytest.fixture(scope="module")

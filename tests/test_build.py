@@ -15,11 +15,11 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from microtome.cli import main
+from microtome.errors import MicrotomeError
 from microtome.pipeline.executors import Execution
 from microtome.pipeline.pipeline import build
 from microtome.pipeline.plan import parse_techniques
-from microtome.cli import main
-from microtome.errors import MicrotomeError
 from microtome.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,8 +11,19 @@ import torch
 
 from microtome.data import get_dataset
 from microtome.errors import MicrotomeError
-from microtome.techniques.compare import (Moments, Side, compare, depth_pairing, linear_cka, match_grids,
-                                          parse_pairs, pearson, side_pairs, spread, swapped)
+from microtome.techniques.compare import (
+    Moments,
+    Side,
+    compare,
+    depth_pairing,
+    linear_cka,
+    match_grids,
+    parse_pairs,
+    pearson,
+    side_pairs,
+    spread,
+    swapped,
+)
 from microtome.zoo import get_spec, load_model
 from microtome.zoo.sae import with_dictionary_layer
 from tests.compare_toys import CONV1_PERM, CONV2_PERM
@@ -58,9 +69,9 @@ def test_linear_cka_matches_the_hsic_of_gram_matrices():
     x, y = rng.normal(size=(40, 6)), rng.normal(size=(40, 9))
     y[:, :3] += x[:, :3] * 2
 
-    def hsic(k, l):
+    def hsic(ka, kb):  # [n, n] Gram matrices
         h = np.eye(40) - 1 / 40
-        return np.trace(k @ h @ l @ h)
+        return np.trace(ka @ h @ kb @ h)
     kx, ky = x @ x.T, y @ y.T
     want = hsic(kx, ky) / np.sqrt(hsic(kx, kx) * hsic(ky, ky))
     q, _ = np.linalg.qr(rng.normal(size=(6, 6)))

@@ -8,13 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from microtome.cli import main
+from microtome.store import Store
 from microtome.web import create_app
 from tests.compare_toys import CONV1_PERM
-from tests.test_browser import ARTIFACTS, NEEDS_CHROMIUM, broken_images, browser, page  # noqa: F401 (fixtures)
-from microtome.store import Store
-from tests.web_fixtures import LiveServer, put_feature_vis, registry
-
-pytestmark = NEEDS_CHROMIUM
+from tests.web_fixtures import ARTIFACTS, LiveServer, broken_images, put_feature_vis, registry
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +26,7 @@ def site(tmp_path_factory):
         yield live
 
 
-def test_similar_units_and_the_cka_map_render(site, page):  # noqa: F811
+def test_similar_units_and_the_cka_map_render(site, page):
     twin = list(CONV1_PERM).index(2)
     page.goto(f"{site.url}/models/tiny_net/conv1/2")
     section = page.locator("#similar")

@@ -15,8 +15,8 @@ from microtome.data import get_dataset
 from microtome.errors import MicrotomeError
 from microtome.techniques import example_files
 from microtome.techniques.examples import QUANTILES, collect, dataset_examples, spatial_max
-from microtome.zoo.receptive import receptive_fields
 from microtome.zoo.hooks import forward_to
+from microtome.zoo.receptive import receptive_fields
 from microtome.zoo.spec import LayerSpec, ModelSpec, chain_edges
 
 SIZE = 32  # the view; files are 37 x 37 = round(32 * 256 / 224), so the view is a plain crop

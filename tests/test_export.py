@@ -21,9 +21,9 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from microtome.cli.serve import export as export_command
 from microtome.store import Store
 from microtome.web import create_app, export
-from microtome.web.cli import export as export_command
 from microtome.web.present.labels import Hit, find_labels, match
 from microtome.web.server.export import STATIC_DIR
 from tests.web_fixtures import BUILT_UNITS, LAYER, MODEL, UNTRAINED, links, registry, static_server, store_copy
@@ -114,15 +114,14 @@ def test_json_twins_are_served_next_to_their_pages(served):
     assert status == 200 and json.loads(body)["page_number"] == 2
 
 
-def test_export_command_and_refusals(tmp_path):
-    root = store_copy(tmp_path / "store")
-    result = CliRunner().invoke(export_command, ["--store", str(root), "--out", str(tmp_path / "site")])
+def test_export_command_and_refusals(tmp_path, store_root):
+    result = CliRunner().invoke(export_command, ["--store", str(store_root), "--out", str(tmp_path / "site")])
     assert result.exit_code == 0, result.output
     assert "exported" in result.output and (tmp_path / "site" / "index.html").is_file()
-    again = CliRunner().invoke(export_command, ["--store", str(root), "--out", str(tmp_path / "site")])
+    again = CliRunner().invoke(export_command, ["--store", str(store_root), "--out", str(tmp_path / "site")])
     assert again.exit_code == 0  # re-exporting over an export is fine
     from microtome.cli import main
-    refused = CliRunner().invoke(main, ["export", "--store", str(root), "--out", str(root)])
+    refused = CliRunner().invoke(main, ["export", "--store", str(store_root), "--out", str(store_root)])
     assert refused.exit_code == 2 and "holds a store" in refused.output
     missing = CliRunner().invoke(main, ["export", "--store", str(tmp_path / "nope"), "--out", str(tmp_path / "x")])
     assert missing.exit_code == 2 and "no store" in missing.output
@@ -186,7 +185,8 @@ def test_the_static_search_finds_a_unit_by_its_label(exported):
     found = [u for u in units if any(match("sports car", e["label"]) is not None for e in u["labels"])]
     assert [u["shorthand"] for u in found] == [f"{MODEL}/{LAYER}:2"]
     page = out / "search" / found[0]["url"] / "index.html"
-    assert page.is_file() and json.loads(page.parent.with_suffix(".json").read_text())["shorthand"] == f"{MODEL}/{LAYER}:2"
+    assert page.is_file()
+    assert json.loads(page.parent.with_suffix(".json").read_text())["shorthand"] == f"{MODEL}/{LAYER}:2"
     assert all((out / "search" / u["image"]).is_file() for u in units)
     with TestClient(create_app(root, registry=registry, on_demand=False)) as client:  # the server: the oracle
         for q in ("dog", "car", "o", "striped", "nothing like it"):
@@ -240,7 +240,8 @@ def test_the_exported_index_finds_the_units_the_server_finds(exported):
     ranked = search_js(units, queries)
     with TestClient(create_app(root, registry=registry, on_demand=False)) as client:
         for q in queries:
-            served = [(r["shorthand"], r["label"]) for r in client.get("/search.json", params={"q": q}).json()["results"]]
+            results = client.get("/search.json", params={"q": q}).json()["results"]
+            served = [(r["shorthand"], r["label"]) for r in results]
             assert [(f["unit"]["shorthand"], f["label"]) for f in ranked[q]] == served, q
     first = ranked["dog"][0]["unit"]["url"]
     assert first == f"../models/{MODEL}/{LAYER}/1/" and (out / "search" / first / "index.html").is_file()

@@ -3,34 +3,17 @@ from the model's predictions when the dataset has no labels); logits unit k name
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
-from PIL import Image
 
 from microtome.pipeline.executors import Execution
 from microtome.pipeline.pipeline import build
 from microtome.store import Store
 from microtome.techniques.labels import _class_groups
 from microtome.zoo import get_spec
-from tests.toy_models import COLOURS
+from tests.toy_models import COLOURS, colour_images
 
 QUIET = Execution(progress=False)
 COLOUR_NET = "tests.toy_models:colour_net"
-
-
-def _colour_images(root: Path, per_class: int = 6, folders: bool = True) -> Path:
-    """Photos dominated by one colour each (noise on top), in sub-folders named by colour."""
-    rng = np.random.default_rng(0)
-    for c, name in enumerate(COLOURS):
-        for i in range(per_class):
-            pixels = rng.uniform(0, 0.35, (40, 40, 3))
-            pixels[..., c] += rng.uniform(0.4, 0.6)
-            folder = root / name if folders else root
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray((pixels.clip(0, 1) * 255).astype(np.uint8)).save(folder / f"{name}{i}.png")
-    return root
 
 
 def _labels(store: Store, model: str, layer: str, unit: int) -> list[dict]:
@@ -40,7 +23,7 @@ def _labels(store: Store, model: str, layer: str, unit: int) -> list[dict]:
 
 
 def test_labelled_examples_name_the_class_a_unit_fires_on(tmp_path):
-    images = _colour_images(tmp_path / "images")
+    images = colour_images(tmp_path / "images")
     store = Store(tmp_path / "store")
     summary = build(store, COLOUR_NET, layers="colour,logits", techniques="dataset_examples,labels",
                     preset="quick", dataset=f"folder:{images}", execution=QUIET)
@@ -55,7 +38,7 @@ def test_labelled_examples_name_the_class_a_unit_fires_on(tmp_path):
 
 
 def test_unlabelled_examples_are_labelled_by_the_models_predictions(tmp_path):
-    images = _colour_images(tmp_path / "images", folders=False)
+    images = colour_images(tmp_path / "images", folders=False)
     store = Store(tmp_path / "store")
     build(store, COLOUR_NET, layers="colour", techniques="dataset_examples,labels", preset="quick",
           dataset=f"folder:{images}", execution=QUIET)

@@ -198,8 +198,9 @@ def test_in_a_kernel_render_shows_a_png_and_show_a_card(store, tmp_path, monkeyp
 
     nb = new_notebook(cells=[new_code_cell(c) for c in (
         "import numpy as np, microtome\nfrom microtome.optvis.render import render\n"
+        "from microtome.optvis.param import ImageParam\n"
         "from tests.toy_models import tiny_net\nmodel, spec = tiny_net()\n"
-        "result = render(model, ['conv2:1', 'conv2:2'], spec=spec, size=32, steps=4)\n"
+        "result = render(model, ['conv2:1', 'conv2:2'], ImageParam(32), spec=spec, steps=4)\n"
         "np.save('images.npy', result.images.numpy())\nresult",
         f"microtome.show({f'{MODEL}/{LAYER}:0'!r}, store={str(store.root)!r})",
         "from microtome.optvis import objectives as O\nO.channel('conv2', 1) - 0.5 * O.tv()",

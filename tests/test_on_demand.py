@@ -20,8 +20,7 @@ from microtome.pipeline.plan import plan, select
 from microtome.store import Store
 from microtome.web import create_app
 from microtome.zoo import get_spec
-from tests.test_labels import _colour_images
-from tests.toy_models import COLOURS
+from tests.toy_models import COLOURS, colour_images
 from tests.web_fixtures import put
 
 COLOUR_NET = "tests.toy_models:colour_net"
@@ -39,7 +38,7 @@ def _done(client: TestClient, unit: int, timeout: float = 120.0) -> dict:
 
 
 def test_an_unbuilt_unit_fills_in_over_the_stores_dataset(tmp_path):
-    images = _colour_images(tmp_path / "images")
+    images = colour_images(tmp_path / "images")
     dataset = f"folder:{images}"
     store = Store(tmp_path / "store")
     summary = build(store, COLOUR_NET, layers="logits", techniques="dataset_examples", preset="quick",
@@ -67,7 +66,7 @@ def test_an_unbuilt_unit_fills_in_over_the_stores_dataset(tmp_path):
 
 
 def test_without_the_stores_dataset_feature_vis_is_built_and_the_job_says_what_was_not(tmp_path):
-    images = _colour_images(tmp_path / "images", per_class=2)
+    images = colour_images(tmp_path / "images", per_class=2)
     store = Store(tmp_path / "store")
     build(store, COLOUR_NET, layers="logits", techniques="dataset_examples", preset="quick",
           dataset=f"folder:{images}", execution=QUIET)

@@ -12,29 +12,16 @@ from torch import nn
 
 from microtome.errors import MicrotomeError
 from microtome.optvis import objectives as O
-from microtome.optvis import param, transforms as T
+from microtome.optvis import param
+from microtome.optvis import transforms as T
+from microtome.optvis.param import ImageParam
 from microtome.optvis.render import render
-
-
-class Toy(nn.Module):
-    """conv(3->8, 5) -> relu -> conv(8->6, 3) -> relu -> pool -> linear(6->4)."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(1)
-        self.conv1 = nn.Conv2d(3, 8, 5)
-        self.relu1 = nn.ReLU()
-        self.conv2 = nn.Conv2d(8, 6, 3)
-        self.relu2 = nn.ReLU()
-        self.fc = nn.Linear(6, 4)
-
-    def forward(self, x):
-        x = self.relu2(self.conv2(self.relu1(self.conv1(x))))
-        return self.fc(x.mean(dim=(2, 3)))
+from tests.toy_models import Toy
 
 
 def _value(model, obj, steps, batch=None, **kw):
-    return render(model, obj, steps=steps, size=32, transforms=[], batch=batch, lr=0.05, **kw).values
+    return render(model, obj, ImageParam(32, batch=batch), transforms=[], steps=steps, lr=0.05,
+                  **kw).values
 
 
 OBJECTIVES = {
@@ -63,8 +50,8 @@ def test_each_objective_rises_in_a_few_steps(name):
 def test_diversity_pushes_a_batch_apart():
     model = Toy()
     obj = O.channel("relu2", 1) + 10 * O.diversity("relu1")
-    before = render(model, obj, batch=3, steps=1, size=32, transforms=[]).values
-    after = render(model, obj, batch=3, steps=15, size=32, transforms=[]).values
+    before = render(model, obj, ImageParam(32, batch=3), transforms=[], steps=1).values
+    after = render(model, obj, ImageParam(32, batch=3), transforms=[], steps=15).values
     assert after.shape == (3,)
     assert float(after.sum()) > float(before.sum())
     div = O.diversity("relu1")
@@ -181,10 +168,10 @@ def test_fast_model_computes_the_same_and_gives_the_model_back():
             # folded, unless the raw conv output is read elsewhere: then the model as it is
             assert ("forward" in model.bn1.__dict__) == (not leak)
         assert torch.allclose(got, expected, atol=1e-5)
-        assert all(not ("forward" in m.__dict__) for m in model.modules())
+        assert all("forward" not in m.__dict__ for m in model.modules())
         for name, p in model.named_parameters():
             assert p is params[name][0] and torch.equal(p, params[name][1])
-        assert render(model, "out:1", steps=3, size=16).values.shape == (1,)
+        assert render(model, "out:1", ImageParam(16), steps=3).values.shape == (1,)
 
 
 def test_fft_image_equals_direct_inverse_dft():
@@ -248,7 +235,8 @@ def test_visualization_of_a_known_filter_is_the_filter(angle, fft):
     with torch.no_grad():
         model[0].weight.copy_(filt.expand(3, -1, -1).unsqueeze(0) / 3)
     size = 21
-    result = render(model, O.neuron("0", 0), size=size, steps=64, transforms=[], fft=fft, seed=3)
+    result = render(model, O.neuron("0", 0), ImageParam(size, fft=fft, seed=3), transforms=[],
+                    steps=64)
     out = size - 11 + 1
     c = out // 2
     patch = result.images[0].mean(0)[c:c + 11, c:c + 11]  # receptive field of the centre unit
@@ -259,9 +247,9 @@ def test_visualization_of_a_known_filter_is_the_filter(angle, fft):
 def test_render_is_reproducible_frozen_and_leaves_no_hooks():
     model = Toy()
     model.conv1.weight.requires_grad_(True)
-    a = render(model, "relu2:1", steps=3, size=32, seed=7)
-    b = render(model, "relu2:1", steps=3, size=32, seed=7)
-    c = render(model, "relu2:1", steps=3, size=32, seed=8)
+    a = render(model, "relu2:1", ImageParam(32, seed=7), steps=3)
+    b = render(model, "relu2:1", ImageParam(32, seed=7), steps=3)
+    c = render(model, "relu2:1", ImageParam(32, seed=8), steps=3)
     assert torch.equal(a.images, b.images)
     assert not torch.equal(a.images, c.images)
     assert model.conv1.weight.requires_grad and model.conv1.weight.grad is None
@@ -271,21 +259,21 @@ def test_render_is_reproducible_frozen_and_leaves_no_hooks():
         raise RuntimeError("objective failed")
 
     with pytest.raises(RuntimeError, match="objective failed"):
-        render(model, O.Objective(broken, "broken", ["relu1"]), steps=2, size=32)
+        render(model, O.Objective(broken, "broken", ["relu1"]), ImageParam(32), steps=2)
     assert all(not m._forward_hooks for m in model.modules())
 
 
 def test_render_batch_progress_and_thresholds():
     model = Toy()
     calls = []
-    result = render(model, [O.channel("relu2", u) for u in range(3)], steps=6, size=32,
+    result = render(model, [O.channel("relu2", u) for u in range(3)], ImageParam(32), steps=6,
                     thresholds=(2, 6), progress=lambda s, n, v: calls.append((s, n, v.shape)))
     assert result.images.shape == (3, 3, 32, 32)
     assert result.values.shape == (3,)
     assert [c[0] for c in calls] == list(range(1, 7)) and calls[0][2] == (3,)
     assert set(result.snapshots) == {2, 6}
     with pytest.raises(MicrotomeError):
-        render(model, [O.channel("relu2", 0), O.channel("relu2", 1)], batch=3, steps=1)
+        render(model, [O.channel("relu2", 0), O.channel("relu2", 1)], ImageParam(batch=3), steps=1)
 
 
 def test_render_stops_the_forward_pass_at_the_target_layer():
@@ -293,9 +281,9 @@ def test_render_stops_the_forward_pass_at_the_target_layer():
     seen = []
     model.fc.register_forward_hook(lambda *a: seen.append("fc"))
     try:
-        render(model, "relu1:0", steps=2, size=32)
+        render(model, "relu1:0", ImageParam(32), steps=2)
         assert seen == []
-        render(model, O.class_logit(1, layer="fc"), steps=1, size=32)
+        render(model, O.class_logit(1, layer="fc"), ImageParam(32), steps=1)
         assert seen
     finally:
         model.fc._forward_hooks.clear()
@@ -309,3 +297,24 @@ def test_grouped_diversity_equals_diversity_of_each_group():
     assert torch.allclose(grouped, torch.cat([first, second]), atol=1e-6)
     with pytest.raises(MicrotomeError):
         O.diversity("l", group=4)(acts)
+
+
+def test_the_default_image_is_image_param_and_the_schedule_is_one_object():
+    from microtome.optvis.schedule import LAYER_SCHEDULE, Schedule
+
+    model = Toy()
+    default = render(model, "relu2:1", steps=2)
+    said = render(model, "relu2:1", ImageParam(128, seed=0), steps=2)
+    assert default.images.shape == (1, 3, 128, 128) and torch.equal(default.images, said.images)
+    torch.manual_seed(0)
+    alone = ImageParam(16, batch=2, seed=1)()[1]().detach()  # [2, 3, 16, 16], its own generators
+    torch.manual_seed(1)
+    assert torch.equal(ImageParam(16, batch=2, seed=1)()[1](), alone)
+    assert not torch.equal(ImageParam(16, batch=2, seed=2)()[1](), alone)
+    with pytest.raises(MicrotomeError, match=r"Schedule\(layers=None\)"):
+        render(model, "relu2:1", ImageParam(16), steps=1, schedule=None)
+    with pytest.raises(MicrotomeError, match="Schedule"):
+        render(model, "relu2:1", ImageParam(16), steps=1, schedule=LAYER_SCHEDULE)
+    with pytest.raises(MicrotomeError, match="2 seeds for 3 images"):
+        render(model, "relu2:1", ImageParam(16, batch=3, seeds=[1, 2]), steps=1)
+    assert Schedule().layers == LAYER_SCHEDULE

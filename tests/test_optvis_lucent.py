@@ -12,7 +12,7 @@ from microtome.optvis import objectives as O
 from microtome.optvis import param as P
 from microtome.optvis import transforms as T
 from microtome.optvis.render import render
-from tests.test_optvis import Toy
+from tests.toy_models import Toy
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -37,8 +37,8 @@ def test_direction_and_direction_neuron_are_cosine_similarities():
 @pytest.mark.parametrize("make", [O.direction, O.direction_neuron])
 def test_direction_objectives_rise_towards_one(make):
     obj = make("relu1", [1.0, -1.0, 0, 0, 1.0, 0, 0, 0])
-    before = render(Toy(), obj, size=32, steps=1, transforms=[]).values
-    after = render(Toy(), obj, size=32, steps=40, transforms=[]).values
+    before = render(Toy(), obj, P.ImageParam(32), transforms=[], steps=1).values
+    after = render(Toy(), obj, P.ImageParam(32), transforms=[], steps=40).values
     assert float(after) > float(before) and float(after) <= 1.0
 
 
@@ -95,7 +95,7 @@ def test_maximizing_minus_alignment_pulls_neighbours_together():
 
 def test_interpolation_with_alignment_improves_and_keeps_neighbours_alike():
     obj = O.channel_interpolate("relu2", 1, "relu2", 4) - 0.5 * O.alignment("relu2")
-    kw = dict(size=32, batch=5, transforms=[], seed=1)
+    kw = dict(param_f=P.ImageParam(32, batch=5, seed=1), transforms=[])
     before = render(Toy(), obj, steps=1, **kw)
     after = render(Toy(), obj, steps=40, **kw)
     assert after.images.shape == (5, 3, 32, 32)

@@ -81,7 +81,7 @@ def test_unknown_algorithm_lists_valid_names():
     with pytest.raises(MicrotomeError, match="before fit"):
         ChannelReducer(2).transform(np.ones((4, 3)))
     with pytest.raises(AttributeError):
-        ChannelReducer(2).no_such_thing
+        ChannelReducer(2).no_such_thing  # noqa: B018 (reading the attribute is the test)
 
 
 @pytest.mark.parametrize("kwargs", [dict(reduction_alg="wrong"), dict(n_components=None),

@@ -15,8 +15,15 @@ from microtome.pipeline.plan import parse_techniques, plan, select
 from microtome.runtime import torch_threads
 from microtome.store import Store
 from microtome.store.keys import param_hash
-from microtome.techniques.registry import (Context, Technique, registered, technique, technique_ids,
-                                           techniques, web_sections)
+from microtome.techniques.registry import (
+    Context,
+    Technique,
+    registered,
+    technique,
+    technique_ids,
+    techniques,
+    web_sections,
+)
 from microtome.zoo import get_spec
 from tests.plugin_technique import TOY_MEAN
 
@@ -153,8 +160,7 @@ def _shown_and_exported(store: Store, site):
 
     from fastapi.testclient import TestClient
 
-    from microtome.web import create_app
-    from microtome.web import export
+    from microtome.web import create_app, export
 
     art = store.find(model="tiny_net", layer="conv1", unit=3, technique="toy_mean")[0]
     with TestClient(create_app(store, on_demand=False, registry=None)) as client:

@@ -18,7 +18,9 @@ from torch import nn
 
 from microtome.optvis import objectives as O
 from microtome.optvis import param
+from microtome.optvis.param import ImageParam
 from microtome.optvis.render import render
+from microtome.optvis.schedule import Schedule
 from microtome.techniques import feature_vis as fv
 
 
@@ -51,10 +53,10 @@ def _peak(model, images: torch.Tensor) -> float:
 
 def test_polishing_reaches_a_checkerboard_that_the_transforms_hold_back():
     model = Checkerboard()
-    kw = dict(size=32, steps=96, lr=0.05, seed=0)
-    plain = render(model, O.channel("stem", 0), **kw)
-    early = render(model, O.channel("stem", 0), polish_steps=24, polish_lr=0.2, saturation=5.0,
-                   **kw)
+    kw = dict(steps=96, lr=0.05)
+    plain = render(model, O.channel("stem", 0), ImageParam(32, seed=0), **kw)
+    early = render(model, O.channel("stem", 0), ImageParam(32, saturation=5.0, seed=0),
+                   schedule=Schedule(polish_steps=24, polish_lr=0.2), **kw)
     bound = torch.sigmoid(torch.tensor(5.0))
     assert _peak(model, early.images) >= 0.9 * OPTIMUM * float(2 * bound - 1)
     assert _peak(model, early.images) > _peak(model, plain.images) + 1.0
@@ -122,11 +124,11 @@ def test_the_schedule_applies_by_the_measured_receptive_field():
     assert local["steps"] == params["steps"] and local["polish_steps"] == params["steps"] // 8
     assert "saturation" not in local
     assert local["polish_lr"] == params["local_polish_lr"]
-    assert fv._render_kwargs(old)["schedule"] is None
-    assert fv._render_kwargs(params)["schedule"] == schedule
-    assert "polish_steps" not in fv._render_kwargs(params)
-    assert "lr_final" not in fv._render_kwargs(params)  # stored params have no schedule of lr
-    assert fv._render_kwargs({**params, "lr_final": 0.01})["lr_final"] == 0.01
+    assert fv._render_kwargs(old)["schedule"].layers is None
+    assert fv._render_kwargs(params)["schedule"].layers == schedule
+    assert fv._render_kwargs(params)["schedule"].polish_steps == 0  # not stored: the layers decide
+    assert fv._render_kwargs(params)["schedule"].lr_final is None  # stored params have no schedule of lr
+    assert fv._render_kwargs({**params, "lr_final": 0.01})["schedule"].lr_final == 0.01
 
 
 @pytest.mark.parametrize("size,stride", [(37, 1), (38, 1), (37, 2), (38, 2)])

@@ -16,7 +16,9 @@ from PIL import Image
 from microtome.cli import main
 from microtome.images import png_bytes
 from microtome.optvis import objectives as O
+from microtome.optvis.param import ImageParam
 from microtome.optvis.render import render
+from microtome.optvis.schedule import Schedule
 from microtome.techniques import feature_vis as fv
 
 
@@ -43,13 +45,14 @@ def lite0():
 def test_a_unit_is_the_same_alone_or_anywhere_in_a_batch_in_every_layer_kind(lite0, layer, unit,
                                                                                others):
     model, spec = lite0
-    kw = dict(spec=spec, size=64, steps=10, seed=3)
+    kw = dict(param_f=ImageParam(64, seed=3), spec=spec, steps=10)
     alone = _levels(render(model, [O.channel(layer, unit)], **kw).images)[0]
     second = _levels(render(model, [O.channel(layer, u) for u in (others[0], unit, *others[1:])],
                             **kw).images)[1]
     last = _levels(render(model, [O.channel(layer, u) for u in (*others, unit)], **kw).images)[-1]
     assert int(np.abs(alone - second).max()) <= 1 and int(np.abs(alone - last).max()) <= 1
-    other_seed = _levels(render(model, [O.channel(layer, unit)], **{**kw, "seed": 4}).images)[0]
+    reseeded = {**kw, "param_f": ImageParam(64, seed=4)}
+    other_seed = _levels(render(model, [O.channel(layer, unit)], **reseeded).images)[0]
     assert int(np.abs(alone - other_seed).max()) > 1  # the seed does matter
 
 
@@ -57,12 +60,13 @@ def test_the_library_render_follows_the_layer_schedule():
     from tests.toy_models import tiny_net
 
     model, spec = tiny_net()
-    scheduled = render(model, "conv1:0", spec=spec, size=32, steps=8, seed=1)
+    scheduled = render(model, "conv1:0", ImageParam(32, seed=1), spec=spec, steps=8)
     assert scheduled.schedule == "early" and scheduled.steps == 16  # field 3 px: early
-    plain = render(model, "conv1:0", spec=spec, size=32, steps=8, seed=1, schedule=None)
+    plain = render(model, "conv1:0", ImageParam(32, seed=1), spec=spec, steps=8,
+                   schedule=Schedule(layers=None))
     assert plain.schedule is None and plain.steps == 8
     assert not torch.equal(scheduled.images, plain.images)
-    no_spec = render(model, "1:0", size=32, steps=8, seed=1)  # module paths: no field known
+    no_spec = render(model, "1:0", ImageParam(32, seed=1), steps=8)  # module paths: no field known
     assert no_spec.schedule is None and no_spec.steps == 8
 
 

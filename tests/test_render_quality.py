@@ -12,7 +12,9 @@ import torch
 
 from microtome.data import get_dataset
 from microtome.optvis import objectives as O
+from microtome.optvis.param import ImageParam
 from microtome.optvis.render import render
+from microtome.optvis.schedule import Schedule
 from microtome.zoo import load_model
 from microtome.zoo.hooks import forward_to
 
@@ -33,7 +35,8 @@ def test_feature_visualizations_beat_photos_on_efficientnet_lite0():
     photos = torch.cat([b.images for b in dataset.batches(spec.input_size, 32)])  # [P, 3, 224, 224]
     assert len(photos) >= 8
     photo_acts = _channel_means(model, spec, photos)  # [P, C]
-    result = render(model, [O.channel(LAYER, u) for u in UNITS], spec=spec, size=128, steps=256, seed=0)
+    result = render(model, [O.channel(LAYER, u) for u in UNITS], ImageParam(128, seed=0), spec=spec,
+                    steps=256)
     fv_acts = _channel_means(model, spec, result.images)  # [8, C]
 
     best_photo = photo_acts.max(0).values  # [C]
@@ -62,14 +65,15 @@ def test_dead_start_stem_units_come_alive_at_the_standard_preset():
     with torch.no_grad():
         best = forward_to(model, spec.preprocess(photos), module)["stem"].flatten(2).mean(2).max(0).values
     objs = [O.channel("stem", u) for u in DEAD_START]
-    result = render(model, objs, spec=spec, size=128, steps=256, seed=0)
+    result = render(model, objs, ImageParam(128, seed=0), spec=spec, steps=256)
     assert result.schedule == "early" and result.steps == 512
     with torch.no_grad():
         mean = forward_to(model, spec.preprocess(result.images), module)["stem"].flatten(2).mean(2)
     reached = mean[torch.arange(3), DEAD_START]
     assert bool((result.values > 0).all()), result.values
     assert bool((reached >= torch.clamp(best[DEAD_START], max=6.0) - 1e-4).all()), (reached, best[DEAD_START])
-    dead = render(model, objs, spec=spec, size=128, steps=32, seed=0, redirect_steps=0, schedule=None)
+    dead = render(model, objs, ImageParam(128, seed=0), spec=spec, steps=32,
+                  schedule=Schedule(redirect_steps=0, layers=None))
     assert bool((dead.values == 0).all())
 
 
@@ -78,7 +82,7 @@ def test_a_real_unit_is_the_same_alone_or_last_of_a_batch():
     """block2 of efficientnet_lite0 (its first conv has 3 input channels): the image of unit 5
     alone and last of 4 agree within 1/255 per pixel after 128 steps."""
     model, spec = load_model("efficientnet_lite0")
-    kw = dict(spec=spec, size=64, steps=128, seed=0)
+    kw = dict(param_f=ImageParam(64, seed=0), spec=spec, steps=128)
     alone = render(model, [O.channel("block2", 5)], **kw).images[0]
     last = render(model, [O.channel("block2", u) for u in (0, 1, 2, 5)], **kw).images[3]
     assert float((alone - last).abs().max()) * 255 <= 1.0

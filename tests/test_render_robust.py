@@ -15,8 +15,10 @@ from torch import nn
 
 from microtome.optvis import objectives as O
 from microtome.optvis.invariant import batch_invariant
+from microtome.optvis.param import ImageParam
 from microtome.optvis.redirect import redirected_grad, redirected_relus
 from microtome.optvis.render import render
+from microtome.optvis.schedule import Schedule
 from microtome.techniques import feature_vis as fv
 
 ACTIVATIONS = {
@@ -49,10 +51,11 @@ class DeadStart(nn.Module):
 @pytest.mark.parametrize("name", list(ACTIVATIONS))
 def test_dead_unit_reaches_its_optimum_only_with_redirection(name):
     model = DeadStart(ACTIVATIONS[name])
-    kw = dict(size=8, steps=300, lr=0.1, transforms=[], seed=0)
-    start = render(model, "out:0", steps=1, redirect_steps=0, size=8, transforms=[])
+    kw = dict(param_f=ImageParam(8, seed=0), transforms=[], steps=300, lr=0.1)
+    start = render(model, "out:0", ImageParam(8), transforms=[], steps=1,
+                   schedule=Schedule(redirect_steps=0))
     assert float(start.values[0]) == 0.0  # dead at the initial image
-    without = render(model, "out:0", redirect_steps=0, **kw)
+    without = render(model, "out:0", schedule=Schedule(redirect_steps=0), **kw)
     assert float(without.values[0]) == 0.0
     redirected = render(model, "out:0", **kw)
     assert float(redirected.values[0]) >= 5.9  # the optimum, 6, within 2%
@@ -122,13 +125,13 @@ def _diff(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_a_unit_is_the_same_alone_or_anywhere_in_a_batch():
-    model, kw = Small(), dict(size=48, steps=60, seed=5)
+    model, kw = Small(), dict(param_f=ImageParam(48, seed=5), steps=60)
     obj = lambda u: O.channel("act2", u)  # noqa: E731
     alone = render(model, [obj(4)], **kw).images[0]
     second = render(model, [obj(0), obj(4), obj(7)], **kw).images[1]
     last = render(model, [obj(u) for u in (0, 1, 2, 3, 5, 6, 7, 4)], **kw).images[7]
     assert _diff(alone, second) <= 1 and _diff(alone, last) <= 1
-    other_seed = render(model, [obj(4)], size=48, steps=60, seed=6).images[0]
+    other_seed = render(model, [obj(4)], ImageParam(48, seed=6), steps=60).images[0]
     assert _diff(alone, other_seed) > 1  # the seed does matter
 
 
@@ -161,7 +164,7 @@ def test_two_threads_render_with_one_model_as_serial_runs_do():
     jobs = {"a": ([O.channel("act2", u) for u in range(3)], 1), "b": (["act1:2"], 2)}
 
     def go(objs, seed):
-        return render(model, objs, size=40, steps=25, seed=seed)
+        return render(model, objs, ImageParam(40, seed=seed), steps=25)
 
     serial = {k: go(*v) for k, v in jobs.items()}
     results: dict[str, object] = {}
@@ -210,7 +213,9 @@ def test_sharpening_steps_use_whole_pixel_shifts_of_the_same_size():
     # a whole-pixel crop of the padded image: every value is one of the input's or the fill
     values = set(x.flatten().tolist()) | {0.5}
     assert set(sharp.flatten().tolist()) <= values
-    model, kw = Small(), dict(size=40, steps=12, seed=1)
+    model, kw = Small(), dict(param_f=ImageParam(40, seed=1), steps=12)
     plain = render(model, "act2:3", **kw).images
-    assert torch.equal(render(model, "act2:3", sharpen_steps=0, **kw).images, plain)
-    assert not torch.equal(render(model, "act2:3", sharpen_steps=4, **kw).images, plain)
+    assert torch.equal(render(model, "act2:3", schedule=Schedule(sharpen_steps=0), **kw).images,
+                       plain)
+    assert not torch.equal(render(model, "act2:3", schedule=Schedule(sharpen_steps=4), **kw).images,
+                           plain)

@@ -1,4 +1,5 @@
-"""The learning-rate schedule: `render(lr_final=...)` anneals Adam's step along half a cosine.
+"""The learning-rate schedule: `render(schedule=Schedule(lr_final=...))` anneals Adam's step
+along half a cosine.
 
 Oracle: with a constant gradient, Adam moves a parameter by exactly its learning rate per step
 (its normalized step m/sqrt(v) is 1 after bias correction), so the distance a pixel travels is
@@ -13,6 +14,7 @@ from torch import nn
 
 from microtome.optvis import objectives as O
 from microtome.optvis.render import cosine_lr, render
+from microtome.optvis.schedule import Schedule
 
 
 class Identity(nn.Module):
@@ -26,11 +28,12 @@ class Identity(nn.Module):
         return self.out(x)
 
 
-def _travel(**kwargs) -> float:
+def _travel(lr_final: float | None = None, **kwargs) -> float:
     start = torch.full((1, 3, 8, 8), 0.5)
     pixels = start.clone().requires_grad_(True)
     render(Identity(), O.channel("out", 0), param_f=lambda: ([pixels], lambda: pixels),
-           steps=20, lr=0.1, transforms=[], redirect_steps=0, **kwargs)
+           steps=20, lr=0.1, transforms=[],
+           schedule=Schedule(lr_final=lr_final, redirect_steps=0), **kwargs)
     moved = (pixels.detach() - start)[0]  # [3, 8, 8]
     assert torch.all(moved[1:] == 0)  # only channel 0 has a gradient
     return float(moved[0].mean())

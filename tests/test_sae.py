@@ -12,6 +12,7 @@ import torch
 
 from microtome.errors import MicrotomeError
 from microtome.optvis import objectives as O
+from microtome.optvis.param import ImageParam
 from microtome.optvis.render import render
 from microtome.runtime import torch_threads
 from microtome.techniques.connections import connections
@@ -105,9 +106,9 @@ def test_feature_vis_raises_the_feature_and_is_reproducible_by_seed():
     feature = int(codes.mean(dim=(0, 2, 3)).argmax())
     objective = O.channel("conv2.sae", feature)
     with torch_threads(1):
-        first = render(model, objective, spec=spec, size=32, steps=48, seed=3)
-        again = render(model, objective, spec=spec, size=32, steps=48, seed=3)
-        other = render(model, objective, spec=spec, size=32, steps=48, seed=4)
+        first = render(model, objective, ImageParam(32, seed=3), spec=spec, steps=48)
+        again = render(model, objective, ImageParam(32, seed=3), spec=spec, steps=48)
+        other = render(model, objective, ImageParam(32, seed=4), spec=spec, steps=48)
     assert torch.equal(first.images, again.images)
     assert not torch.equal(first.images, other.images)
     with torch.no_grad():

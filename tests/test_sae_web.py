@@ -6,35 +6,11 @@ never reads the weights."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from fastapi.testclient import TestClient
 
-from microtome.pipeline.dictionaries import spec_with_dictionaries
-from microtome.store import ArtifactKey, Store
-from microtome.techniques.builtin import sae_params
 from microtome.web import create_app
-from microtome.zoo import get_spec
-from tests.web_fixtures import LAYER, MODEL, put_feature_vis, registry, store_copy
-
-FACTS = {"features": 448, "k": 16, "explained_variance": 0.812, "l0": 15.5, "dead_fraction": 0.0625,
-         "dataset": "samples"}
-LOADINGS = [[64, -1.5], [68, 1.25], [2, 0.5]]  # feature 0's strongest block10 units
-
-
-def add_sae(root: Path) -> Store:
-    """The web fixtures' store plus an SAE on block10 (meta only), its layer in the model summary,
-    and feature-vis images of features 0-3."""
-    store = Store(root, create=False)
-    params = sae_params("standard", "samples")
-    meta = {"name": "sae", "base": LAYER, **FACTS, "epochs": 20, "weights_sha256": "0" * 64,
-            "loadings": [LOADINGS] + [[[u, 0.1]] for u in range(1, 448)]}
-    store.put(ArtifactKey.for_params(MODEL, LAYER, None, "sae", params), params, {"sae.pt": b"weights"}, meta)
-    store.put_model(MODEL, spec_with_dictionaries(get_spec(MODEL), store).summary())
-    for unit in range(4):
-        put_feature_vis(store, MODEL, "block10.sae", unit)
-    return store
+from tests.web_fixtures import LAYER, MODEL, SAE_FACTS, SAE_LOADINGS, add_sae, registry, store_copy
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +29,7 @@ def test_the_model_page_lists_the_feature_layer_beside_its_base(client):
 
 def test_the_layer_page_and_json_show_the_sae(client):
     data = client.get(f"/models/{MODEL}/block10.sae.json").json()
-    assert {name: data["sae"][name] for name in FACTS} == FACTS
+    assert {name: data["sae"][name] for name in SAE_FACTS} == SAE_FACTS
     assert data["layer"]["kind"] == "sae" and data["layer"]["channels"] == 448
     assert data["units"][0]["image"] is not None  # the grid, as for any layer
     html = client.get(f"/models/{MODEL}/block10.sae").text
@@ -64,7 +40,7 @@ def test_the_layer_page_and_json_show_the_sae(client):
 
 def test_a_feature_page_lists_the_base_units_it_loads_on(client):
     data = client.get(f"/models/{MODEL}/block10.sae/0.json").json()
-    assert [(e["unit"], e["weight"]) for e in data["sae"]["loadings"]] == [tuple(p) for p in LOADINGS]
+    assert [(e["unit"], e["weight"]) for e in data["sae"]["loadings"]] == [tuple(p) for p in SAE_LOADINGS]
     assert data["sae"]["loadings"][0]["url"] == f"/models/{MODEL}/{LAYER}/64"
     assert data["feature_vis"]["positive"]["images"]
     html = client.get(f"/models/{MODEL}/block10.sae/0").text

@@ -15,8 +15,7 @@ from torch import nn
 
 from microtome.errors import MicrotomeError, NotFound
 from microtome.techniques import stimuli
-from microtome.techniques.tuning import (TUNING_PRESETS, check_sweep, tuning, tuning_curves,
-                                         unit_response)
+from microtome.techniques.tuning import TUNING_PRESETS, check_sweep, tuning, tuning_curves, unit_response
 from microtome.zoo.spec import LayerSpec, ModelSpec, chain_edges
 
 SIZE = 33  # odd, so the image's geometric centre is the pixel the units read

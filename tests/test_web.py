@@ -10,16 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from microtome.web import create_app
-from tests.web_fixtures import BUILT_UNITS, FULL_UNITS, LAYER, MODEL, UNTRAINED, links, registry, store_copy
+from tests.web_fixtures import BUILT_UNITS, FULL_UNITS, LAYER, MODEL, UNTRAINED, links, registry
 
 UNIT = f"/models/{MODEL}/{LAYER}/1"
-
-
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    root = store_copy(tmp_path_factory.mktemp("web") / "store")
-    with TestClient(create_app(root, registry=registry, on_demand=False)) as c:
-        yield c
 
 
 def page(client: TestClient, url: str, status: int = 200, **kw) -> str:
@@ -183,7 +176,7 @@ def test_blobs_are_served_immutable_with_their_type(client):
     ("/models/efficientnet_lite", "no model 'efficientnet_lite'", MODEL),
     (f"/models/{MODEL}/blok10", "no layer 'blok10' in efficientnet_lite0", f"{MODEL}/block10"),
     (f"/models/{MODEL}/blok10/5", "no layer 'blok10'", f"{MODEL}/block10:5"),
-    (f"/models/efficientnet_lit0/block10/5", "no model", f"{MODEL}/block10:5"),
+    ("/models/efficientnet_lit0/block10/5", "no model", f"{MODEL}/block10:5"),
     (f"/models/{MODEL}/block10/112", "out of range: efficientnet_lite0/block10 has 112 units, 0-111",
      f"{MODEL}/block10:111"),
     (f"/models/{MODEL}/block10/five", "a unit is a channel index, 0-111", f"{MODEL}/block10:0"),
@@ -240,7 +233,7 @@ def test_jump_resolves_to_the_permalink(client, query, context, target):
 @pytest.mark.parametrize("query, context, status, suggestion", [
     ("block10:5", "", 404, f"{MODEL}/block10:5"),  # in efficientnet_lite0 and _lite2: say which
     (f"{MODEL}/blok10:5", "", 404, f"{MODEL}/block10:5"),
-    (f"efficientnet_lite/block10:5", "", 404, f"{MODEL}/block10:5"),
+    ("efficientnet_lite/block10:5", "", 404, f"{MODEL}/block10:5"),
     ("blok10:5", MODEL, 404, f"{MODEL}/block10:5"),
     (f"{MODEL}/block10:500", "", 404, f"{MODEL}/block10:111"),
     ("a/b/c/d", "", 404, None),
@@ -263,20 +256,19 @@ def test_jump_box_is_on_every_page(client):
     assert 'name="m" value="efficientnet_lite0"' in page(client, UNIT)
 
 
-def test_histogram_is_drawn_from_counts(tmp_path):
+def test_histogram_is_drawn_from_counts(store_root):
     """Dataset examples built without a histogram image: the page draws the counts as SVG bars
     over the occupied bins, with a tick per quantile example."""
     from microtome.store import Store
     from tests.web_fixtures import put
 
-    root = store_copy(tmp_path / "store")
     counts = [0, 0, 3, 0, 7, 1, 0, 0]
     meta = {"dataset": "samples", "images": 11, "top": [], "bottom": [],
             "quantiles": [{"q": 0.5, "value": 4.5, "files": {}}, {"q": 0.9, "value": 4.9, "files": {}}],
             "histogram": {"edges": [float(i) for i in range(9)], "counts": counts}}
-    with Store(root) as store:
+    with Store(store_root) as store:
         put(store, MODEL, LAYER, 6, "dataset_examples", {"dataset": "samples", "k": 4, "size": 48}, {}, meta)
-    with TestClient(create_app(root, registry=registry, on_demand=False)) as c:
+    with TestClient(create_app(store_root, registry=registry, on_demand=False)) as c:
         html = page(c, f"/models/{MODEL}/{LAYER}/6")
     svg = html[html.index('<svg class="hist-svg"'):html.index("</svg>")]
     assert 'viewBox="0 0 24 100"' in svg  # bins 2..4 drawn, 6 units wide each

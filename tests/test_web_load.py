@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.web_fixtures import BUILT_UNITS, LAYER, MODEL, free_port, store_copy
+from tests.web_fixtures import BUILT_UNITS, LAYER, MODEL, free_port
 
 CLIENTS = 32
 DURATION_S = float(os.environ.get("MICROTOME_LOAD_S", "20"))
@@ -28,11 +28,10 @@ def get(conn: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
 
 
 @pytest.mark.slow
-def test_32_clients_for_a_while_get_no_errors(tmp_path):
-    root = store_copy(tmp_path / "store")
+def test_32_clients_for_a_while_get_no_errors(store_root):
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-c", "from microtome.web.cli import serve; serve()",
-                               "--store", str(root), "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-c", "from microtome.cli.serve import serve; serve()",
+                               "--store", str(store_root), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180  # the server lists the model registry before `/` answers

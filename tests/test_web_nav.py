@@ -10,27 +10,18 @@ from fastapi.testclient import TestClient
 
 from microtome.store import Store
 from microtome.store.notes import notes
-from microtome.web import create_app
-from microtome.web import export
-from tests.web_fixtures import LABELS, LAYER, MODEL, QUALITY, links, registry, store_copy
+from microtome.web import create_app, export
+from tests.web_fixtures import LABELS, LAYER, MODEL, QUALITY, links, registry
 
 UNIT = f"/models/{MODEL}/{LAYER}/1"
 TOKEN = "s3cret-token"
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    root = store_copy(tmp_path_factory.mktemp("nav") / "store")
-    with TestClient(create_app(root, registry=registry, on_demand=False)) as c:
-        yield c
-
-
 @pytest.fixture
-def writer(tmp_path):
+def writer(store_root):
     """A client of a private store copy whose server accepts notes with TOKEN."""
-    root = store_copy(tmp_path / "store")
-    with TestClient(create_app(root, registry=registry, on_demand=False, notes_token=TOKEN)) as c:
-        yield c, root
+    with TestClient(create_app(store_root, registry=registry, on_demand=False, notes_token=TOKEN)) as c:
+        yield c, store_root
 
 
 # ---- labels on pages ------------------------------------------------------------------------
@@ -224,17 +215,16 @@ def test_no_template_marks_notes_or_labels_safe():
         assert "|safe" not in template.read_text().replace(" ", ""), template
 
 
-def test_search_circuits_sorting_and_notes_do_not_import_torch(tmp_path):
+def test_search_circuits_sorting_and_notes_do_not_import_torch(store_root):
     """Only searching a photo loads torch; text search, circuits, sorted grids and notes do not."""
     import subprocess
     import sys
 
-    root = store_copy(tmp_path / "store")
     code = f"""
 import sys
 from fastapi.testclient import TestClient
 from microtome.web import create_app
-app = create_app({str(root)!r}, registry=None, notes_token="t")
+app = create_app({str(store_root)!r}, registry=None, notes_token="t")
 with TestClient(app) as c:
     for url in ["/search?q=dog", "/search.json?q={MODEL}/{LAYER}:1", "{UNIT}/circuit", "{UNIT}/circuit.json",
                 "/models/{MODEL}/{LAYER}?sort=quality&label=dog", "{UNIT}"]:
@@ -249,29 +239,27 @@ print("torch" in sys.modules)
     assert out.stdout.strip() == "False"
 
 
-def test_serve_passes_the_notes_token_to_the_app(tmp_path, monkeypatch):
+def test_serve_passes_the_notes_token_to_the_app(monkeypatch, store_root):
     import uvicorn
     from click.testing import CliRunner
 
-    from microtome.web.cli import serve
+    from microtome.cli.serve import serve
 
-    root = store_copy(tmp_path / "store")
     apps = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append(app))
-    result = CliRunner().invoke(serve, ["--store", str(root), "--no-render", "--notes-token", "tok"])
+    result = CliRunner().invoke(serve, ["--store", str(store_root), "--no-render", "--notes-token", "tok"])
     assert result.exit_code == 0, result.output
     assert apps[0].state.microtome.notes_token == "tok"
-    CliRunner().invoke(serve, ["--store", str(root), "--no-render"], env={"MICROTOME_NOTES_TOKEN": ""})
+    CliRunner().invoke(serve, ["--store", str(store_root), "--no-render"], env={"MICROTOME_NOTES_TOKEN": ""})
     assert apps[-1].state.microtome.notes_token in (None, "")  # no token: read-only
-    bad = CliRunner().invoke(serve, ["--store", str(root), "--notes-token", " "])
+    bad = CliRunner().invoke(serve, ["--store", str(store_root), "--notes-token", " "])
     assert bad.exit_code != 0 and "must not be empty" in bad.output
 
 
-def test_the_exported_circuit_links_only_exported_units_and_its_images(tmp_path):
+def test_the_exported_circuit_links_only_exported_units_and_its_images(tmp_path, store_root):
     from tests.web_fixtures import links as page_links
 
-    root = store_copy(tmp_path / "store")
-    export(root, tmp_path / "site", progress=False)
+    export(store_root, tmp_path / "site", progress=False)
     folder = tmp_path / "site" / "models" / MODEL / LAYER / "1" / "circuit"
     hrefs, srcs = page_links((folder / "index.html").read_text())
     nodes = [h for h in hrefs if "/block" in h]

@@ -10,8 +10,8 @@ from microtome.store import Artifact, ArtifactKey
 from microtome.web.present.artifacts import examples_view, pick
 from microtome.web.present.blobs import content_type
 from microtome.web.present.cache import StoreCache
-from microtome.web.server.export import site_target, static_href
 from microtome.web.present.graph import graph_svg
+from microtome.web.server.export import site_target, static_href
 
 
 def layer(i: int, **kw) -> dict:

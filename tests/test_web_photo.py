@@ -22,7 +22,7 @@ from PIL import Image
 from microtome.store import Store
 from microtome.web import create_app
 from microtome.web.jobs.photo import PhotoSearcher
-from tests.web_fixtures import FULL_UNITS, LAYER, MODEL, LiveServer, registry, store_copy
+from tests.web_fixtures import FULL_UNITS, LAYER, MODEL, LiveServer, registry
 
 MB = 1 << 20
 
@@ -60,11 +60,10 @@ class FakeSearch:
 
 
 @pytest.fixture
-def fake(tmp_path):
+def fake(store_root):
     search = FakeSearch()
-    root = store_copy(tmp_path / "store")
-    with TestClient(create_app(root, registry=registry, on_demand=False, photo=PhotoSearcher(search))) as c:
-        yield c, search, root
+    with TestClient(create_app(store_root, registry=registry, on_demand=False, photo=PhotoSearcher(search))) as c:
+        yield c, search, store_root
 
 
 def post(client, url="/search.json", data: bytes | None = None, **kw):
@@ -139,10 +138,10 @@ def test_nothing_is_written_to_the_store_or_to_disk(fake, tmp_path, monkeypatch)
     assert list(spool.iterdir()) == []
 
 
-def test_a_search_held_past_the_wait_is_503_with_retry_after_and_pages_still_served(tmp_path):
+def test_a_search_held_past_the_wait_is_503_with_retry_after_and_pages_still_served(store_root):
     gate = threading.Event()
     search = FakeSearch(gate)
-    store = Store(store_copy(tmp_path / "store"), create=False)
+    store = Store(store_root, create=False)
     app = create_app(store, registry=registry, on_demand=False, photo=PhotoSearcher(search, wait_s=0.2, mean_s=0.1))
     first: list[httpx.Response] = []
     with LiveServer(app) as live:
@@ -191,10 +190,10 @@ class QueuedSearch(FakeSearch):
                 self.running -= 1
 
 
-def test_six_simultaneous_searches_wait_their_turn_and_all_succeed(tmp_path):
+def test_six_simultaneous_searches_wait_their_turn_and_all_succeed(store_root):
     search = QueuedSearch(queued=5)
     search.searcher = PhotoSearcher(search)
-    store = Store(store_copy(tmp_path / "store"), create=False)
+    store = Store(store_root, create=False)
     app = create_app(store, registry=registry, on_demand=False, photo=search.searcher)
     replies: list[int] = []
     with LiveServer(app) as live:

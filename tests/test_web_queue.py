@@ -16,7 +16,7 @@ from microtome.errors import Busy, MicrotomeError
 from microtome.store import Store
 from microtome.web import create_app
 from microtome.web.jobs.render_queue import RenderQueue
-from tests.web_fixtures import MODEL, FakeRenderer, registry, store_copy
+from tests.web_fixtures import MODEL, FakeRenderer, registry
 
 UNBUILT = [f"/models/{MODEL}/block10/{u}" for u in (50, 51, 52)]
 
@@ -29,8 +29,8 @@ def wait_for(predicate, timeout: float = 10.0) -> None:
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store(store_copy(tmp_path / "store"), create=False) as st:
+def store(store_root):
+    with Store(store_root, create=False) as st:
         yield st
 
 
@@ -170,22 +170,29 @@ def test_queue_stop_drops_waiting_jobs_with_a_reason():
     q.start()
     q.submit(("m", "l", 0))
     wait_for(lambda: q.status(("m", "l", 0))["state"] == "running")
-    q.submit(("m", "l", 1))
+    q.submit(("m", "l", 1))  # waits behind job 0, which holds the worker until the gate opens
+    stopping = threading.Thread(target=q.stop)
+    stopping.start()  # stop() drops the waiting job at once, then waits for the running one
+    wait_for(lambda: q.status(("m", "l", 1))["state"] != "queued")
     gate.set()
-    q.stop()
-    assert q.status(("m", "l", 1))["state"] in ("error", "done")
-    with pytest.raises(Busy):
+    stopping.join(10)
+    assert not stopping.is_alive()
+    dropped = q.status(("m", "l", 1))
+    assert (dropped["state"], dropped["error"]) == ("error", "the server stopped before rendering it")
+    assert q.status(("m", "l", 0))["state"] == "done"  # the running job was let finish
+    with pytest.raises(MicrotomeError) as refused:  # and a stopped queue refuses new jobs, saying why
         q.submit(("m", "l", 2))
+    assert refused.value.status == 503 and refused.value.retry_after >= 1
+    assert "shutting down" in refused.value.message
 
 
-def test_serving_pages_does_not_import_torch(tmp_path):
+def test_serving_pages_does_not_import_torch(store_root):
     """The app answers every kind of page without torch (only on-demand rendering may load it)."""
-    root = store_copy(tmp_path / "store")
     code = f"""
 import json, sys
 from fastapi.testclient import TestClient
 from microtome.web import create_app
-app = create_app({str(root)!r}, registry=None)
+app = create_app({str(store_root)!r}, registry=None)
 with TestClient(app) as c:
     for url in ["/", "/models/{MODEL}", "/models/{MODEL}/block10", "/models/{MODEL}/block10/1",
                 "/models/{MODEL}/block10/1.json", "/jump?q={MODEL}/block10:2", "/models/nope"]:

@@ -14,13 +14,12 @@ from microtome.errors import MicrotomeError, NotFound
 from microtome.store import Artifact, ArtifactKey, Store
 from microtome.techniques.registry import LAYER as LAYER_SCOPE
 from microtome.techniques.registry import Technique, registered, web_sections
-from microtome.web import create_app
+from microtome.web import create_app, export
 from microtome.web.pages import atlas, circuit, inspect_views, search, views
-from microtome.web import export
-from microtome.web.present.artifacts import dead_on
-from microtome.web.server.routes import routes
-from microtome.web.present.state import AppState
 from microtome.web.pages.views import Redirect
+from microtome.web.present.artifacts import dead_on
+from microtome.web.present.state import AppState
+from microtome.web.server.routes import routes
 from tests.web_fixtures import FULL_UNITS, LAYER, MODEL, links, png, provenance, put, registry, store_copy
 
 DEAD, CONSTANT = 6, 7  # block10 units given dataset examples that never activate / never change
@@ -108,7 +107,8 @@ def test_the_route_table_is_flat_and_names_module_level_views():
     assert len({(r.path, r.methods) for r in table}) == len(table)
     for route in table:
         module = inspect.getmodule(route.view)
-        assert module is views or module in (search, circuit, inspect_views, atlas)  # page views; others in their modules
+        # page views; others in their modules
+        assert module is views or module in (search, circuit, inspect_views, atlas)
         assert route.view.__qualname__ == route.view.__name__
         assert next(iter(inspect.signature(route.view).parameters)) == "state"
 

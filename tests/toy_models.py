@@ -1,11 +1,18 @@
-"""A tiny custom model for the `module:function` entry point: `tiny_net() -> (nn.Module, ModelSpec)`.
+"""Toy models for the tests.
 
-Input `[B, 3, 32, 32]` -> conv1 `[B, 8, 16, 16]` -> conv2 `[B, 16, 8, 8]` -> logits `[B, 3]`.
+- `tiny_net() -> (nn.Module, ModelSpec)`, a custom `module:function` entry point: input
+  `[B, 3, 32, 32]` -> conv1 `[B, 8, 16, 16]` -> conv2 `[B, 16, 8, 8]` -> logits `[B, 3]`.
+- `colour_net`, hand-set to tell red, green and blue apart; `colour_images` writes photos for it.
+- `Toy`, a bare `nn.Module` (no spec) for the feature-visualization library.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from microtome.errors import MicrotomeError
@@ -69,3 +76,33 @@ def colour_net(weights: str = "default") -> tuple[nn.Module, ModelSpec]:
                      weights_source="hand-set", weights_sha256=None, trained=True, weights="default",
                      mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
     return model, spec
+
+
+def colour_images(root: Path, per_class: int = 6, folders: bool = True) -> Path:
+    """Photos dominated by one colour each (noise on top), in sub-folders named by colour."""
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(COLOURS):
+        for i in range(per_class):
+            pixels = rng.uniform(0, 0.35, (40, 40, 3))
+            pixels[..., c] += rng.uniform(0.4, 0.6)
+            folder = root / name if folders else root
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((pixels.clip(0, 1) * 255).astype(np.uint8)).save(folder / f"{name}{i}.png")
+    return root
+
+
+class Toy(nn.Module):
+    """conv(3->8, 5) -> relu -> conv(8->6, 3) -> relu -> pool -> linear(6->4)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv1 = nn.Conv2d(3, 8, 5)
+        self.relu1 = nn.ReLU()
+        self.conv2 = nn.Conv2d(8, 6, 3)
+        self.relu2 = nn.ReLU()
+        self.fc = nn.Linear(6, 4)
+
+    def forward(self, x):
+        x = self.relu2(self.conv2(self.relu1(self.conv1(x))))
+        return self.fc(x.mean(dim=(2, 3)))

@@ -1,8 +1,10 @@
-"""A small store with fake artifacts for the web tests and the serve benchmark.
+"""Helpers and data for the web tests: a small store of fake artifacts, a live server, link
+and image checks. (The pytest fixtures built on them live in tests/conftest.py.)
 
 `make_store(root) -> Store` holds efficientnet_lite0 (its real spec summary) with solid-colour
 PNG artifacts of every technique for a few units of block10, thumbnails of the units they
-connect to in block9/block11, a second grid page of `head`, and an untrained googlenet.
+connect to in block9/block11, a second grid page of `head`, and an untrained googlenet;
+`add_sae(root)` adds an SAE on block10 (meta only) to a copy of it.
 `FakeRenderer` stands in for the build's `build_unit` in on-demand tests: it stores
 feature-vis PNGs for the unit it is asked for, optionally waiting for a gate first.
 """
@@ -19,9 +21,9 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 from PIL import Image
@@ -42,6 +44,11 @@ LABELS = {0: [("golden retriever", 0.8, "examples"), ("dog", 0.6, "examples")],
           3: [("hotdog", 0.5, "predictions")],
           5: [("striped", 0.4, "examples")]}
 QUALITY = {("block10", u): q for u, q in {0: 0.5, 1: 0.9, 2: 0.2, 3: 1.1}.items()}  # feature-vis quality
+# the SAE that `add_sae` adds on block10: its figures, and feature 0's strongest block10 units
+SAE_FACTS = {"features": 448, "k": 16, "explained_variance": 0.812, "l0": 15.5, "dead_fraction": 0.0625,
+             "dataset": "samples"}
+SAE_LOADINGS = [[64, -1.5], [68, 1.25], [2, 0.5]]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "ci-artifacts"  # screenshots the browser tests save
 
 
 @functools.lru_cache(maxsize=1)
@@ -156,6 +163,24 @@ def make_store(root: str | Path) -> Store:
     return store
 
 
+def add_sae(root: Path) -> Store:
+    """The web fixtures' store at `root` plus an SAE on block10 (meta only), its layer in the
+    model summary, and feature-vis images of features 0-3."""
+    from microtome.pipeline.dictionaries import spec_with_dictionaries  # torch: only where an SAE is added
+    from microtome.techniques.builtin import sae_params
+    from microtome.zoo import get_spec
+
+    store = Store(root, create=False)
+    params = sae_params("standard", "samples")
+    meta = {"name": "sae", "base": LAYER, **SAE_FACTS, "epochs": 20, "weights_sha256": "0" * 64,
+            "loadings": [SAE_LOADINGS] + [[[u, 0.1]] for u in range(1, 448)]}
+    store.put(ArtifactKey.for_params(MODEL, LAYER, None, "sae", params), params, {"sae.pt": b"weights"}, meta)
+    store.put_model(MODEL, spec_with_dictionaries(get_spec(MODEL), store).summary())
+    for unit in range(4):
+        put_feature_vis(store, MODEL, "block10.sae", unit)
+    return store
+
+
 @functools.lru_cache(maxsize=1)
 def _master_store() -> Path:
     """The fixture store, built once per process in a temporary folder and closed (read-only use)."""
@@ -254,6 +279,18 @@ def links(html: str) -> tuple[list[str], list[str]]:
     parser = _Links()
     parser.feed(html)
     return parser.hrefs, parser.srcs
+
+
+def broken_images(page: Any) -> list[str]:
+    """Sources of the `<img>` elements of a Playwright `page` that did not load (after
+    scrolling each into view)."""
+    return page.evaluate("""async () => {
+        const imgs = Array.from(document.querySelectorAll('img'));
+        for (const img of imgs) { img.loading = 'eager'; img.scrollIntoView(); }
+        await Promise.all(imgs.map(img => img.complete ? null : new Promise(r => { img.onload = img.onerror = r; })));
+        window.scrollTo(0, 0);
+        return imgs.filter(img => !(img.complete && img.naturalWidth > 0)).map(img => img.src);
+    }""")
 
 
 @contextlib.contextmanager

@@ -33,6 +33,7 @@ from microtome.inspect.objectives import direction_cossim
 from microtome.inspect.pictures import colour_hex, overlay, single_overlay
 from microtome.inspect.presets import MAX_GROUPS, check_groups, check_layers, default_layers, inspect_params
 from microtome.optvis import objectives as O
+from microtome.optvis.param import ImageParam
 from microtome.optvis.render import render
 from microtome.zoo.hooks import hooked
 from microtome.zoo.spec import ModelSpec
@@ -144,8 +145,8 @@ class _Steps:
 def _render_pngs(model: nn.Module, spec: ModelSpec, objectives: list[O.Objective], size: int,
                  params: dict[str, Any], device, steps: _Steps) -> tuple[list[bytes], list[float]]:
     """One render batch: the images as PNG bytes and the objectives' final values."""
-    result = render(model, objectives, spec=spec, size=size, steps=params["steps"],
-                    lr=params["lr"], seed=params["seed"], device=device, progress=steps.callback)
+    result = render(model, objectives, ImageParam(size, seed=params["seed"]), spec=spec,
+                    steps=params["steps"], lr=params["lr"], device=device, progress=steps.callback)
     return [png_bytes(img) for img in result.images], [rounded(v) for v in result.values.tolist()]
 
 

@@ -2,20 +2,22 @@
 
 The optimizer's parameters are explicit (`params`, a list of leaf tensors); `make_image` maps
 them to images. `image(...)` is the usual stack: FFT with 1/f^decay scaling (or pixels), then
-decorrelated colour, then a sigmoid to valid RGB in [0, 1]. Lucent's `lowres_tensor` and `cppn`
-keep its names and signatures, so they plug into `render(param_f=...)`.
+decorrelated colour, then a sigmoid to valid RGB in [0, 1]. `ImageParam(size, ...)` is the same
+stack as the renderer's `param_f`, each image seeded on its own (`render`'s default). Lucent's
+`lowres_tensor` and `cppn` keep its names and signatures, so they plug into `render(param_f=...)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from microtome.errors import MicrotomeError
-from microtome.optvis.randomness import PerImage
+from microtome.optvis.randomness import PerImage, image_seeds
 
 MakeImage = Callable[[], torch.Tensor]
 
@@ -122,6 +124,49 @@ def image(size: int, batch: int = 1, fft: bool = True, decorrelated: bool = True
     params, make = (fft_image(shape, sd, decay, device, rng) if fft
                     else pixel_image(shape, sd, device, rng))
     return params, to_valid_rgb(make, decorrelated, saturation)
+
+
+@dataclass(frozen=True)
+class ImageParam:
+    """The renderer's standard image as a `param_f`: `image(size, ...)`, one generator per image.
+
+    Image i's generator is seeded by `seeds[i]`, or from (`seed`, its objective's description,
+    its occurrence) (`randomness.image_seeds`); the renderer draws the image's initial values
+    and then its transforms from it, so a unit's image is the same alone or anywhere in any
+    batch. `batch=None`: one image per objective (one objective: one image; a number: that many
+    of one objective, e.g. a diversity set). `saturation` bounds the logits (`to_valid_rgb`),
+    the polishing phase's too. In `render` it is built on the render's device, and a layer
+    schedule may change `fft`, `decorrelated` and `saturation`; called on its own, as any
+    `param_f() -> (params, make_image)`, its images are those of objectives described by ""."""
+
+    size: int = 128
+    batch: int | None = None
+    fft: bool = True
+    decorrelated: bool = True
+    decay: float = 1.0
+    saturation: float | None = None
+    seed: int = 0
+    seeds: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.seeds is not None:  # a tuple, so that equal images compare (and hash) equal
+            object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+
+    def image_seeds(self, names: Sequence[str]) -> list[int]:
+        """Each image's seed `[N]`, for images whose objectives are described by `names` `[N]`."""
+        own = list(self.seeds) if self.seeds is not None else image_seeds(self.seed, names)
+        if len(own) != len(names):
+            raise MicrotomeError(f"{len(own)} seeds for {len(names)} images")
+        return own
+
+    def make(self, rng: PerImage, device=None) -> tuple[list[torch.Tensor], MakeImage]:
+        """`len(rng)` images `[N, 3, size, size]`, image i drawn from `rng`'s generator i."""
+        return image(self.size, len(rng), fft=self.fft, decorrelated=self.decorrelated,
+                     decay=self.decay, device=device, rng=rng, saturation=self.saturation)
+
+    def __call__(self) -> tuple[list[torch.Tensor], MakeImage]:
+        n = self.batch or (len(self.seeds) if self.seeds is not None else 1)
+        return self.make(PerImage.from_seeds(self.image_seeds([""] * n)))
 
 
 def pixel_logits(images: torch.Tensor, saturation: float | None = None

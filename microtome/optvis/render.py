@@ -1,16 +1,18 @@
-"""The renderer: `render(model, objectives) -> RenderResult(images [N, 3, S, S], values [N])`.
+"""The renderer: `render(model, objective_f) -> RenderResult(images [N, 3, S, S], values [N])`.
 
-It only optimizes: saving, showing and progress belong to the caller (the `progress`
-callback). N objectives are optimized together as one batch, image i for objective i; one
-objective with `batch=k` gives k images of it (for diversity). The forward pass stops at the
-deepest layer the objectives read.
+Lucent's `render_vis` names and order: `render(model, objective_f, param_f, optimizer,
+transforms, thresholds)`, then `spec`, `steps`, `lr`, `schedule`, `device`, `progress`. It only
+optimizes: saving, showing and progress belong to the caller (the `progress` callback). N
+objectives are optimized together as one batch, image i for objective i; one objective with
+`param_f=ImageParam(size, batch=k)` gives k images of it (for diversity). The forward pass stops
+at the deepest layer the objectives read.
 
 Each image is its own: its initial values and its transforms come from a generator of its own,
-seeded from (seed, the objective's description, its occurrence) (`randomness.image_seeds`), so a
+seeded from (seed, the objective's description, its occurrence) (`param.ImageParam`), so a
 unit's image is the same alone or anywhere in any batch, up to float rounding. During the first
-`redirect_steps` steps, and after them for any image whose value is still exactly 0, ReLU-family
-activations backpropagate Lucid's redirected gradient (`redirect.redirected_relus`), so a unit
-inactive at the initial image still gets a gradient.
+`schedule.redirect_steps` steps, and after them for any image whose value is still exactly 0,
+ReLU-family activations backpropagate Lucid's redirected gradient (`redirect.redirected_relus`),
+so a unit inactive at the initial image still gets a gradient.
 The one batch-dependent kernel of a step, a first conv's input gradient, is computed image by
 image (`invariant.batch_invariant`).
 
@@ -19,9 +21,10 @@ and hooks, shared weights), which it arranges for speed (`fast._fast_model`: Bat
 channels_last) while the images are optimized; the final values are measured with the model as
 it is. So two threads may render with one model at the same time.
 
-The last `polish_steps` steps optimize the image's pixels themselves (`param.pixel_logits`), with
-no transform: what the feature-vis technique does for layers whose receptive field is a few
-pixels wide (`techniques.builtin.EARLY_LAYERS`), whose optimum has the highest frequencies.
+The last `schedule.polish_steps` steps optimize the image's pixels themselves
+(`param.pixel_logits`), with no transform: what the layer schedule does for layers whose
+receptive field is a few pixels wide (`optvis.schedule`), whose optimum has the highest
+frequencies.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -38,21 +41,20 @@ from microtome.errors import MicrotomeError
 from microtome.optvis import param as param_mod
 from microtome.optvis.fast import _fast_model, private_copy
 from microtome.optvis.invariant import batch_invariant
-from microtome.optvis.objectives import INPUT, Acts, Objective, as_objective
+from microtome.optvis.objectives import INPUT, Objective, as_objective
+from microtome.optvis.param import ImageParam
 from microtome.optvis.randomness import PerImage, image_seeds
 from microtome.optvis.redirect import redirected_relus
-from microtome.optvis.schedule import LAYER_SCHEDULE, LayerSchedule
-from microtome.optvis.transforms import (Transform, apply, compose, sharp_transforms,
-                                         standard_transforms)
+from microtome.optvis.schedule import LAYER_SCHEDULE, REDIRECT_STEPS, SCHEDULE, LayerSchedule, Schedule
+from microtome.optvis.transforms import Transform, apply, compose, sharp_transforms, standard_transforms
 from microtome.zoo.hooks import hooked, run
 
-__all__ = ["render", "RenderResult", "Progress", "ParamF", "OptimizerF", "LayerSchedule",
-           "LAYER_SCHEDULE", "_fast_model"]
+__all__ = ["render", "RenderResult", "Progress", "ParamF", "OptimizerF", "ImageParam", "Schedule",
+           "SCHEDULE", "LayerSchedule", "LAYER_SCHEDULE", "REDIRECT_STEPS", "_fast_model"]
 
 Progress = Callable[[int, int, torch.Tensor], None]  # (step, steps, values [N]) -> None
 ParamF = Callable[[], tuple[Iterable[torch.Tensor], Callable[[], torch.Tensor]]]
 OptimizerF = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
-REDIRECT_STEPS = 16  # Lucid's: the redirected gradient for the first 16 steps
 
 
 @dataclass
@@ -114,10 +116,10 @@ def _redirected(step: int, redirect_steps: int, values: torch.Tensor) -> torch.T
     return dead if bool(dead.any()) else None
 
 
-def _batch_objectives(objectives, batch: int | None, n_images: int | None) -> list[Objective]:
+def _batch_objectives(objective_f, batch: int | None, n_images: int | None) -> list[Objective]:
     """One objective per image `[N]` (a single objective repeated over the batch)."""
-    objs = [as_objective(o) for o in (objectives if isinstance(objectives, (list, tuple))
-                                      else [objectives])]
+    objs = [as_objective(o) for o in (objective_f if isinstance(objective_f, (list, tuple))
+                                      else [objective_f])]
     if not objs:
         raise MicrotomeError("render needs at least one objective")
     n = n_images or batch or len(objs)
@@ -219,16 +221,23 @@ def _custom_param(param_f: ParamF):
     return list(params), make_image, shape[0], max(shape[-2:])
 
 
-_SCHEDULED = ("steps", "polish_steps", "polish_lr", "saturation", "fft", "decorrelated",
-              "transforms")  # the arguments a layer schedule may replace, in render's order
-
-
-def _own_seeds(seed: int, seeds: Sequence[int] | None, objs: list[Objective]) -> list[int]:
-    """Each image's seed `[N]`: `seeds` as given, else from (seed, objective, occurrence)."""
-    own = list(seeds) if seeds is not None else image_seeds(seed, [o.name for o in objs])
-    if len(own) != len(objs):
-        raise MicrotomeError(f"{len(own)} seeds for {len(objs)} images")
-    return own
+def _for_layer(kind: str | None, steps: int, schedule: Schedule, image,
+               transforms: Sequence[Transform] | None):
+    """(steps, schedule, image, transforms) with the layer schedule's settings for `kind`
+    (`LayerSchedule.render_kwargs`) in place of the caller's: the steps, the polish (into the
+    schedule), the standard image's fft, decorrelated and saturation (into the `ImageParam`;
+    for another `param_f` only the polish's saturation, returned last), the transforms."""
+    changes = schedule.layers.render_kwargs(kind, steps) if kind is not None else {}
+    schedule = replace(schedule, **{k: changes[k] for k in ("polish_steps", "polish_lr")
+                                    if k in changes})
+    if isinstance(image, ImageParam):
+        image = replace(image, **{k: changes[k] for k in ("fft", "decorrelated", "saturation")
+                                  if k in changes})
+        saturation = image.saturation
+    else:
+        saturation = changes.get("saturation")
+    return (changes.get("steps", steps), schedule, image, changes.get("transforms", transforms),
+            saturation)
 
 
 def _probe(make_image, preprocess, seed: int, device: torch.device) -> torch.Tensor:
@@ -241,17 +250,17 @@ def _probe(make_image, preprocess, seed: int, device: torch.device) -> torch.Ten
 
 
 def _layer_kind(model: nn.Module, spec, objs: list[Objective], side: int,
-                schedule: LayerSchedule | None, device: torch.device) -> str | None:
+                layers: LayerSchedule | None, device: torch.device) -> str | None:
     """The schedule's kind ("early", "local", None) for the layers `objs` read, from their
     receptive fields measured at `side` px: the widest field decides, so a layer of another
     kind in the mix keeps its transforms. None without a spec (paths, not layers)."""
-    layers = set().union(*(o.layers for o in objs)) - {INPUT}
-    if schedule is None or spec is None or not layers:
+    read = set().union(*(o.layers for o in objs)) - {INPUT}
+    if layers is None or spec is None or not read:
         return None
     from microtome.zoo.receptive import receptive_fields
 
-    fields = receptive_fields(model, spec, sorted(layers), side, device)
-    return schedule.kind(max(max(f.extent) for f in fields.values()))
+    fields = receptive_fields(model, spec, sorted(read), side, device)
+    return layers.kind(max(max(f.extent) for f in fields.values()))
 
 
 def cosine_lr(lr: float, lr_final: float, steps: int) -> Callable[[int], float]:
@@ -276,66 +285,64 @@ def _polish(loop: "_Loop", probe: torch.Tensor, make_image, snapshots: dict, val
     return make_image
 
 
-def render(model: nn.Module, objectives: Objective | str | Sequence[Objective | str], *,
-           spec=None, size: int = 128, batch: int | None = None, steps: int = 512,
-           lr: float = 0.05, lr_final: float | None = None, fft: bool = True,
-           decorrelated: bool = True, decay: float = 1.0,
-           transforms: Sequence[Transform] | None = None, thresholds: Sequence[int] = (),
-           seed: int = 0, seeds: Sequence[int] | None = None, param_f: ParamF | None = None,
-           optimizer: OptimizerF | None = None, redirect_steps: int = REDIRECT_STEPS,
-           sharpen_steps: int = 0, schedule: LayerSchedule | None = LAYER_SCHEDULE,
-           polish_steps: int = 0, polish_lr: float | None = None,
-           saturation: float | None = None,
-           device: str | torch.device = "cpu",
-           progress: Progress | None = None) -> RenderResult:
-    """Optimize images to maximize `objectives`; same seed, same images, in any batch.
+def render(model: nn.Module, objective_f: Objective | str | Sequence[Objective | str],
+           param_f: ParamF | None = None, optimizer: OptimizerF | None = None,
+           transforms: Sequence[Transform] | None = None, thresholds: Sequence[int] = (), *,
+           spec=None, steps: int = 512, lr: float = 0.05, schedule: Schedule = SCHEDULE,
+           device: str | torch.device = "cpu", progress: Progress | None = None) -> RenderResult:
+    """Optimize images to maximize `objective_f` (one objective, a `"layer:unit"` string, or one
+    per image); same seed, same images, in any batch.
 
+    `param_f() -> (params, make_image)` makes the images (`make_image()` gives `[N, 3, H, W]` in
+    [0, 1]); None is `ImageParam()`, the standard image (128 px, FFT, decorrelated colour, seed
+    0), and `ImageParam(size, batch=, fft=, decorrelated=, decay=, saturation=, seed=, seeds=)`
+    says otherwise. `optimizer(params)` replaces Adam at `lr`. `transforms=None` means the
+    standard set, `[]` none. `thresholds`: the steps whose images are kept as snapshots.
     `spec` (a ModelSpec) resolves layer names and preprocesses [0, 1] RGB to the model's input;
-    without it layer names are module paths and images go in as they are. `transforms=None`
-    means the standard set; `[]` none. `seeds` overrides the images' own seeds `[N]`. `param_f() -> (params, make_image)` replaces the standard parameterization
-    (`size`, `fft`, `decorrelated`, `decay` then unused; `make_image()` gives `[N, 3, H, W]` in
-    [0, 1]); `optimizer(params)` replaces Adam(lr). `redirect_steps=0` turns the redirected
-    ReLU gradient off. The last `sharpen_steps` steps use `sharp_transforms()` (whole-pixel
-    shifts, no resampling) in place of the standard set, and the last `polish_steps` (counted
-    within them) no transform at all: the image is then optimized exactly as it is measured.
-    `saturation` bounds the standard parameterization's logits (see `param.to_valid_rgb`).
-    `lr_final`: the default optimizer's rate goes from `lr` to it by `cosine_lr` until the polish.
-    `schedule` (with a `spec`): the layers' receptive fields at the render size pick the
-    schedule's kind, whose arguments (`_SCHEDULED`: an early layer takes twice the steps, in
-    pixel space) replace the caller's; the result's `schedule` says which kind ran.
-    `schedule=None` renders exactly as asked."""
+    without it layer names are module paths and images go in as they are. `schedule` says what
+    changes over the `steps` (`optvis.schedule.Schedule`: lr annealing, redirected gradients,
+    sharpening, a pixel polish, and the layer schedule, which with a `spec` replaces these
+    settings for layers of a few pixels' receptive field; the result's `schedule` says which
+    kind ran). Anything else is the caller's: `progress(step, steps, values)` is called at every
+    step."""
     device = torch.device(device)
-    custom = _custom_param(param_f) if param_f is not None else None
-    objs = _batch_objectives(objectives, batch, custom[2] if custom else None)
-    kind = _layer_kind(model, spec, objs, custom[3] if custom else size, schedule, device)
-    if kind is not None:  # the schedule's arguments replace the caller's
-        steps, polish_steps, polish_lr, saturation, fft, decorrelated, transforms = (
-            {"polish_lr": polish_lr, "saturation": saturation, "fft": fft,
-             "decorrelated": decorrelated, "transforms": transforms,
-             **schedule.render_kwargs(kind, steps)}[k] for k in _SCHEDULED)
-    rng = PerImage.from_seeds(own_seeds := _own_seeds(seed, seeds, objs))
-    params, make_image = custom[:2] if custom else param_mod.image(
-        size, len(rng), fft=fft, decorrelated=decorrelated, decay=decay, device=device, rng=rng,
-        saturation=saturation)
+    if not isinstance(schedule, Schedule):
+        raise MicrotomeError(f"schedule={schedule!r}: render takes a Schedule "
+                             "(optvis.schedule); Schedule(layers=None) renders without a layer "
+                             "schedule, Schedule(layers=LayerSchedule(...)) with another")
+    image = ImageParam() if param_f is None else param_f
+    standard = isinstance(image, ImageParam)
+    custom = None if standard else _custom_param(image)
+    objs = _batch_objectives(objective_f, image.batch if standard else None,
+                             None if standard else custom[2])
+    kind = _layer_kind(model, spec, objs, image.size if standard else custom[3], schedule.layers,
+                       device)
+    steps, schedule, image, transforms, saturation = _for_layer(kind, steps, schedule, image,
+                                                                transforms)
+    names = [o.name for o in objs]
+    seed = image.seed if standard else 0
+    rng = PerImage.from_seeds(own_seeds := (image.image_seeds(names) if standard
+                                            else image_seeds(0, names)))
+    params, make_image = image.make(rng, device) if standard else custom[:2]
     opt = (optimizer(params) if optimizer is not None  # the fused kernel: one pass, same update
            else torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda")))
     paths = _paths(set().union(*(o.layers for o in objs)), spec, work := private_copy(model))
     preprocess = spec.preprocess if spec is not None else (lambda x: x)
     probe = _probe(make_image, preprocess, seed, device)
-    polish = min(max(polish_steps, 0), steps)
-    lr_at = (cosine_lr(lr, lr_final, steps - polish)
-             if lr_final is not None and optimizer is None else None)
+    polish = min(max(schedule.polish_steps, 0), steps)
+    lr_at = (cosine_lr(lr, schedule.lr_final, steps - polish)
+             if schedule.lr_final is not None and optimizer is None else None)
     loop = _Loop(work, paths, preprocess,
                  compose(standard_transforms() if transforms is None else transforms), rng, objs,
-                 redirect_steps, (sharpen_steps, compose(sharp_transforms())), polish, lr_at)
+                 schedule.redirect_steps, (schedule.sharpen_steps, compose(sharp_transforms())),
+                 polish, lr_at)
     snapshots, values = loop.optimize(probe, opt, make_image, range(1, steps - polish + 1), steps,
                                       thresholds, progress)
     if polish:  # the last steps in pixel space, on the image as it is measured
         make_image = _polish(loop, probe, make_image, snapshots, values, steps, polish,
-                             polish_lr or lr, saturation, thresholds, progress, device)
+                             schedule.polish_lr or lr, saturation, thresholds, progress, device)
     final, final_values = _measure(work, paths, preprocess, make_image, objs)
-    return RenderResult(final, final_values, snapshots, [o.name for o in objs], seed, own_seeds,
-                        kind, steps)
+    return RenderResult(final, final_values, snapshots, names, seed, own_seeds, kind, steps)
 
 
 def _measure(model: nn.Module, paths: dict[str, str], preprocess, make_image,

@@ -1,5 +1,6 @@
-"""Per-layer schedules: `LayerSchedule.kind(receptive-field extent) -> "early" | "local" | None`,
-and what each kind changes in a render (`render_kwargs`).
+"""Schedules: `Schedule`, what changes over a render's steps (`render(schedule=...)`), and in it
+`LayerSchedule.kind(receptive-field extent) -> "early" | "local" | None`, what each kind of layer
+changes in a render (`render_kwargs`).
 
 A layer whose receptive field is a few pixels wide has its optimum at the highest frequencies,
 which the standard transforms' resampling and the FFT's 1/f scaling hold back. So:
@@ -16,9 +17,14 @@ which the standard transforms' resampling and the FFT's 1/f scaling hold back. S
   way at `local_polish_lr`, with the usual unbounded logits;
 - other layers keep the transforms to the end.
 The schedule follows the layer wherever a unit is rendered: `render(spec=...)` measures the
-field of the layers its objectives read and applies it (`schedule=None` turns it off); the
-build's feature-vis params store the same numbers, so a render at a preset and seed gives the
-build's image.
+field of the layers its objectives read and applies it (`Schedule(layers=None)` turns it off);
+the build's feature-vis params store the same numbers, so a render at a preset and seed gives
+the build's image.
+
+`Schedule` is a sibling of `LayerSchedule`, not more fields of it: a `LayerSchedule` is stored,
+field by field, in every feature-vis artifact's params (`as_params`), so a new field would
+change every stored param hash; and it holds rules by layer, where `Schedule` holds one
+render's settings (the build's come from the stored params, `techniques.feature_vis`).
 """
 
 from __future__ import annotations
@@ -83,3 +89,34 @@ class LayerSchedule:
 
 
 LAYER_SCHEDULE = LayerSchedule()  # the build's schedule, and `render`'s default
+REDIRECT_STEPS = 16  # Lucid's: the redirected gradient for the first 16 steps
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What changes over a render's steps, step 1 to `steps`:
+
+    - the default optimizer's learning rate goes from `render`'s `lr` to `lr_final` along half
+      a cosine (`cosine_lr`) until the polish; None: constant (a caller's optimizer keeps its
+      own rate either way);
+    - during the first `redirect_steps` steps, and after them for an image whose value is still
+      exactly 0, ReLU-family activations backpropagate Lucid's redirected gradient (0: never);
+    - the last `sharpen_steps` steps use `transforms.sharp_transforms()` (whole-pixel shifts, no
+      resampling) in place of the render's transforms;
+    - the last `polish_steps` (counted within them) optimize the image's pixels themselves
+      (`param.pixel_logits`), untransformed, at `polish_lr` (None: `lr`): the image is then
+      optimized exactly as it is measured;
+    - `layers` (with a `spec`): the receptive field of the layers the objectives read picks a
+      kind of layer, whose settings (`LayerSchedule.render_kwargs`: steps, polish, and the
+      standard image's fft, decorrelated and saturation, the transforms) replace these and the
+      render's; None renders exactly as asked."""
+
+    lr_final: float | None = None
+    redirect_steps: int = REDIRECT_STEPS
+    sharpen_steps: int = 0
+    polish_steps: int = 0
+    polish_lr: float | None = None
+    layers: LayerSchedule | None = LAYER_SCHEDULE
+
+
+SCHEDULE = Schedule()  # `render`'s default: Lucid's redirection, the build's layer schedule

@@ -8,13 +8,14 @@ tasks one after another on one loaded model; the Ray one (ray_executor.py) on ac
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from microtome.errors import MicrotomeError
-from microtome.pipeline.plan import Task
-from microtome.techniques.base import ArtifactResult, Inputs
+from microtome.pipeline.plan import Prepare, Prepared, Task
+from microtome.techniques.base import ArtifactResult
 
 EXECUTORS = ("local", "ray")
+__all__ = ["EXECUTORS", "Execution", "Prepare", "Prepared", "open_executor"]
 Outcome = tuple[Task, "list[ArtifactResult] | BaseException"]
 
 
@@ -29,17 +30,6 @@ class Execution:
     ray_address: str | None = None
     workers: int = 2
     progress: bool = True
-
-
-@dataclass
-class Prepared:
-    """A claimed task: `skip` when nothing of it is left to do here, else the inputs it reads."""
-
-    skip: bool
-    inputs: Inputs = field(default_factory=dict)
-
-
-Prepare = Callable[[Task], Prepared]
 
 
 class LocalExecutor:

@@ -26,8 +26,7 @@ from microtome.pipeline.plan import Selection, Task, plan, select
 from microtome.runtime import torch_threads
 from microtome.store import ArtifactKey, PutEntry, Store
 from microtome.techniques.base import Inputs
-from microtome.techniques.builtin import SAE
-from microtome.techniques.registry import technique
+from microtome.techniques.registry import Role, technique
 from microtome.zoo.spec import ModelSpec
 
 
@@ -133,12 +132,17 @@ def build(store: Store | str, model: str, *, layers: str | Sequence[str] = "all"
     store = existing or Store(store)
     check_weights(store, resolved.spec)
     tasks = plan(store, resolved.spec, selection)
-    if SAE in selection.techniques:
+    if any(_trains_saes(t) for t in selection.techniques):
         from microtome.pipeline.dictionaries import check_retrain
         for task in tasks:
-            for item in task.items if task.technique == SAE else ():
+            for item in task.items if _trains_saes(task.technique) else ():
                 check_retrain(store, resolved.spec, item.layer, item.params)
     return run(store, resolved, selection, tasks, execution, worker)
+
+
+def _trains_saes(technique_id: str) -> bool:
+    """Whether the technique's artifacts are SAEs, whose features become layers of the model."""
+    return Role.FEATURES in technique(technique_id).roles
 
 
 def existing_store(root) -> Store | None:
@@ -185,7 +189,7 @@ def run(store: Store, resolved: Resolved, selection: Selection, tasks: list[Task
             summary.skipped_files = executor.skipped_files()
             executor.close()
             bar.close()
-    if SAE in {task.technique for task in tasks} and summary.recorded:
+    if any(_trains_saes(task.technique) for task in tasks) and summary.recorded:
         from microtome.pipeline.dictionaries import spec_with_dictionaries
         store.put_model(spec.id, spec_with_dictionaries(spec, store).summary())  # its new layers
     summary.seconds = time.time() - started

@@ -9,12 +9,12 @@ are what it claims and records. How each technique batches is its declaration's
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from microtome.errors import MicrotomeError, unknown
 from microtome.store import ArtifactKey, Store
-from microtome.techniques.base import Item
+from microtome.techniques.base import Inputs, Item
 from microtome.techniques.registry import LAYER, Context, Technique, check_preset, technique, technique_ids, techniques
 from microtome.zoo.spec import ModelSpec
 
@@ -41,6 +41,17 @@ class Task:
         where = ",".join(self.layers)
         span = f":{units[0]}-{units[-1]}" if len(units) > 1 else (f":{units[0]}" if units else "")
         return f"{self.technique} {where}{span if len(self.layers) == 1 else ''}"
+
+
+@dataclass
+class Prepared:
+    """A claimed task: `skip` when nothing of it is left to do here, else the inputs it reads."""
+
+    skip: bool
+    inputs: Inputs = field(default_factory=dict)
+
+
+Prepare = Callable[[Task], Prepared]  # claims a task's keys just before it runs (executors call it)
 
 
 @dataclass(frozen=True)

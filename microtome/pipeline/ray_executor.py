@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 from microtome.errors import MicrotomeError
-from microtome.pipeline.executors import Prepare
-from microtome.pipeline.plan import Task
+from microtome.pipeline.plan import Prepare, Task
 from microtome.techniques.base import ArtifactResult
 from microtome.techniques.registry import technique
 

@@ -8,4 +8,5 @@ from microtome.store.batch import PutEntry
 from microtome.store.keys import ANY, Artifact, ArtifactKey, param_hash
 from microtome.store.store import DEFAULT_ROOT, GcReport, Store, VerifyReport
 
-__all__ = ["ANY", "DEFAULT_ROOT", "Artifact", "ArtifactKey", "GcReport", "PutEntry", "Store", "VerifyReport", "param_hash"]
+__all__ = ["ANY", "DEFAULT_ROOT", "Artifact", "ArtifactKey", "GcReport", "PutEntry", "Store", "VerifyReport",
+           "param_hash"]

@@ -122,4 +122,5 @@ def extract(tar: tarfile.TarFile, members: list[tuple[tarfile.TarInfo, str, str]
         if kind == "index":
             blobs.write_atomic(root / INDEX_NAME, data)
         elif blobs.write(data) != name:
-            raise MicrotomeError(f"archive member blobs/{name[:2]}/{name[2:]} is corrupt: its content has another sha256")
+            raise MicrotomeError(f"archive member blobs/{name[:2]}/{name[2:]} is corrupt: "
+                                 "its content has another sha256")

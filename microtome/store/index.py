@@ -51,7 +51,8 @@ def connect(path: Path) -> sqlite3.Connection:
         db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")  # in WAL mode: a crash never corrupts, power loss may drop the last commits
+        # in WAL mode: a crash never corrupts, power loss may drop the last commits
+        db.execute("PRAGMA synchronous = NORMAL")
         db.execute("BEGIN IMMEDIATE")
         try:
             for statement in SCHEMA:

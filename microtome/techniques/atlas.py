@@ -35,6 +35,7 @@ import torch
 from microtome.errors import MicrotomeError
 from microtome.images import png_bytes, to_pil
 from microtome.optvis import objectives as O
+from microtome.optvis.param import ImageParam
 from microtome.optvis.render import render
 from microtome.techniques import atlas_layout as L
 from microtome.techniques.base import ArtifactResult, Job
@@ -137,11 +138,13 @@ def render_icons(model, spec, layer_id: str, directions: np.ndarray, mean: np.nd
     for start in range(0, len(directions), ICON_BATCH):
         chunk = directions[start:start + ICON_BATCH]
         objectives = [O.direction_cossim(layer_id, d, mean, float(params["cossim_pow"])) for d in chunk]
-        result = render(model, objectives, spec=spec, size=int(params["size"]), steps=int(params["steps"]),
-                        lr=float(params["lr"]), seeds=seeds[start:start + len(chunk)], device=device,
+        n = len(chunk)
+        image = ImageParam(int(params["size"]), seeds=seeds[start:start + n])
+        result = render(model, objectives, image, spec=spec, steps=int(params["steps"]),
+                        lr=float(params["lr"]), device=device,
                         transforms=None if params["transforms"] == "standard" else [],
                         # a layer schedule may change the steps: tick by the render's own
-                        progress=lambda step, steps, values, n=len(chunk): tick(n / icons / steps))
+                        progress=lambda step, steps, values, n=n: tick(n / icons / steps))
         images.append(result.images.cpu())
     return torch.cat(images) if images else torch.zeros(0, 3, int(params["size"]), int(params["size"]))
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from microtome.errors import unknown
 from microtome.optvis.schedule import LAYER_SCHEDULE
-from microtome.techniques.registry import LAYER, Params, Role, Section, Technique, check_preset
+from microtome.techniques.declaration import LAYER, Params, Role, Section, Technique, check_preset
 
 FEATURE_VIS = "feature_vis"
 DEEPDREAM = "deepdream"

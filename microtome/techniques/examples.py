@@ -26,10 +26,9 @@ from microtome.runtime import torch_threads
 from microtome.techniques import example_files
 from microtome.techniques.base import ArtifactResult, Job
 from microtome.techniques.builtin import DATASET_EXAMPLES
-from microtome.zoo.receptive import ReceptiveField, receptive_fields
-from microtome.techniques.stats import (Histogram, StreamingHistogram, StreamingMaps,
-                                        StreamingTopK, TopK)
+from microtome.techniques.stats import Histogram, StreamingHistogram, StreamingMaps, StreamingTopK, TopK
 from microtome.zoo.hooks import forward_to, layer_paths
+from microtome.zoo.receptive import ReceptiveField, receptive_fields
 from microtome.zoo.spec import ModelSpec
 
 Progress = Callable[[str, int, int], None]  # (stage, images done, images in the stage)

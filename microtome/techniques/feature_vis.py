@@ -8,6 +8,7 @@ a layer render together: one batch for the single-image variants, one for the di
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -16,12 +17,20 @@ from torch import nn
 from microtome.errors import MicrotomeError
 from microtome.images import png_bytes
 from microtome.optvis import objectives as O
+from microtome.optvis.param import ImageParam
 from microtome.optvis.render import Progress, render
-from microtome.optvis.schedule import LayerSchedule
+from microtome.optvis.schedule import LayerSchedule, Schedule
 from microtome.techniques.base import ArtifactResult, Job
-from microtome.techniques.builtin import (DEEPDREAM, DIVERSITY_SET, DIVERSITY_WEIGHT,
-                                          EARLY_LAYERS, FEATURE_VIS, FV_VARIANTS, dream_params,
-                                          fv_params)
+from microtome.techniques.builtin import (
+    DEEPDREAM,
+    DIVERSITY_SET,
+    DIVERSITY_WEIGHT,
+    EARLY_LAYERS,
+    FEATURE_VIS,
+    FV_VARIANTS,
+    dream_params,
+    fv_params,
+)
 from microtome.zoo.hooks import forward_to
 from microtome.zoo.spec import ModelSpec
 
@@ -43,20 +52,25 @@ TRANSFORM_SETS = {"standard": None, "none": []}  # stored name -> render's `tran
 
 
 def _render_kwargs(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The `render` arguments that stored params decide: every one of them is passed (params
-    stored before `sharpen_steps` or the layer schedules existed rendered without them). The
-    layer schedule (`optvis.schedule`) comes from the params too; `render` measures the layer's
-    receptive field and applies it, so any caller rendering with these kwargs gets the build's
-    image."""
+    """The `render` arguments that stored params decide (`param_f`, `steps`, `lr`, `transforms`,
+    `schedule`): every one of them is passed (params stored before `sharpen_steps` or the layer
+    schedules existed rendered without them). The layer schedule (`optvis.schedule`) comes from
+    the params too; `render` measures the layer's receptive field and applies it, so any caller
+    rendering with these kwargs gets the build's image."""
     name = params.get("transforms", "standard")
     if name not in TRANSFORM_SETS:
         raise MicrotomeError(f"unknown transforms {name!r} in params; valid: {', '.join(TRANSFORM_SETS)}")
-    return {"size": params["size"], "steps": params["steps"], "lr": params["lr"],
-            "seed": params["seed"], "fft": params.get("fft", True),
-            "decorrelated": params.get("decorrelated", True),
-            "transforms": TRANSFORM_SETS[name], "sharpen_steps": params.get("sharpen_steps", 0),
-            **({"lr_final": params["lr_final"]} if params.get("lr_final") is not None else {}),
-            "schedule": LayerSchedule.from_params(params)}
+    image = ImageParam(params["size"], fft=params.get("fft", True),
+                       decorrelated=params.get("decorrelated", True), seed=params["seed"])
+    schedule = Schedule(lr_final=params.get("lr_final"), sharpen_steps=params.get("sharpen_steps", 0),
+                        layers=LayerSchedule.from_params(params))
+    return {"param_f": image, "steps": params["steps"], "lr": params["lr"],
+            "transforms": TRANSFORM_SETS[name], "schedule": schedule}
+
+
+def _unscheduled(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Render `kwargs` without the layer schedule (the rest of the schedule kept)."""
+    return {**kwargs, "schedule": replace(kwargs["schedule"], layers=None)}
 
 
 def variant_objectives(layer: str, units: Sequence[int], variant: str) -> list[O.Objective]:
@@ -71,9 +85,7 @@ def render_variant(model: nn.Module, spec: ModelSpec, layer_id: str, units: Sequ
     the same objectives, seeds, schedule and so the same images (`schedule=False`: without the
     layer schedule, which is then not the build's image). Returns the `RenderResult`."""
     layer = spec.layer(layer_id).id
-    kwargs = _render_kwargs(params)
-    if not schedule:
-        kwargs["schedule"] = None
+    kwargs = _render_kwargs(params) if schedule else _unscheduled(_render_kwargs(params))
     return render(model, variant_objectives(layer, units, params["variant"]), spec=spec,
                   **kwargs, device=device, progress=progress)
 
@@ -138,7 +150,7 @@ def deepdream(model: nn.Module, spec: ModelSpec, layer_id: str, params: Mapping[
     """DeepDream of one layer: maximize its mean squared activation from noise."""
     layer = spec.layer(layer_id).id
     obj = O.layer(layer)
-    rendered = render(model, obj, spec=spec, **{**_render_kwargs(params), "schedule": None},
+    rendered = render(model, obj, spec=spec, **_unscheduled(_render_kwargs(params)),
                       device=device, progress=progress)
     return ArtifactResult(layer, None, DEEPDREAM, dict(params),
                           {"image.png": png_bytes(rendered.images[0])},

@@ -1,4 +1,4 @@
-"""The technique registry: one `Technique` declaration per technique, read by every stage.
+"""The technique registry: the process's `Technique` declarations (declaration.py), read by every stage.
 
 `technique(id) -> Technique`; `techniques() -> (Technique, ...)` in run order. A declaration
 says what the technique is (id, title, scope: one artifact per unit or per layer), what it
@@ -15,117 +15,29 @@ plug-in or a test.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from microtome.errors import MicrotomeError, unknown
-
-PRESETS = ("quick", "standard", "full")
-UNIT, LAYER = "unit", "layer"
-Params = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Context:
-    """What an artifact's params may depend on besides the preset."""
-
-    preset: str
-    dataset: str = "samples"
-    seed: int = 0
-    input_size: int = 224
-    compare: tuple[str, ...] = ()  # other models to compare with (`similar`; none: nothing planned)
-
-
-class Role:
-    """What a technique is to the pages (`Technique.roles`): the web asks the registry for "the
-    technique whose role is X" (`by_role`) and never names a technique id."""
-
-    UNIT_IMAGE = "unit_image"  # one image per unit and variant: grid tiles, thumbnails, quality
-    LAYER_IMAGE = "layer_image"  # one image per layer: the model's graph, the layer page
-    EXAMPLES = "examples"  # a unit's dataset examples: dead units, histograms to search photos by
-    UNIT_LABELS = "unit_labels"  # a unit's labels: search, grid captions and sort
-    CIRCUIT = "circuit"  # a unit's connections: its circuit page
-    FEATURES = "features"  # a layer's dictionary (SAE) features
-    SIMILAR_UNITS = "similar_units"  # other models' units with similar activations (compare)
-    ATLAS_MAP = "atlas_map"  # a layer's activation atlas, pages of its own
-
-
-@dataclass(frozen=True)
-class Section:
-    """How the unit page shows a technique: a heading, a template under `web/templates/`
-    (given `d` = the page and `s` = this technique's views), and its place (lower first).
-    `unit_page=False`: a layer-wide view with pages of its own, not a section of unit pages."""
-
-    title: str
-    template: str = "sections/generic.html"
-    order: int = 100
-    anchor: str = ""
-    unit_page: bool = True
-    # "package.module:function", torch-free: `(unit page) -> this section's data` (web/present/
-    # sections.py's `UnitPage`), imported on first use; "": the artifact's generic view
-    data: str = ""
-
-    def load_data(self) -> Callable[..., Any]:
-        return _load(self.data, f"section {self.title!r}")
-
-
-@dataclass(frozen=True)
-class Technique:
-    """One technique, declared once. `params(ctx)` lists the params of every artifact it makes
-    for one unit (or layer): their hash is part of the store key, so they must not change
-    for an existing technique. `variants` name the artifacts of one unit when there are
-    several (read from `params["variant"]`)."""
-
-    id: str
-    title: str
-    runner: str  # "package.module:function", `(Job) -> [ArtifactResult]`, imported lazily
-    params: Callable[[Context], list[Params]]
-    scope: str = UNIT
-    variants: tuple[str, ...] = ()
-    cost: Callable[[Mapping[str, Any]], float] = lambda params: 0.05  # per artifact, for the ETA
-    task_overhead: float = 1.0  # per task, for the ETA
-    units_per_task: int = 64
-    all_layers: bool = False  # one task for every selected layer (one pass over a dataset)
-    layer_summary: bool = False  # a unit technique that also makes one artifact per layer (unit None)
-    batch_key: Callable[[Mapping[str, Any]], Hashable] = lambda params: None  # split tasks by it
-    reads: tuple[str, ...] = ()  # techniques whose stored artifacts of the task's units it reads
-    uses_dataset: bool = False
-    on_demand: bool = False  # the web renders it for an unbuilt unit
-    in_all: bool = True  # part of `--techniques all` (False: only when named, e.g. training an SAE)
-    section: Section = field(default_factory=lambda: Section(""))  # "": the title is `title`
-    roles: tuple[str, ...] = ()  # what it is to the pages (`Role`): the web finds it by role
-
-    def variant(self, params: Mapping[str, Any]) -> str | None:
-        """The variant an artifact's params name (the first variant when they name none)."""
-        if not self.variants:
-            return None
-        return str(params.get("variant", self.variants[0]))
-
-    def group(self, params: Mapping[str, Any]) -> str:
-        """`id` or `id:variant`: the unit page keeps one artifact per group."""
-        variant = self.variant(params)
-        return self.id if variant is None else f"{self.id}:{variant}"
-
-    def load_runner(self) -> Callable[..., Any]:
-        return _load(self.runner, f"technique {self.id!r}: its runner")
-
-
-def _load(path: str, what: str) -> Callable[..., Any]:
-    """The function at import path `package.module:function`."""
-    module, _, name = path.partition(":")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise MicrotomeError(f"{what}: cannot load {path!r}: {exc}") from exc
+from microtome.techniques.builtin import BUILTINS
+from microtome.techniques.declaration import (  # noqa: F401  (re-exported: the registry's vocabulary)
+    LAYER,
+    PRESETS,
+    UNIT,
+    Context,
+    Params,
+    Role,
+    Section,
+    Technique,
+    check_preset,
+)
 
 
 @dataclass
 class TechniqueRegistry:
     """Techniques by id, in registration order (which is their run order); the built-ins come
-    first, loaded on first use (builtin.py imports this module, so not at import time)."""
+    first (builtin.py), then plug-ins in the order they register."""
 
     _entries: dict[str, Technique] = field(default_factory=dict)
     _loaded: bool = False
@@ -133,8 +45,6 @@ class TechniqueRegistry:
     @property
     def entries(self) -> dict[str, Technique]:
         if not self._loaded:
-            from microtome.techniques.builtin import BUILTINS
-
             self._loaded = True
             builtins = {entry.id: entry for entry in BUILTINS}
             self._entries = {**builtins, **self._entries}
@@ -195,10 +105,7 @@ def find(technique_id: str) -> Technique | None:
     return _REGISTRY.entries.get(technique_id)
 
 
-def check_preset(preset: str) -> str:
-    if preset not in PRESETS:
-        raise unknown("preset", preset, PRESETS)
-    return preset
+
 
 
 def by_role(role: str) -> Technique:

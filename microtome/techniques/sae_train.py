@@ -106,7 +106,8 @@ def _losses(sae: TopKSAE, x: torch.Tensor, dead: torch.Tensor, k_aux: int) -> tu
         values, indices = aux_pre.topk(min(k_aux, n_dead), dim=-1)
         aux_codes = torch.zeros_like(pre).scatter(-1, indices, values.relu())
         aux_recon = aux_codes @ sae.W_dec.t()  # [N, C], the residual's reconstruction
-        aux = (residual.detach() - aux_recon).pow(2).sum(-1).mean() / residual.detach().pow(2).sum(-1).mean().clamp_min(1e-8)
+        scale = residual.detach().pow(2).sum(-1).mean().clamp_min(1e-8)
+        aux = (residual.detach() - aux_recon).pow(2).sum(-1).mean() / scale
         loss = loss + AUX_COEFF * aux
     return loss, codes
 

@@ -26,8 +26,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from microtome.errors import MicrotomeError, close_names
-from microtome.techniques import stimuli
 from microtome.images import png_bytes
+from microtome.techniques import stimuli
 from microtome.techniques.base import ArtifactResult, Job
 from microtome.techniques.builtin import TUNING, TUNING_PRESETS
 from microtome.zoo.hooks import forward_to, layer_paths

@@ -16,15 +16,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from starlette.responses import Response
 
 from microtome.errors import MicrotomeError, NotFound
 from microtome.inspect import presets
-from microtome.inspect.presets import (DEFAULT_PRESET, INSPECT_PRESETS, MAX_GROUPS, check_groups,
-                                       inspect_params)
-from microtome.web.jobs.inspect_jobs import InspectRequest, Inspection
+from microtome.inspect.presets import DEFAULT_PRESET, INSPECT_PRESETS, MAX_GROUPS, check_groups, inspect_params
+from microtome.web.jobs.inspect_jobs import Inspection, InspectRequest
 from microtome.web.jobs.photo import decode
 from microtome.web.present.catalog import ModelView
 from microtome.web.present.inspect_page import job_url, result_data

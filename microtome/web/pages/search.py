@@ -4,8 +4,9 @@ Text: every unit's `labels` artifact (the best one per unit) is indexed once per
 generation as `(model, layer, unit, label, score, source)`; a query matches a label when each
 of its words is in the label (case-insensitive); labels holding the query as whole words
 ("tiger cat" for "cat") rank before those holding it inside a word ("catamaran"), then by the
-label's score, so a unit whose evidence points strongly at a cat class comes before weak ones. The jump box's reading of the query comes with the results. A query that
-matches nothing is an empty result, not an error.
+label's score, so a unit whose evidence points strongly at a cat class comes before weak ones.
+The jump box's reading of the query comes with the results. A query that matches nothing is an
+empty result, not an error.
 
 Photo: every built model (one with `dataset_examples` histograms in the store) runs on the
 photo (photo.py), and per layer its units most activated relative to their dataset

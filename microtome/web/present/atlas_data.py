@@ -49,7 +49,8 @@ def _best(artifacts: Sequence[Artifact]) -> Artifact | None:
 
 def stored(state: AppState, model: str, layer: str, klass: int | None = None) -> tuple[Artifact, Doc] | None:
     """The layer's best atlas (`klass` None) or class atlas of `klass`, with its document."""
-    found = [a for a in state.store.find(model, layer, None, by_role(Role.ATLAS_MAP).id) if a.params.get("class") == klass]
+    atlases = state.store.find(model, layer, None, by_role(Role.ATLAS_MAP).id)
+    found = [a for a in atlases if a.params.get("class") == klass]
     art = _best(found)
     if art is None:
         return None

@@ -145,7 +145,8 @@ def _circuit_node(n: dict[str, Any], at: tuple[int, int], href: Callable[[str], 
                    'preserveAspectRatio="xMidYMid slice"/>')
     else:
         picture = f'<rect class="nothumb" x="{x}" y="{y}" width="{C_THUMB}" height="{C_THUMB}" rx="4"/>'
-    frame = f'<rect class="frame{" centre" if n["centre"] else ""}" x="{x}" y="{y}" width="{C_THUMB}" height="{C_THUMB}" rx="4"/>'
+    centre = " centre" if n["centre"] else ""
+    frame = f'<rect class="frame{centre}" x="{x}" y="{y}" width="{C_THUMB}" height="{C_THUMB}" rx="4"/>'
     label = (f'<text x="{x + C_THUMB // 2}" y="{y + C_THUMB + 14}" text-anchor="middle">'
              f'{escape(n["layer"])}:{n["unit"]}</text>')
     body = f"<title>{escape(n['id'])}</title>{picture}{frame}{label}"

@@ -3,7 +3,8 @@ CKA maps against the models it was compared with.
 
 - `similar_of(state, unit_artifacts) -> [{"model", "layer", "unit", "r",
   "r_spatial", "matched", "url", "image", "shorthand"}]`, best r first over every other model
-  (unit JSON `similar`, the technique's section hook `similar_section`); the Hungarian partner is always in the list (`matched: true`).
+  (unit JSON `similar`, the technique's section hook `similar_section`); the Hungarian partner
+  is always in the list (`matched: true`).
 - `model_similarity(state, model) -> [{"other", "other_url", "layers", "other_layers",
   "cka" [[...]], "pairs", "median_best_r", "images", "dataset"}]` (model JSON `similarity`;
   the model page draws each `cka` as a heat map, sections/cka.html).
@@ -92,7 +93,8 @@ def model_similarity(state: AppState, model: str, layer_ids: list[str]) -> list[
             "other": other, "other_url": model_url(other),
             "layers": rows, "other_layers": cols,
             "cka": [[by_layer[lid].meta["cka"].get(c) for c in cols] for lid in rows],
-            "pairs": [[lid, by_layer[lid].meta["other_layer"]] for lid in rows if by_layer[lid].meta.get("other_layer")],
+            "pairs": [[lid, by_layer[lid].meta["other_layer"]] for lid in rows
+                      if by_layer[lid].meta.get("other_layer")],
             "median_best_r": {lid: by_layer[lid].meta.get("median_best_r") for lid in rows
                               if by_layer[lid].meta.get("other_layer")},
             "images": arts[0].meta.get("images"), "dataset": arts[0].meta.get("dataset"),

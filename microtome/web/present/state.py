@@ -13,13 +13,13 @@ import anyio
 
 from microtome.store import Store
 from microtome.techniques.registry import techniques
-from microtome.web.present.cache import StoreCache
-from microtome.web.present.catalog import Catalog, Registry
 from microtome.web.jobs.inspect_jobs import InspectJobs
-from microtome.web.present.links import Exported
-from microtome.web.present.templating import Renderer
 from microtome.web.jobs.photo import PhotoSearcher
 from microtome.web.jobs.render_queue import RenderQueue
+from microtome.web.present.cache import StoreCache
+from microtome.web.present.catalog import Catalog, Registry
+from microtome.web.present.links import Exported
+from microtome.web.present.templating import Renderer
 
 PAGE_CACHE_SIZE = 512
 INDEX_TTL_S = 3600.0  # store-wide indexes (labels, histograms) cost seconds to read: kept until the store changes

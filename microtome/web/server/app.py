@@ -1,8 +1,9 @@
 """The web microscope: `create_app(store, ...) -> FastAPI`, every page also as `.json`.
 
-Routes (routes.py, one table; each page also at its `.json` twin): `/` models; `/models/M` layer graph; `/models/M/L` unit grid (`?variant=`,
-`?page=`); `/models/M/L/U` unit page; `/jump?q=` the jump box; `/jobs/M/L/U.json` on-demand
-render status; `/search?q=` units by label (search.py), `POST /search` units by photo;
+Routes (routes.py, one table; each page also at its `.json` twin): `/` models; `/models/M`
+layer graph; `/models/M/L` unit grid (`?variant=`, `?page=`); `/models/M/L/U` unit page;
+`/jump?q=` the jump box; `/jobs/M/L/U.json` on-demand render status; `/search?q=` units by
+label (search.py), `POST /search` units by photo;
 `/models/M/L/U/circuit` a unit's circuit (circuit.py); `POST /models/M/L/U/notes` a note
 (with the notes token); `/models/M/inspect` (and `POST`) inspect a photo; `/models/M/L/atlas`
 the activation atlas; `/blobs/<sha256>[.ext]` images (immutable); `/static/...`. Each page is a
@@ -30,10 +31,10 @@ from microtome.web.jobs.photo import PhotoSearcher
 from microtome.web.jobs.render_queue import JobFn, RenderQueue, default_job
 from microtome.web.present.catalog import Registry
 from microtome.web.present.state import AppState
+from microtome.web.present.templating import STATIC_DIR
 from microtome.web.server.endpoint import endpoint
 from microtome.web.server.errors import RejectTraversal, on_error
 from microtome.web.server.routes import routes
-from microtome.web.present.templating import STATIC_DIR
 from microtome.zoo.registry import registered_cards
 
 

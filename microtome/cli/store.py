@@ -1,7 +1,8 @@
-"""Command-line stages that read or write a store: build, status, verify, gc, pack, unpack.
+"""The commands that read or write a store: build, status, verify, gc, pack, unpack, note,
+and `techniques` (what a build can make).
 
-Every one takes `--store` (default ./microtome-store). User errors exit with code 2 (through
-the main group); an interrupted build exits with 130 after recording what it finished.
+Every one takes `--store` (options.store_option). User errors exit with code 2 (through the
+main group); an interrupted build exits with 130 after recording what it finished.
 """
 
 from __future__ import annotations
@@ -10,14 +11,21 @@ import time
 
 import click
 
+from microtome.cli.options import (
+    dataset_option,
+    device_option,
+    layers_option,
+    preset_option,
+    seed_option,
+    store_option,
+    threads_option,
+    units_option,
+    weights_option,
+)
 from microtome.errors import MicrotomeError
-from microtome.store import DEFAULT_ROOT, Store
-from microtome.techniques.registry import PRESETS
+from microtome.store import Store
 from microtome.techniques.registry import techniques as all_techniques
 from microtome.techniques.registry import web_sections
-
-store_option = click.option("--store", "store_root", default=DEFAULT_ROOT, show_default=True,
-                            type=click.Path(file_okay=False), help="artifact store directory")
 
 
 def _open(store_root: str) -> Store:
@@ -26,22 +34,22 @@ def _open(store_root: str) -> Store:
 
 @click.command()
 @click.argument("model")
-@click.option("--layers", default="all", show_default=True, help="layer ids, comma-separated, or all")
-@click.option("--units", default="all", show_default=True, help="e.g. 0-7 or 0,3,5, applied to every layer")
-@click.option("--techniques", default="all", show_default=True, help="comma-separated technique ids (`microtome techniques` lists them) or all")
-@click.option("--dataset", default="samples", show_default=True, help="samples or folder:PATH")
-@click.option("--preset", default="standard", show_default=True, type=click.Choice(PRESETS))
-@store_option
+@layers_option("all", help="layer ids, comma-separated, or all")
+@units_option()
+@click.option("--techniques", default="all", show_default=True,
+              help="comma-separated technique ids (`microtome techniques` lists them) or all")
+@dataset_option()
+@preset_option()
+@store_option()
 @click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "ray"]))
 @click.option("--ray-address", default=None, help="a running Ray cluster (default: start one here)")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1), help="Ray actors")
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--weights", default="default", show_default=True, help="default, random or PATH")
-@click.option("--seed", default=0, show_default=True, type=int)
+@device_option()
+@weights_option()
+@seed_option()
 @click.option("--compare-with", "compare_with", default="", help="other models, comma-separated, for the "
               "`similar` technique (this model's side; `microtome compare` records both)")
-@click.option("--threads", default=None, type=click.IntRange(1),
-              help="torch threads of the local executor (default: torch's); 1 leaves a core free")
+@threads_option(help="torch threads of the local executor (default: torch's); 1 leaves a core free")
 @click.option("--variants", default="", help="only these variants of techniques that have them, "
               "comma-separated, e.g. positive for feature_vis (default: every variant)")
 def build(model, layers, units, techniques, dataset, preset, store_root, executor, ray_address,
@@ -64,7 +72,7 @@ def build(model, layers, units, techniques, dataset, preset, store_root, executo
 
 @click.command()
 @click.argument("model", required=False)
-@store_option
+@store_option()
 def status(model: str | None, store_root: str) -> None:
     """Completion per model, layer and technique (units with artifacts / units in the layer)."""
     store = _open(store_root)
@@ -103,14 +111,12 @@ def _dictionaries(store: Store, model: str) -> None:
 
 
 def _comparisons(store: Store, model: str) -> list[str]:
-    """One line per model `model` was compared with (`similar`'s layer-level artifacts)."""
-    seen: dict[str, set] = {}
-    for art in store.find(model, technique="similar", unit=None):
-        if art.meta.get("other_layer"):
-            seen.setdefault(str(art.meta.get("other")), set()).add(
-                (art.key.layer, art.meta.get("images"), art.meta.get("dataset")))
+    """One line per model `model` was compared with."""
+    from microtome.pipeline.compare import comparisons
+
     return [f"  similar: vs {other}, {len(rows)} paired layers "
-            f"({', '.join(sorted({f'{n} images of {d}' for _, n, d in rows}))})" for other, rows in sorted(seen.items())]
+            f"({', '.join(sorted({f'{n} images of {d}' for _, n, d in rows}))})"
+            for other, rows in sorted(comparisons(store, model).items())]
 
 
 def _cell(have: set, scope: str, channels: int) -> str:
@@ -129,7 +135,7 @@ def techniques_command() -> None:
 
 
 @click.command()
-@store_option
+@store_option()
 def verify(store_root: str) -> None:
     """Check every blob against its hash; report corrupt, missing and orphan blobs."""
     report = _open(store_root).verify()
@@ -144,7 +150,7 @@ def verify(store_root: str) -> None:
 
 
 @click.command()
-@store_option
+@store_option()
 def gc(store_root: str) -> None:
     """Remove orphan blobs and stale temp files left by interrupted writes."""
     report = _open(store_root).gc()
@@ -154,7 +160,7 @@ def gc(store_root: str) -> None:
 
 @click.command()
 @click.argument("archive", type=click.Path(dir_okay=False))
-@store_option
+@store_option()
 def pack(archive: str, store_root: str) -> None:
     """Pack the store into one archive (.tar.gz, .tgz or .tar)."""
     click.echo(str(_open(store_root).pack(archive)))
@@ -162,7 +168,7 @@ def pack(archive: str, store_root: str) -> None:
 
 @click.command()
 @click.argument("archive", type=click.Path(dir_okay=False))
-@store_option
+@store_option()
 def unpack(archive: str, store_root: str) -> None:
     """Unpack an archive made by `pack` into a new (empty) store directory."""
     from pathlib import Path
@@ -176,7 +182,7 @@ def unpack(archive: str, store_root: str) -> None:
 @click.command()
 @click.argument("target", metavar="MODEL/LAYER:UNIT")
 @click.argument("text", required=False)
-@store_option
+@store_option()
 def note(target: str, text: str | None, store_root: str) -> None:
     """Attach a note (a claim, a link) to a unit; without TEXT, list the unit's notes."""
     from microtome.store.notes import add_note, notes

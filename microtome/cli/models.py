@@ -1,7 +1,5 @@
-"""The `microtome` command line: `models`, `layers`, `render`, `demo` (and the build/serve stages).
-
-A `MicrotomeError` (bad model, layer, unit, path...) prints its message and exits with code 2;
-nothing is written in that case.
+"""`microtome models`, `layers`, `render` and `sheet`: the zoo's models, their layers, and
+feature visualizations of their units rendered as the build renders them (one PNG).
 """
 
 from __future__ import annotations
@@ -11,30 +9,11 @@ from pathlib import Path
 
 import click
 
+from microtome.cli.options import apply, device_option, preset_option, seed_option, store_option, weights_option
 from microtome.errors import MicrotomeError
 
 
-class _Group(click.Group):
-    """Turns user errors from any command into a message and exit code 2."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except MicrotomeError as exc:
-            click.echo(f"error: {exc.message}", err=True)
-            ctx.exit(2)
-
-
-@click.group(cls=_Group)
-@click.version_option(package_name="microtome")
-def main() -> None:
-    """microtome: a microscope for vision models."""
-    from microtome.runtime import keep_freed_memory
-
-    keep_freed_memory()  # this process exists to run the command: see its docstring
-
-
-@main.command()
+@click.command()
 def models() -> None:
     """List the model zoo."""
     from microtome.zoo import get_card, list_models
@@ -48,7 +27,7 @@ def models() -> None:
     click.echo(f"\nAlso by name: {HOW_TO_NAME}")
 
 
-@main.command()
+@click.command()
 @click.argument("model")
 @click.option("--json", "as_json", is_flag=True, help="Print [{id, kind, units, size, module, aliases}].")
 @click.option("--weights", default="default", help="Accepted as by build; the layers do not depend on it.")
@@ -89,7 +68,6 @@ def _progress_bar(total: int, desc: str):
 
 OBJECTIVE_KINDS = ("channel", "neuron", "negative")
 VARIANT_OF_KIND = {"channel": "positive", "neuron": "neuron", "negative": "negative"}
-PRESETS = ("quick", "standard", "full")
 
 
 def _render_units(net, spec, layer_id: str, units, kind: str, preset: str | None,
@@ -97,8 +75,9 @@ def _render_units(net, spec, layer_id: str, units, kind: str, preset: str | None
     """Render `units` as the build's feature vis does: at `preset`, exactly its params (so the
     same images as the build at that preset and seed); otherwise at `steps`/`size` with the
     same layer schedule (`schedule=False`: none). A progress bar on stderr."""
+    from microtome.optvis.param import ImageParam
     from microtome.optvis.render import render as run_render
-    from microtome.optvis.schedule import LAYER_SCHEDULE
+    from microtome.optvis.schedule import SCHEDULE, Schedule
     from microtome.techniques.feature_vis import fv_params, render_variant, variant_objectives
 
     if preset is not None and (steps is not None or size is not None):
@@ -111,39 +90,35 @@ def _render_units(net, spec, layer_id: str, units, kind: str, preset: str | None
             return render_variant(net, spec, layer_id, units, params, schedule=schedule,
                                   device=device, progress=callback)
         objectives = variant_objectives(layer_id, units, VARIANT_OF_KIND[kind])
-        return run_render(net, objectives, spec=spec, size=size or 128, steps=steps or 512,
-                          seed=seed, schedule=LAYER_SCHEDULE if schedule else None,
+        return run_render(net, objectives, ImageParam(size or 128, seed=seed), spec=spec,
+                          steps=steps or 512, schedule=SCHEDULE if schedule else Schedule(layers=None),
                           device=device, progress=callback)
 
 
 def _render_options(command):
     """The options `render` and `sheet` share: how the images are rendered."""
     options = [
-        click.option("--preset", type=click.Choice(PRESETS), default=None,
-                     help="the build's feature-vis params (steps, size, schedule): the build's image"),
+        preset_option(default=None,
+                      help="the build's feature-vis params (steps, size, schedule): the build's image"),
         click.option("--steps", default=None, type=click.IntRange(1),
                      help="optimization steps [default: 512; early layers take twice as many]"),
         click.option("--size", default=None, type=click.IntRange(16, 1024),
                      help="image side in px [default: 128]"),
-        click.option("--seed", default=0, show_default=True, type=int),
+        seed_option(),
         click.option("--no-schedule", "no_schedule", is_flag=True,
                      help="no layer schedule: exactly --steps, transforms to the last step"),
-        click.option("--device", default="cpu", show_default=True)]
-    for option in reversed(options):
-        command = option(command)
-    return command
+        device_option()]
+    return apply(command, options)
 
 
-@main.command()
+@click.command()
 @click.argument("model")
 @click.argument("target", metavar="LAYER:UNIT[,UNIT...]")
 @click.option("-o", "--out", "out", required=True, type=click.Path(dir_okay=False), help="PNG file to write")
 @_render_options
 @click.option("--objective", "kind", default="channel", show_default=True, type=click.Choice(OBJECTIVE_KINDS))
-@click.option("--weights", default="default", show_default=True,
-              help="default, random (untrained, explicit) or a local state dict file")
-@click.option("--store", "store_root", default="./microtome-store", show_default=True,
-              type=click.Path(file_okay=False), help="whose SAEs (layers like block10.sae) the model carries")
+@weights_option()
+@store_option(help="whose SAEs (layers like block10.sae) the model carries")
 def render(model: str, target: str, out: str, preset: str | None, steps: int | None,
            size: int | None, seed: int, no_schedule: bool, device: str, kind: str, weights: str,
            store_root: str) -> None:
@@ -179,7 +154,7 @@ def render(model: str, target: str, out: str, preset: str | None, steps: int | N
     click.echo(str(path))
 
 
-@main.command()
+@click.command()
 @click.argument("model", default="efficientnet_lite0")
 @click.argument("target", default="block10:0-15", metavar="LAYER:UNITS")
 @click.option("--out", default="out/contact-sheet.png", show_default=True, type=click.Path(dir_okay=False))
@@ -207,103 +182,4 @@ def sheet(model: str, target: str, out: str, preset: str | None, steps: int | No
     click.echo(f"contact sheet of {model}/{layer.id} ({len(units)} units): {Path(path).resolve()}")
 
 
-DEMO_MODEL = "efficientnet_lite0"
-# the telling layers, where the labels, the SAE and the comparison point: a middle layer whole
-# and the first units of a late one, each with the unit page's dataset sections and the grid's
-# feature-vis variants (a unit's diversity set, 4 images, renders when its page is visited)
-DEMO_LAYERS = "block10"
-DEMO_LATE = ("block15", "0-63")
-DEMO_TECHNIQUES = "dataset_examples,feature_vis,deepdream,connections,labels"
-# then, where labels mean something: the logits' dataset examples and labels (cheap: no renders)
-DEMO_LABELLED = ("logits", "dataset_examples,connections,labels")
-# and the instrument's cross-cutting views, seconds each: block10's dictionary features
-# (`block10.sae`, rendered on demand) and block10's similar units in efficientnet_lite1
-DEMO_SAE = ("sae", DEMO_MODEL, "block10", "--epochs", "10")
-DEMO_COMPARE = ("compare", DEMO_MODEL, "efficientnet_lite1", "--layers", "block10=block14", "--preset", "quick")
-
-
-def demo_steps(store_root: str, layers: str = DEMO_LAYERS) -> list[list[str]]:
-    """The demo's build, as the commands it runs one after the other: `layers` whole, then
-    `DEMO_LATE`'s first units, the logits' labels, block10's SAE and the comparison."""
-    from microtome.web.pages.views import GRID_VARIANTS
-
-    common = ["--preset", "quick", "--dataset", "samples", "--store", store_root, "--threads", "1"]
-    cli = [sys.executable, "-m", "microtome.cli"]
-    base = [*cli, "build", DEMO_MODEL, "--techniques", DEMO_TECHNIQUES, "--variants", ",".join(GRID_VARIANTS)]
-    late, late_units = DEMO_LATE
-    return [[*base, "--layers", layers, *common],
-            [*base, "--layers", late, "--units", late_units, *common],
-            [*cli, "build", DEMO_MODEL, "--layers", DEMO_LABELLED[0], "--techniques", DEMO_LABELLED[1], *common],
-            [*cli, *DEMO_SAE, *common[2:]], [*cli, *DEMO_COMPARE, *common[2:]]]
-
-
-@main.command()
-@click.option("--store", "store_root", default="microtome-store", show_default=True, type=click.Path(file_okay=False))
-@click.option("--layers", default=DEMO_LAYERS, show_default=True, help="layers built whole in the background")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--no-serve", is_flag=True, help="build in the foreground and exit (no web server)")
-@click.pass_context
-def demo(ctx: click.Context, store_root: str, layers: str, host: str, port: int, no_serve: bool) -> None:
-    """The main job on the offline default: build efficientnet_lite0's telling layers (quick
-    preset, sample photos) in the background and serve the microscope at once; a unit not
-    built renders on demand (feature vis, dataset examples, connections, labels) when visited."""
-    import shlex
-    import subprocess
-
-    build_cmd = ["sh", "-c", " && ".join(shlex.join(step) for step in demo_steps(store_root, layers))]
-    if no_serve:
-        raise SystemExit(subprocess.call(build_cmd))
-    from microtome.store import Store
-    from microtome.web.cli import serve
-
-    Store(store_root)
-    log_path = Path(store_root) / "demo-build.log"
-    with open(log_path, "ab") as log:
-        builder = subprocess.Popen(build_cmd, stdout=log, stderr=log)
-    click.echo(f"building {DEMO_MODEL}'s {layers} and the first units of {DEMO_LATE[0]} ({DEMO_LATE[1]}), "
-               f"then the labels of {DEMO_LABELLED[0]}, an SAE on block10 and a comparison with "
-               f"efficientnet_lite1 (quick preset) in the background; log: {log_path}")
-    _announce_when_done(builder, log_path)
-    first = layers.split(",")[0].strip()
-    click.echo(f"microtome is serving at http://{host}:{port}/models/{DEMO_MODEL}/{first}  (Ctrl-C stops)")
-    try:
-        ctx.invoke(serve, store=store_root, host=host, port=port)
-    finally:
-        if builder.poll() is None:
-            builder.terminate()
-        builder.wait()  # reaped: no zombie left behind
-
-
-def _announce_when_done(builder, log_path: Path) -> None:
-    """Wait for the background build on a daemon thread (which reaps it) and say how it ended."""
-    import threading
-
-    def wait() -> None:
-        code = builder.wait()
-        lines = log_path.read_text(errors="replace").strip().splitlines()
-        last = lines[-1] if lines else ""
-        if code == 0:
-            click.echo(f"background build finished: {last}", err=True)
-        elif code > 0:
-            click.echo(f"background build ended with exit code {code}; see {log_path}: {last}", err=True)
-    threading.Thread(target=wait, name="demo-build-watch", daemon=True).start()
-
-
-def _add_stage_commands() -> None:
-    from microtome.inspect.cli import inspect_command
-    from microtome.pipeline.atlas_command import atlas_command
-    from microtome.pipeline.commands import COMMANDS
-    from microtome.pipeline.compare import compare_command
-    from microtome.pipeline.sae_command import sae_command
-    from microtome.web.cli import export, serve
-
-    for command in (*COMMANDS, sae_command, serve, export, inspect_command, compare_command,
-                    atlas_command):
-        main.add_command(command)
-
-
-_add_stage_commands()
-
-if __name__ == "__main__":
-    main()
+COMMANDS = (models, layers, render, sheet)
