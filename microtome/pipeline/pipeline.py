@@ -72,7 +72,6 @@ def resolve(model: str, weights: str = "default", store: Store | None = None) ->
     from microtome.pipeline.dictionaries import dictionary_payloads, spec_with_dictionaries
     from microtome.zoo import get_spec
     from microtome.zoo.loading import spec_with_weights
-
     from microtome.zoo.sources import is_entry_point
 
     spec = get_spec(model)

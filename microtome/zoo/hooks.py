@@ -8,8 +8,8 @@ as every requested layer has been seen, so nothing past the deepest one is compu
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 import threading
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
