@@ -12,8 +12,7 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from microtome.data import FashionMnistDataset, get_dataset, list_datasets, load_fashion_mnist, view
-from microtome.data import fashion
+from microtome.data import FashionMnistDataset, fashion, get_dataset, list_datasets, load_fashion_mnist, view
 from microtome.data.fashion import CLASS_NAMES, read_idx
 from microtome.errors import MicrotomeError
 

@@ -4,8 +4,8 @@ those gray images as RGB with a 2-pixel black border (32 x 32).
 
 The border fits the standard view: its centre crop keeps 224/256 = 28/32 of the short side, so
 at any size it cuts the border and (up to the rounding of `resize_size`) nothing of the garment:
-`view(open(i), S)` is about the 28 x 28 image resized to S x S. The files are gzip'd IDX (Yann LeCun's MNIST format), read
-with numpy alone.
+`view(open(i), S)` is about the 28 x 28 image resized to S x S. The files are gzip'd IDX
+(the MNIST format), read with numpy alone.
 """
 
 from __future__ import annotations
