@@ -176,6 +176,30 @@ def save(model: torch.nn.Module, out: Path, card: dict) -> tuple[Path, Path]:
     return weights, card_path
 
 
+def load_saved(card_path: Path) -> tuple[torch.nn.Module, dict]:
+    """Rebuild a saved model from its card and weights (the round trip a loader will make)."""
+    card = json.loads(card_path.read_text())
+    model = build_model(card["timm_kwargs"])
+    weights = card_path.with_name(card["weights"])
+    if weights.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(weights))
+    else:
+        state = torch.load(weights, weights_only=True)
+    model.load_state_dict(state)
+    return model.eval(), card
+
+
+def check_saved(card_path: Path, threads: int) -> float:
+    """Test accuracy of a saved model read back from disk, through microtome's dataset view."""
+    model, card = load_saved(card_path)
+    mean, std = card["mean"][0], card["std"][0]
+    with torch_threads(threads):
+        images, labels = load_split("test")
+        return evaluate(model, images, labels, mean, std)
+
+
 def make_card(cfg: Config, mean: float, std: float, accuracy: float, seconds: float,
               cpu_seconds: float) -> dict:
     """The plain-data description that rebuilds, preprocesses and labels the model."""
@@ -190,7 +214,7 @@ def make_card(cfg: Config, mean: float, std: float, accuracy: float, seconds: fl
             "machine": platform.processor() or platform.machine()}
 
 
-def parse_args(argv: list[str] | None) -> tuple[Config, Path]:
+def parse_args(argv: list[str] | None) -> tuple[Config, Path, Path | None]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     for field, default in asdict(Config()).items():
         flag = "--" + field.replace("_", "-")
@@ -200,13 +224,18 @@ def parse_args(argv: list[str] | None) -> tuple[Config, Path]:
             parser.add_argument(flag, type=type(default), default=default)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
                         help=f"weights path; the card goes beside it as .json (default {DEFAULT_OUT})")
+    parser.add_argument("--check", type=Path, default=None, metavar="CARD.json",
+                        help="train nothing: read a saved model back and print its test accuracy")
     args = vars(parser.parse_args(argv))
-    out = args.pop("out")
-    return Config(**args), out
+    out, check = args.pop("out"), args.pop("check")
+    return Config(**args), out, check
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg, out = parse_args(argv)
+    cfg, out, check = parse_args(argv)
+    if check is not None:
+        print(f"{check}: test accuracy {check_saved(check, cfg.threads):.2%} read back from disk")
+        return 0
     if os.environ.get("OMP_WAIT_POLICY", "").upper() != "PASSIVE":
         print("note: OMP_WAIT_POLICY=PASSIVE keeps idle OpenMP threads from spinning on a "
               "shared machine; set it in the environment before Python starts")
