@@ -45,10 +45,10 @@ class Config:
     embed_dim: int = 96
     depth: int = 4
     num_heads: int = 3
-    mlp_ratio: float = 4.0
+    mlp_ratio: float = 2.0
     patch_size: int = 4
-    epochs: int = 2
-    batch_size: int = 128
+    epochs: int = 6
+    batch_size: int = 64  # more, smaller steps: the run is short of steps, not of batch size
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup: float = 0.05  # fraction of the steps with a linear warm-up, then cosine to 0
