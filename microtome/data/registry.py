@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from microtome.data.datasets import Dataset, SamplesDataset
+from microtome.data.fashion import FashionMnistDataset
 from microtome.data.folder import FolderDataset
 from microtome.errors import unknown
 
@@ -45,3 +46,10 @@ def get_dataset(name: str) -> Dataset:
 def samples() -> Dataset:
     """scikit-image's natural photos (offline): the default dataset."""
     return SamplesDataset()
+
+
+@register_dataset
+def fashion_mnist() -> Dataset:
+    """Fashion-MNIST's test split (10,000 labelled gray images of 10 garments, shown as RGB);
+    from Debian's package dataset-fashion-mnist."""
+    return FashionMnistDataset("test")
