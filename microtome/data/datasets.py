@@ -26,7 +26,6 @@ from PIL import Image
 from microtome.errors import MicrotomeError
 
 
-
 @dataclass
 class Batch:
     """Images `[B, 3, size, size]` in [0, 1] and their dataset indices `[B]` (int64).
