@@ -80,3 +80,25 @@ def trained_toy_vit(train_images: int = 4000, epochs: int = 5, seed: int = 0,
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
     """Top-1 accuracy of `model` on `images [N, 3, H, W]`."""
     return float((model(images).argmax(1) == labels).float().mean())
+
+
+def tiny_timm_vit(weights: str = "random") -> nn.Module:
+    """A bare 2-block timm ViT at 32 px (patch 8: a 4×4 grid, one class token, width 32, MLP 64),
+    as a `tests.toy_vit:tiny_timm_vit` entry point: random weights (seed 0) or a state dict file.
+
+    It keeps timm's `pretrained_cfg` (input size 32) and `dynamic_img_size`, so microtome
+    describes it like a `timm:` model."""
+    import timm
+
+    from microtome.zoo.weights_file import load_state_dict_file, load_strict
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        vit = timm.create_model(TIMM_NAME, pretrained=False, img_size=32, patch_size=8, embed_dim=32,
+                                depth=2, num_heads=2, mlp_ratio=2.0, num_classes=len(CLASS_NAMES),
+                                dynamic_img_size=True, dynamic_img_pad=True)
+    vit.class_names = CLASS_NAMES
+    vit.pretrained_cfg = {**vit.pretrained_cfg, "input_size": (3, 32, 32)}  # timm keeps 224 there
+    if weights not in ("random", "default"):
+        load_strict(vit, load_state_dict_file(weights), str(weights))
+    return vit.eval()

@@ -22,7 +22,10 @@ Two ways to get `A`, chosen per edge and recorded in `meta["method"]`:
   one forward to L1, one to L2 for the rows plus (R backward segments, batched), and one
   forward to L2 per chunk of K tangents (K segment forwards, batched); chunks keep
   `chunk × B × |a1 per image|` under `CHUNK_ELEMENTS`. (Double backward was measured ~10×
-  slower on depthwise convolutions, hence forward mode for the columns.)
+  slower on depthwise convolutions, hence forward mode for the columns.) Attention runs on
+  torch's math kernel meanwhile: the fused ones have no forward mode (and no vmap rule).
+  Token layers (transformer blocks: no direct weight path between them) always take this way,
+  on their patch grid.
 """
 
 from __future__ import annotations
@@ -220,7 +223,16 @@ def attribution(model: nn.Module, spec: ModelSpec, src: str, dst: str, images: t
                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient × input attribution `A [C2, C1]` of the edge src -> dst over `images`
     `[N, 3, S, S]` in [0, 1]: returns `(A[rows, :] [R, C1], A[:, cols].T [K, C2])`."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
     _quiet_jvp_decompositions()
+    with sdpa_kernel(SDPBackend.MATH):  # fused attention has no forward-mode derivative
+        return _attribution(model, spec, src, dst, images, rows, cols, device, batch_size)
+
+
+def _attribution(model: nn.Module, spec: ModelSpec, src: str, dst: str, images: torch.Tensor,
+                 rows: list[int] | Sequence[int], cols: Sequence[int], device: str | torch.device,
+                 batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     s_layer, d_layer = spec.layer(src), spec.layer(dst)
     src, dst = s_layer.id, d_layer.id  # canonical ids
     modules = resolve_modules(model, {src: s_layer.module})
