@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from microtome.cli.options import dataset_option, device_option, preset_option, store_option, threads_option
+from microtome.cli.options import WEIGHTS_HELP, dataset_option, device_option, preset_option, store_option, threads_option
 from microtome.techniques.builtin import SIMILAR_PRESETS
 
 
@@ -22,10 +22,13 @@ from microtome.techniques.builtin import SIMILAR_PRESETS
 @dataset_option()
 @preset_option(help="images: " + ", ".join(f"{p} {v['images']}" for p, v in SIMILAR_PRESETS.items()))
 @click.option("--images", default=None, type=click.IntRange(3), help="images to read (default: the preset's)")
+@click.option("--weights-a", default="default", show_default=True, help="MODEL_A's weights: " + WEIGHTS_HELP)
+@click.option("--weights-b", default="default", show_default=True, help="MODEL_B's weights: " + WEIGHTS_HELP)
 @store_option()
 @device_option()
 @threads_option()
-def compare_command(model_a, model_b, layers, dataset, preset, images, store_root, device, threads) -> None:
+def compare_command(model_a, model_b, layers, dataset, preset, images, weights_a, weights_b, store_root, device,
+                    threads) -> None:
     """Correlate the units of MODEL_A and MODEL_B over the same images (each at its own input
     size): best-correlated units, a one-to-one matching and a linear CKA map, recorded both ways."""
     from tqdm.auto import tqdm
@@ -41,7 +44,7 @@ def compare_command(model_a, model_b, layers, dataset, preset, images, store_roo
 
     with torch_threads(threads), bar:
         result = compare_into_store(store_root, model_a, model_b, layers, dataset, preset, images, device,
-                                    progress=progress)
+                                    progress=progress, weights=(weights_a, weights_b))
     for line in result.lines():
         click.echo(line)
 

@@ -45,22 +45,23 @@ class CompareSummary:
         return out
 
 
-def load_side(name: str, store: Store | None, device: str):
-    """A model as a comparison reads it (default weights), with the store's dictionaries
-    (SAE feature layers `LAYER.sae`) attached. The one place compare loads one."""
+def load_side(name: str, store: Store | None, device: str, weights: str = "default"):
+    """A model as a comparison reads it (with `weights`: default, random or a file), with the
+    store's dictionaries (SAE feature layers `LAYER.sae`) attached. The one place compare loads one."""
     from microtome.pipeline.dictionaries import with_dictionaries
     from microtome.zoo import load_model
 
-    return with_dictionaries(*load_model(name, device=device), store)
+    return with_dictionaries(*load_model(name, weights=weights, device=device), store)
 
 
-def spec_side(name: str, store: Store | None):
-    """A model's spec as a comparison sees it, dictionary layers included, without loading
-    weights (to check names)."""
+def spec_side(name: str, store: Store | None, weights: str = "default"):
+    """A model's spec as a comparison sees it, with `weights`' identity and dictionary layers,
+    without loading weights (to check names; a source's missing default weights fail here)."""
     from microtome.pipeline.dictionaries import spec_with_dictionaries
     from microtome.zoo import get_spec
+    from microtome.zoo.loading import spec_with_weights
 
-    return spec_with_dictionaries(get_spec(name), store)
+    return spec_with_dictionaries(spec_with_weights(get_spec(name), weights), store)
 
 
 def plan_pairs(layers: str | None, spec_a, spec_b) -> tuple[str, str, dict[str, str], dict[str, str]]:
@@ -82,9 +83,11 @@ def plan_pairs(layers: str | None, spec_a, spec_b) -> tuple[str, str, dict[str, 
 
 def compare_into_store(store: Store | str, a: str, b: str, layers: str | None = None, dataset: str = "samples",
                        preset: str = "standard", images: int | None = None, device: str = "cpu",
-                       progress: Progress | None = None) -> CompareSummary:
-    """Compare models `a` and `b` and record both sides' artifacts in `store` (a path: the
-    store is made there once every name is checked). `progress(done, total)` counts images."""
+                       progress: Progress | None = None, weights: tuple[str, str] = ("default", "default")
+                       ) -> CompareSummary:
+    """Compare models `a` and `b` (with `weights` (a's, b's): default, random or a file) and
+    record both sides' artifacts in `store` (a path: the store is made there once every name is
+    checked). `progress(done, total)` counts images."""
     import time
 
     from microtome.data import get_dataset
@@ -92,7 +95,7 @@ def compare_into_store(store: Store | str, a: str, b: str, layers: str | None = 
 
     started = time.time()
     held = store if isinstance(store, Store) else existing_store(store)
-    spec_a, spec_b = spec_side(a, held), spec_side(b, held)
+    spec_a, spec_b = spec_side(a, held, weights[0]), spec_side(b, held, weights[1])
     pairing_a, pairing_b, pairs_a, pairs_b = plan_pairs(layers, spec_a, spec_b)
     if images is not None and images < 3:
         raise MicrotomeError(f"--images must be at least 3 (a correlation needs them), got {images}")
@@ -105,19 +108,20 @@ def compare_into_store(store: Store | str, a: str, b: str, layers: str | None = 
     summary = CompareSummary(spec_a.id, spec_b.id)
     if _all_stored(store, spec_a, pairs_a, params_a) and _all_stored(store, spec_b, pairs_b, params_b):
         return summary
-    _record(store, summary, (a, b), (pairs_a, pairs_b), (params_a, params_b), data, device, progress)
+    _record(store, summary, (a, b), (pairs_a, pairs_b), (params_a, params_b), data, device, progress, weights)
     summary.seconds = time.time() - started
     return summary
 
 
 def _record(store: Store, summary: CompareSummary, names: tuple[str, str], pairs: tuple[dict, dict],
-            params: tuple[dict, dict], data, device: str, progress: Progress | None) -> None:
+            params: tuple[dict, dict], data, device: str, progress: Progress | None,
+            weights: tuple[str, str] = ("default", "default")) -> None:
     """Load both sides, read `data` through both, record both sides' artifacts into `summary`."""
     from microtome.pipeline.pipeline import provenance
     from microtome.techniques.compare import Side, compare
     from microtome.techniques.similar import A, B, side_results
 
-    (net_a, spec_a), (net_b, spec_b) = (load_side(name, store, device) for name in names)
+    (net_a, spec_a), (net_b, spec_b) = (load_side(name, store, device, w) for name, w in zip(names, weights))
     (pairs_a, pairs_b), (params_a, params_b) = pairs, params
     wanted = list(dict.fromkeys([*pairs_a.items(), *((x, y) for y, x in pairs_b.items())]))
     total, done = min(len(data), params_a["images"]), 0
