@@ -9,7 +9,14 @@ import sys
 
 import click
 
-from microtome.cli.options import WEIGHTS_HELP, dataset_option, device_option, preset_option, store_option, threads_option
+from microtome.cli.options import (
+    WEIGHTS_HELP,
+    dataset_option,
+    device_option,
+    preset_option,
+    store_option,
+    threads_option,
+)
 from microtome.techniques.builtin import SIMILAR_PRESETS
 
 
