@@ -211,3 +211,19 @@ def test_search_by_photo_on_token_layers(toy):
     best = act["block1"][0, :4].flatten(1).amax(1)  # [4]: each unit's maximum over the 4×4 grid
     assert {r["unit"]: r["activation"] for r in found["layers"]["block1"]} == {
         u: pytest.approx(float(best[u]), abs=1e-4) for u in best.argsort(descending=True)[:2].tolist()}
+
+
+def test_a_fixed_size_model_renders_at_any_size_through_its_input_size(tmp_path):
+    model, spec = load_model("tests.toy_vit:tiny_fixed_vit", weights="random")
+    assert spec.fixed_size and not load_model(TOY, weights="random")[1].fixed_size
+    with pytest.raises(AssertionError):  # the model itself refuses other sizes
+        model(torch.zeros(1, 3, 24, 24))
+    x = torch.rand(2, 3, 24, 24)
+    resized = nn.functional.interpolate(x, size=(32, 32), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(spec.preprocess(x), spec.preprocess(resized))
+    out = CliRunner().invoke(main, ["render", "tests.toy_vit:tiny_fixed_vit", "--weights", "random", "block1:0",
+                                    "--steps", "2", "--size", "24", "--no-schedule", "-o", str(tmp_path / "a.png")])
+    assert out.exit_code == 0, out.output
+    out = CliRunner().invoke(main, ["render", "tests.toy_vit:tiny_fixed_vit", "--weights", "random", "block1:0",
+                                    "--preset", "quick", "-o", str(tmp_path / "b.png")])
+    assert out.exit_code == 0, out.output

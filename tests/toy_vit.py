@@ -82,12 +82,12 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
     return float((model(images).argmax(1) == labels).float().mean())
 
 
-def tiny_timm_vit(weights: str = "random") -> nn.Module:
+def tiny_timm_vit(weights: str = "random", dynamic: bool = True) -> nn.Module:
     """A bare 2-block timm ViT at 32 px (patch 8: a 4×4 grid, one class token, width 32, MLP 64),
     as a `tests.toy_vit:tiny_timm_vit` entry point: random weights (seed 0) or a state dict file.
 
     It keeps timm's `pretrained_cfg` (input size 32) and `dynamic_img_size`, so microtome
-    describes it like a `timm:` model."""
+    describes it like a `timm:` model; `dynamic=False` is a fixed-size one (`tiny_fixed_vit`)."""
     import timm
 
     from microtome.zoo.weights_file import load_state_dict_file, load_strict
@@ -96,9 +96,14 @@ def tiny_timm_vit(weights: str = "random") -> nn.Module:
         torch.manual_seed(0)
         vit = timm.create_model(TIMM_NAME, pretrained=False, img_size=32, patch_size=8, embed_dim=32,
                                 depth=2, num_heads=2, mlp_ratio=2.0, num_classes=len(CLASS_NAMES),
-                                dynamic_img_size=True, dynamic_img_pad=True)
+                                dynamic_img_size=dynamic, dynamic_img_pad=dynamic)
     vit.class_names = CLASS_NAMES
     vit.pretrained_cfg = {**vit.pretrained_cfg, "input_size": (3, 32, 32)}  # timm keeps 224 there
     if weights not in ("random", "default"):
         load_strict(vit, load_state_dict_file(weights), str(weights))
     return vit.eval()
+
+
+def tiny_fixed_vit(weights: str = "random") -> nn.Module:
+    """`tiny_timm_vit` without a dynamic image size: it takes 32 px images only."""
+    return tiny_timm_vit(weights, dynamic=False)

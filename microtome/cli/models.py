@@ -90,7 +90,8 @@ def _render_units(net, spec, layer_id: str, units, kind: str, preset: str | None
             return render_variant(net, spec, layer_id, units, params, schedule=schedule,
                                   device=device, progress=callback)
         objectives = variant_objectives(layer_id, units, VARIANT_OF_KIND[kind])
-        return run_render(net, objectives, ImageParam(size or 128, seed=seed), spec=spec,
+        side = size or (spec.input_size if spec.fixed_size else 128)  # a fixed-size model: its own size
+        return run_render(net, objectives, ImageParam(side, seed=seed), spec=spec,
                           steps=steps or 512, schedule=SCHEDULE if schedule else Schedule(layers=None),
                           device=device, progress=callback)
 

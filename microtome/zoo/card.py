@@ -83,6 +83,7 @@ class ModelCard:
     num_classes: int | None = field(default=None)
     interpolation: str = ""  # the resize the weights were trained with ("bilinear", "bicubic"), if known
     crop_pct: float | None = None  # centre crop side / resize side of the evaluation transform, if known
+    fixed_size: bool = False  # True: the model takes `input_size` images only (torchvision's ViT)
 
     def __post_init__(self) -> None:
         if self.num_classes is None:
@@ -97,7 +98,8 @@ class ModelCard:
                 "weights_sha256": self.weights_sha256, "num_classes": self.num_classes,
                 "class_names": list(self.class_names), "description": self.description,
                 "interpolation": self.interpolation, "crop_pct": self.crop_pct,
-                "layers": [layer.to_json() for layer in self.layers], "edges": [list(e) for e in self.edges]}
+                "fixed_size": self.fixed_size, "layers": [layer.to_json() for layer in self.layers],
+                "edges": [list(e) for e in self.edges]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ModelCard:
@@ -112,7 +114,8 @@ class ModelCard:
             value_range=_floats(d.get("value_range"), (0.0, 1.0)), trained=bool(d.get("trained", True)),
             weights=str(d.get("weights") or "default"), source=str(d.get("source") or ""),
             description=str(d.get("description") or ""), num_classes=d.get("num_classes"),
-            interpolation=str(d.get("interpolation") or ""), crop_pct=d.get("crop_pct"))
+            interpolation=str(d.get("interpolation") or ""), crop_pct=d.get("crop_pct"),
+            fixed_size=bool(d.get("fixed_size", False)))
 
     # ---- layers --------------------------------------------------------------------
     @property

@@ -224,6 +224,17 @@ def derive_layers(model: nn.Module, input_size: int, has_classes: bool) -> tuple
     return tuple(sorted(layers, key=finished))
 
 
+def takes_other_sizes(model: nn.Module, input_size: int) -> bool:
+    """Whether `model` runs on `[1, 3, S + 32, S + 32]` as well as on its own size S (a ViT
+    without a dynamic image size asserts its size: its card says `fixed_size`)."""
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, input_size + 32, input_size + 32))
+    except (AssertionError, RuntimeError, ValueError):
+        return False
+    return True
+
+
 def attach_views(model: nn.Module, layers: tuple[LayerCard, ...]) -> nn.Module:
     """Attach to a fresh build the grid views that its derived `layers` read; returns `model`."""
     for layer in layers:

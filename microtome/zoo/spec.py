@@ -61,7 +61,12 @@ class ModelSpec:
 
     # ---- preprocessing -------------------------------------------------------------
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """Map RGB images in [0, 1] `[B, 3, H, W]` to this model's input `[B, 3, H, W]`."""
+        """Map RGB images in [0, 1] `[B, 3, H, W]` to this model's input `[B, 3, H, W]`; a
+        fixed-size model's (`card.fixed_size`) input is resized to `[B, 3, S, S]`, S its input
+        size (bilinear, differentiable: renders and stimuli of any size reach it)."""
+        size = self.card.input_size
+        if self.card.fixed_size and tuple(x.shape[-2:]) != (size, size):
+            x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
         lo, hi = self.card.value_range
         mean = torch.tensor(self.card.mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
         std = torch.tensor(self.card.std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)

@@ -22,7 +22,7 @@ from torch import nn
 
 from microtome.errors import MicrotomeError, unknown
 from microtome.zoo.card import ModelCard, chain_edges
-from microtome.zoo.derive import attach_views, derive_layers
+from microtome.zoo.derive import attach_views, derive_layers, takes_other_sizes
 from microtome.zoo.imagenet import imagenet_labels
 from microtome.zoo.sources import Source
 from microtome.zoo.spec import ModelSpec
@@ -89,7 +89,7 @@ def describe(model: nn.Module, model_id: str, title: str, source: str, weights_s
         num_classes=int(getattr(model, "num_classes", 0) or 0) if names else len(names),
         mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), weights_source=weights_source,
         interpolation=str(cfg.get("interpolation") or ""), crop_pct=cfg.get("crop_pct"),
-        description=f"timm {type(model).__name__} `{source}`")
+        fixed_size=not takes_other_sizes(model, size), description=f"timm {type(model).__name__} `{source}`")
 
 
 def _hub_files(cfg: dict[str, Any]) -> tuple[str, list[str]]:
@@ -204,6 +204,6 @@ def module_card(model: nn.Module, model_id: str, source: str) -> ModelCard:
     layers = derive_layers(model, size, has_classes=bool(names))
     card = ModelCard(id=model_id, title=model_id, source=source, input_size=size, layers=layers,
                      edges=chain_edges([layer.id for layer in layers]), class_names=names,
-                     weights_source=source)
+                     weights_source=source, fixed_size=not takes_other_sizes(model, size))
     fields = {k: tuple(getattr(model, k)) for k in ("mean", "std") if hasattr(model, k)}
     return dataclasses.replace(card, **fields) if fields else card

@@ -19,7 +19,7 @@ from torch import nn
 
 from microtome.errors import MicrotomeError, unknown
 from microtome.zoo.card import ModelCard, chain_edges
-from microtome.zoo.derive import attach_views, derive_layers
+from microtome.zoo.derive import attach_views, derive_layers, takes_other_sizes
 from microtome.zoo.sources import Source
 from microtome.zoo.spec import ModelSpec
 from microtome.zoo.timm_models import ALTERNATIVES, no_inplace
@@ -69,6 +69,7 @@ def _card(source: Source) -> ModelCard:
         class_names=names, mean=tuple(preset.mean), std=tuple(preset.std),
         weights_source=f"torchvision {weights} ({weights.url})",
         interpolation=preset.interpolation.value, crop_pct=round(crop / resize, 4),
+        fixed_size=not takes_other_sizes(model, crop),
         description=f"torchvision {type(model).__name__} `{source.name}`")
 
 
