@@ -21,6 +21,7 @@ from microtome.store.notes import notes
 from microtome.techniques.registry import Role, by_role, technique, web_sections
 from microtome.web.present import blobs
 from microtome.web.present.artifacts import dead_on, image_url, inactive, pick
+from microtome.web.present.blocks import layer_groups
 from microtome.web.present.catalog import ModelView
 from microtome.web.present.grid import GRID_PAGE_SIZE, GRID_VARIANTS, SORTS, grid_pages, quality_of, tiles, unit_order
 from microtome.web.present.jump import resolve, resolve_path
@@ -76,6 +77,7 @@ def model(state: AppState, model: str) -> Data | Redirect:
                        "built_label": f"{built} artifact{'s' if built != 1 else ''}" if built else ""})
     return {"page": "model", "title": view.title, "model": model_brief(view), "layers": layers,
             "edges": [list(e) for e in view.summary.get("edges", [])], "url": f"/models/{view.id}",
+            "groups": [g.to_json() for g in layer_groups(view.layer_ids)],  # the graph's rows (blocks.py)
             "similarity": model_similarity(state, view.id, view.layer_ids)}  # CKA maps (web/similar.py)
 
 

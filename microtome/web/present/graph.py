@@ -1,9 +1,10 @@
 """The layer graph as an inline SVG: `graph_svg(layers, edges, href) -> Markup`.
 
 Nodes are drawn top to bottom in the spec's order, each a link showing id, kind, output shape
-`CxHxW`, unit count and a DeepDream thumbnail when one exists. An edge between neighbours is a
-short arrow; an edge that skips nodes (a residual, a branch) arcs on the right, further out the
-longer it is, so that every edge of a DAG stays visible.
+`CxHxW`, unit count and a DeepDream thumbnail when one exists. A layer's branches (blocks.py:
+`block6_mlp` of `block6`) are drawn beside it in one frame, so a transformer reads as blocks.
+An edge between neighbours is a short arrow; an edge that skips nodes (a residual, a branch)
+arcs on the right, further out the longer it is, so that every edge of a DAG stays visible.
 
 `circuit_svg(circuit, href) -> Markup` draws a unit's circuit (circuit.py): layers as columns in
 the model's order, edges green (excitatory) or red (inhibitory), as wide as they are strong,
@@ -18,83 +19,123 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from microtome.techniques.registry import Role, by_role
+from microtome.web.present.blocks import Group, group_edges, layer_groups
 
 NODE_W, NODE_H, GAP, LEFT, THUMB = 440, 72, 30, 12, 64
+BRANCH_W, BRANCH_GAP, PAD = 360, 36, 7  # a block's branch nodes, the gap before each, the block's margin
 
 
 def _y(index: int) -> int:
     return GAP // 2 + index * (NODE_H + GAP)
 
 
-def _node(layer: dict[str, Any], top: int, href: Callable[[str], str]) -> str:
+def _x(col: int) -> int:
+    """Left edge of the node in column `col` of a row (0: the chain's layer, then its branches)."""
+    return LEFT if col == 0 else LEFT + NODE_W + BRANCH_GAP + (col - 1) * (BRANCH_W + BRANCH_GAP)
+
+
+def _w(col: int) -> int:
+    return NODE_W if col == 0 else BRANCH_W
+
+
+def _node(layer: dict[str, Any], top: int, href: Callable[[str], str], left: int = LEFT,
+          width: int = NODE_W) -> str:
     c = layer["channels"]
     h, w = (layer.get("size") or (1, 1))[:2]
     shape = f"{c}\u00d7{h}\u00d7{w}"
     units = f"{c} unit{'s' if c != 1 else ''}"
-    x_text = LEFT + THUMB + 18
+    x_text = left + THUMB + 18
     thumb = layer.get(by_role(Role.LAYER_IMAGE).id)  # the layer's image (JSON field "deepdream")
     if thumb:
-        picture = (f'<image href="{escape(href(thumb))}" x="{LEFT + 4}" y="{top + 4}" width="{THUMB}" '
+        picture = (f'<image href="{escape(href(thumb))}" x="{left + 4}" y="{top + 4}" width="{THUMB}" '
                    f'height="{THUMB}" preserveAspectRatio="xMidYMid slice"/>')
     else:
-        picture = (f'<rect class="nothumb" x="{LEFT + 4}" y="{top + 4}" width="{THUMB}" height="{THUMB}" rx="4"/>'
-                   f'<text class="nothumb-label" x="{LEFT + 4 + THUMB // 2}" y="{top + 40}" '
+        picture = (f'<rect class="nothumb" x="{left + 4}" y="{top + 4}" width="{THUMB}" height="{THUMB}" rx="4"/>'
+                   f'<text class="nothumb-label" x="{left + 4 + THUMB // 2}" y="{top + 40}" '
                    f'text-anchor="middle">no dream</text>')
     aliases = ", ".join(layer.get("aliases") or ())
     tip = f"{layer['id']} ({layer.get('module', '')})" + (f", alias {aliases}" if aliases else "")
     return (
         f'<a href="{escape(href(layer["url"]))}" class="node" data-layer="{escape(layer["id"])}">'
         f"<title>{escape(tip)}</title>"
-        f'<rect x="{LEFT}" y="{top}" width="{NODE_W}" height="{NODE_H}" rx="8"/>'
+        f'<rect x="{left}" y="{top}" width="{width}" height="{NODE_H}" rx="8"/>'
         f"{picture}"
         f'<text class="node-id" x="{x_text}" y="{top + 26}">{escape(layer["id"])}'
         f'<tspan class="node-kind" dx="10">{escape(layer.get("kind", ""))}</tspan></text>'
         f'<text class="node-shape" x="{x_text}" y="{top + 50}">{escape(shape)}'
         f'<tspan dx="14">{escape(units)}</tspan></text>'
-        f'<text class="node-built" x="{LEFT + NODE_W - 12}" y="{top + 26}" text-anchor="end">'
+        f'<text class="node-built" x="{left + width - 12}" y="{top + 26}" text-anchor="end">'
         f'{escape(layer.get("built_label", ""))}</text>'
-        "</a>" + _atlas_link(layer, top, href)
+        "</a>" + _atlas_link(layer, top, href, left + width)
     )
 
 
-def _atlas_link(layer: dict[str, Any], top: int, href: Callable[[str], str]) -> str:
+def _atlas_link(layer: dict[str, Any], top: int, href: Callable[[str], str], right: int) -> str:
     """A link to the layer's activation atlas, over its node's corner, when one is built."""
     if not layer.get("atlas"):
         return ""
     return (f'<a href="{escape(href(layer["atlas"]))}" class="atlas-link"><title>activation atlas of '
-            f'{escape(layer["id"])}</title><text class="node-atlas" x="{LEFT + NODE_W - 12}" y="{top + 52}" '
+            f'{escape(layer["id"])}</title><text class="node-atlas" x="{right - 12}" y="{top + 52}" '
             'text-anchor="end">atlas</text></a>')
+
+
+def _block_box(group: Group, row: int) -> str:
+    """The frame around a block's chain layer and its branches (nothing for a lone layer)."""
+    if not group.branches:
+        return ""
+    col = len(group.branches)
+    width = _x(col) + _w(col) - LEFT + 2 * PAD
+    return (f'<g class="block" data-block="{escape(group.main)}"><title>{escape(group.main)}: '
+            f'{escape(", ".join(group.branches))} beside it</title>'
+            f'<rect x="{LEFT - PAD}" y="{_y(row) - PAD}" width="{width}" height="{NODE_H + 2 * PAD}" rx="12"/></g>')
+
+
+def _edge(a: tuple[int, int], b: tuple[int, int], right: dict[int, int], arc: int) -> str:
+    """The path of one edge between (row, column) places; `arc` numbers the skips so far."""
+    (i, ca), (j, cb) = a, b
+    if i == j:  # inside a block: a branch and its chain layer, side by side
+        x0, x1 = (_x(ca), _x(cb) + _w(cb)) if ca > cb else (_x(ca) + _w(ca), _x(cb))
+        y = _y(i) + NODE_H // 2
+        return f'<path class="edge branch" d="M{x0},{y} L{x1 + (2 if ca > cb else -2)},{y}" marker-end="url(#arrow)"/>'
+    if j == i + 1 and ca == cb == 0:
+        x_mid = LEFT + NODE_W // 2
+        return f'<path class="edge" d="M{x_mid},{_y(i) + NODE_H} L{x_mid},{_y(j) - 2}" marker-end="url(#arrow)"/>'
+    x0, x1 = right[i], right[j]
+    x_far, bulge = max(x0, x1), 24 + 14 * min(arc, 12)
+    y0, y1 = _y(i) + NODE_H // 2, _y(j) + NODE_H // 2
+    return (f'<path class="edge skip" d="M{x0},{y0} C{x_far + bulge},{y0} {x_far + bulge},{y1} {x1 + 2},{y1}" '
+            'marker-end="url(#arrow)"/>')
 
 
 def graph_svg(layers: Sequence[dict[str, Any]], edges: Sequence[Sequence[str]],
               href: Callable[[str], str]) -> Markup:
     """Each layer needs `id`, `kind`, `channels`, `size`, `url` and may have `deepdream` (an
-    image URL) and `built_label`; `href` maps a site URL to the link to write."""
-    index = {layer["id"]: i for i, layer in enumerate(layers)}
+    image URL) and `built_label`; `href` maps a site URL to the link to write.
+
+    One row per group of `blocks.layer_groups` (top to bottom, in the card's order): the chain's
+    layer on the left, its branches (`block6_mlp` of `block6`) beside it in a frame. Edges
+    between rows join chain layers (`blocks.group_edges`); one between neighbouring rows is a
+    short arrow, one that skips rows arcs on the right, further out the longer it is."""
+    by_id = {layer["id"]: layer for layer in layers}
+    groups = layer_groups(list(by_id))
+    place = {lid: (row, col) for row, g in enumerate(groups) for col, lid in enumerate(g.layers)}
+    right = {row: _x(len(g.branches)) + _w(len(g.branches)) for row, g in enumerate(groups)}
     paths, arc = [], 0
-    for a, b in edges:
-        if a not in index or b not in index:
-            continue  # an edge to a layer the page does not show
-        i, j = index[a], index[b]
-        x_mid = LEFT + NODE_W // 2
-        if j == i + 1:
-            paths.append(f'<path class="edge" d="M{x_mid},{_y(i) + NODE_H} L{x_mid},{_y(j) - 2}" '
-                         'marker-end="url(#arrow)"/>')
-            continue
-        arc += 1
-        x0, bulge = LEFT + NODE_W, 24 + 14 * min(arc, 12)
-        y0, y1 = _y(i) + NODE_H // 2, _y(j) + NODE_H // 2
-        paths.append(f'<path class="edge skip" d="M{x0},{y0} C{x0 + bulge},{y0} {x0 + bulge},{y1} {x0 + 2},{y1}" '
-                     'marker-end="url(#arrow)"/>')
-    width = LEFT + NODE_W + 40 + 14 * min(arc, 12)
-    height = _y(len(layers)) - GAP // 2 + 4
-    nodes = "".join(_node(layer, _y(i), href) for i, layer in enumerate(layers))
+    for a, b in group_edges(groups, edges):
+        (i, ca), (j, cb) = place[a], place[b]
+        skip = i != j and not (j == i + 1 and ca == cb == 0)
+        arc += skip
+        paths.append(_edge(place[a], place[b], right, arc))
+    width = max(right.values(), default=LEFT + NODE_W) + 40 + 14 * min(arc, 12)
+    height = _y(len(groups)) - GAP // 2 + 4
+    boxes = "".join(_block_box(g, row) for row, g in enumerate(groups))
+    nodes = "".join(_node(by_id[lid], _y(row), href, _x(col), _w(col)) for lid, (row, col) in place.items())
     return Markup(
         f'<svg class="graph" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="layer graph">'
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" '
         'orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z"/></marker></defs>'
-        f'{"".join(paths)}{nodes}</svg>'
+        f'{boxes}{"".join(paths)}{nodes}</svg>'
     )
 
 
