@@ -72,10 +72,8 @@ def resolve(model: str, weights: str = "default", store: Store | None = None) ->
     from microtome.pipeline.dictionaries import dictionary_payloads, spec_with_dictionaries
     from microtome.zoo import get_spec
     from microtome.zoo.loading import spec_with_weights
-    from microtome.zoo.sources import is_entry_point
 
-    spec = get_spec(model)
-    spec = spec_with_weights(spec, weights) if not is_entry_point(model) else spec
+    spec = spec_with_weights(get_spec(model), weights)  # an entry point's too: "random" is untrained
     return Resolved(model, str(weights), spec_with_dictionaries(spec, store),
                     dictionary_payloads(store, spec.id))
 

@@ -6,10 +6,12 @@ a static export. `Exported` (a static export's units) limits unit links to what 
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 from urllib.parse import quote
 
 from microtome.web.present.catalog import ModelView
+from microtome.zoo.sources import is_entry_point
 
 Exported = dict[tuple[str, str], list[int]]  # (model, layer) -> sorted units in a static export
 
@@ -35,7 +37,36 @@ def model_brief(model: ModelView) -> dict[str, Any]:
     s = model.summary
     return {"id": model.id, "title": model.title, "url": model_url(model.id), "trained": model.trained,
             "weights": s.get("weights"), "built": model.built, "input_size": s.get("input_size"),
-            "num_classes": s.get("num_classes"), "weights_source": s.get("weights_source")}
+            "num_classes": s.get("num_classes"), "weights_source": s.get("weights_source"),
+            "source": s.get("source") or "", "weights_identity": weights_identity(s)}
+
+
+def weights_identity(summary: dict[str, Any]) -> dict[str, Any]:
+    """Which weights a model card names, as `{kind, label, sha256, hub_id, path, url, seed}`.
+
+    kind: "random" (untrained; `seed` 0 for a source or registered model, the loader's, None for
+    an entry point, which seeds itself), "file" (`--weights PATH`: its path and sha256), "hub"
+    (a Hugging Face hub repo, `hub_id`), "url" (a download, `url`) or "default" (a package's or
+    torchvision's own, named by `weights_source`). `label` is the short text the pages show."""
+    weights, where = str(summary.get("weights") or "default"), str(summary.get("weights_source") or "")
+    sha = summary.get("weights_sha256") or None
+    out: dict[str, Any] = {"kind": "default", "label": where or "default weights", "sha256": sha,
+                           "hub_id": None, "path": None, "url": None, "seed": None}
+    short = f" (sha256 {sha[:12]}…)" if sha else ""
+    if weights == "random" or not summary.get("trained", True):
+        seed = None if is_entry_point(str(summary.get("source") or "")) else 0
+        out.update(kind="random", sha256=None, seed=seed,
+                   label="untrained: random weights" + (f", seed {seed}" if seed is not None else ""))
+    elif weights != "default":
+        out.update(kind="file", path=weights, label=f"file {PurePath(weights).name}{short}")
+    elif where.startswith("hf-hub:"):
+        out.update(kind="hub", hub_id=where.removeprefix("hf-hub:"), label=f"{where}{short}")
+    elif where.startswith(("url:", "file:")):
+        kind, _, loc = where.partition(":")
+        out.update(kind=kind, **{"url" if kind == "url" else "path": loc}, label=f"{loc}{short}")
+    else:
+        out.update(label=f"{out['label']}{short}")
+    return out
 
 
 def layer_brief(model: ModelView, layer: dict[str, Any]) -> dict[str, Any]:
