@@ -78,7 +78,15 @@ def test_the_vit_graph_draws_each_block_as_a_frame_with_its_mlp_beside_the_strea
         assert xs == LEFT and ym == ys and xm > xs  # the MLP on the stream's row, to its right
     assert [place[f"block{b}"][1] for b in range(3)] + [place["logits"][1]] == sorted(
         {y for _, y in place.values()})  # one row per block, the stream's order, then logits
-    assert re.findall(r'class="block" data-block="([^"]+)"', svg) == ["block0", "block1", "block2"]
+    boxes = re.findall(r'class="block" data-block="([^"]+)"><title>[^<]*</title><rect x="(-?\d+)" y="(-?\d+)" '
+                       r'width="(\d+)" height="(\d+)"', svg)
+    assert [b[0] for b in boxes] == ["block0", "block1", "block2"]
+    width = int(re.search(r'<svg[^>]* width="(\d+)"', svg)[1])
+    for main, *box in boxes:
+        x, y, w, h = (int(v) for v in box)
+        (xs, ys), (xm, _) = place[main], place[f"{main}_mlp"]
+        assert 0 <= x < xs and 0 <= y < ys and ys + NODE_H < y + h < ys + NODE_H + GAP // 2  # frames both, not the next
+        assert xm < x + w <= width
     assert svg.count('class="edge branch"') == 3 and svg.count('class="edge"') == 3  # chain: 2 links + logits
     assert 'class="edge skip"' not in svg
 

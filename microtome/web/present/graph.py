@@ -22,7 +22,7 @@ from microtome.techniques.registry import Role, by_role
 from microtome.web.present.blocks import Group, group_edges, layer_groups
 
 NODE_W, NODE_H, GAP, LEFT, THUMB = 440, 72, 30, 12, 64
-BRANCH_W, BRANCH_GAP, PAD = 360, 36, 7  # a block's branch nodes, the gap before each, the block's margin
+BRANCH_W, BRANCH_GAP, BLOCK_PAD = 360, 36, 7  # a block's branch nodes, the gap before each, the block's margin
 
 
 def _y(index: int) -> int:
@@ -84,10 +84,11 @@ def _block_box(group: Group, row: int) -> str:
     if not group.branches:
         return ""
     col = len(group.branches)
-    width = _x(col) + _w(col) - LEFT + 2 * PAD
+    width = _x(col) + _w(col) - LEFT + 2 * BLOCK_PAD
     return (f'<g class="block" data-block="{escape(group.main)}"><title>{escape(group.main)}: '
             f'{escape(", ".join(group.branches))} beside it</title>'
-            f'<rect x="{LEFT - PAD}" y="{_y(row) - PAD}" width="{width}" height="{NODE_H + 2 * PAD}" rx="12"/></g>')
+            f'<rect x="{LEFT - BLOCK_PAD}" y="{_y(row) - BLOCK_PAD}" width="{width}" '
+            f'height="{NODE_H + 2 * BLOCK_PAD}" rx="12"/></g>')
 
 
 def _edge(a: tuple[int, int], b: tuple[int, int], right: dict[int, int], arc: int) -> str:
