@@ -1,5 +1,5 @@
 """The model page reads a transformer as blocks, and the landing page says whose weights each
-model carries: the grouping rule (present/blocks.py) on a ViT-shaped card and on every
+model carries: the grouping rule (`present/graph.py: layer_groups`) on a ViT-shaped card and on every
 registered CNN, the grouped graph SVG, and `/index.json`'s `weights_identity`."""
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from fastapi.testclient import TestClient
 from microtome.pipeline.pipeline import resolve
 from microtome.store import Store
 from microtome.web import create_app
-from microtome.web.present.blocks import Group, group_edges, layer_groups
-from microtome.web.present.graph import GAP, LEFT, NODE_H, graph_svg
+from microtome.web.present.graph import GAP, LEFT, NODE_H, Group, graph_svg, group_edges, layer_groups
 from microtome.zoo.card import chain_edges
 from tests.web_fixtures import registry_summaries
 

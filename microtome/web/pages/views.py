@@ -21,8 +21,8 @@ from microtome.store.notes import notes
 from microtome.techniques.registry import Role, by_role, technique, web_sections
 from microtome.web.present import blobs
 from microtome.web.present.artifacts import dead_on, image_url, inactive, pick
-from microtome.web.present.blocks import layer_groups
 from microtome.web.present.catalog import ModelView
+from microtome.web.present.graph import layer_groups
 from microtome.web.present.grid import GRID_PAGE_SIZE, GRID_VARIANTS, SORTS, grid_pages, quality_of, tiles, unit_order
 from microtome.web.present.jump import resolve, resolve_path
 from microtome.web.present.links import layer_brief, layer_url, model_brief, neighbours, unit_link, unit_url
