@@ -145,9 +145,9 @@ def parse_args() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def render_params(args: argparse.Namespace) -> dict:
+def render_params(args: argparse.Namespace, input_size: int) -> dict:
     """The build's feature-vis params at the preset, with the command line's overrides."""
-    params = fv.fv_params(args.preset, "positive", args.seed)
+    params = fv.fv_params(args.preset, "positive", args.seed, input_size)
     overrides = (("steps", args.steps), ("size", args.size), ("lr", args.lr), ("sharpen_steps", args.sharpen_steps),
                  ("lr_final", args.lr_final), ("saturation", args.saturation))
     params.update({k: v for k, v in overrides if v is not None})
@@ -165,7 +165,7 @@ def main() -> None:
     model, spec = load_model(args.model, weights=args.weights)
     layers = args.layers.split(",") if args.layers else [layer.id for layer in spec.layers if layer.kind != "logits"]
     layers = [spec.layer(layer).id for layer in layers]
-    params = render_params(args)
+    params = render_params(args, spec.input_size)
     t = time.perf_counter()
     best = best_dataset_values(model, spec, layers, args.dataset, args.images)
     early = {k: params[k] for k in fv.EARLY_LAYERS if k in params}
