@@ -2,8 +2,8 @@
 
 - `throughput`: one batch of `--units` units of a layer rendered as the build renders them
   (`render_variant`, the `positive` variant) at the quick and standard presets: units per
-  minute, and the steps each unit takes to reach 90% of its last step's objective (median and
-  worst over the units; the values are those the optimizer sees, under the transforms).
+  minute; then the same render with fewer steps against the standard preset's final objective
+  (the steps it takes to reach 90% of it).
 - `examples`: the dataset examples' top-k of every unit of a layer over the whole test split
   (`techniques.examples.collect`, streaming) against a brute force (every image's spatial
   maximum, sorted): values equal, and the same images where the values are distinct.
@@ -19,7 +19,6 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see bench/fv_throughput.py
 
 import argparse  # noqa: E402
-import statistics  # noqa: E402
 import time  # noqa: E402
 
 import torch  # noqa: E402
@@ -32,35 +31,36 @@ from microtome.zoo.hooks import forward_to  # noqa: E402
 
 MODEL = "bench.tiny_vit:fashion_vit"
 WEIGHTS = "out/tiny_vit_fmnist.safetensors"
+STEPS = (8, 16, 32, 64, 128)
 
 
-def steps_to(curves: list[list[float]], share: float = 0.9) -> list[int]:
-    """Per unit, the first step whose value is at least `share` of its last step's."""
-    out = []
-    for curve in curves:
-        final = curve[-1]
-        out.append(next(i + 1 for i, v in enumerate(curve) if v >= share * final))
-    return out
+def render_values(model, spec, layer: str, units: list[int], preset: str, steps: int | None = None
+                  ) -> tuple[torch.Tensor, float, object]:
+    """(final objective values [U], seconds, result) of one build-like render of `units`."""
+    params = fv.fv_params(preset, "positive", 0, spec.input_size)
+    if steps is not None:
+        params["steps"] = steps
+    start = time.perf_counter()
+    result = fv.render_variant(model, spec, layer, units, params)
+    return result.values, time.perf_counter() - start, result
 
 
 def throughput(model, spec, layer: str, units: list[int], presets: list[str]) -> None:
+    """Units per minute at each preset; then the steps a render needs to reach 90% of the
+    standard preset's final objective (the same render, with fewer steps: the final values
+    are measured untransformed, after the polish, as the build's are)."""
     for preset in presets:
-        params = fv.fv_params(preset, "positive", 0, spec.input_size)
-        curves: list[list[float]] = [[] for _ in units]
-
-        def progress(step: int, steps: int, values) -> None:
-            for i, v in enumerate(values.tolist() if hasattr(values, "tolist") else values):
-                curves[i].append(float(v))
-
         load = os.getloadavg()[0]
-        start = time.perf_counter()
-        result = fv.render_variant(model, spec, layer, units, params, progress=progress)
-        seconds = time.perf_counter() - start
-        reach = steps_to(curves)
-        print(f"{preset:8} {params['size']} px, {result.steps} steps ({result.schedule or 'no'} schedule): "
-              f"{len(units)} units in {seconds:.1f} s = {len(units) * 60 / seconds:.1f} units/min; "
-              f"steps to 90% of the final objective: median {statistics.median(reach):.0f}, "
-              f"worst {max(reach)}; load average {load:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
+        values, seconds, result = render_values(model, spec, layer, units, preset)
+        print(f"{preset:8} {result.images.shape[-1]} px, {result.steps} steps ({result.schedule or 'no'} "
+              f"schedule): {len(units)} units in {seconds:.1f} s = {len(units) * 60 / seconds:.1f} units/min; "
+              f"load average {load:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
+    final = render_values(model, spec, layer, units, "standard")[0]
+    for steps in STEPS:
+        values = render_values(model, spec, layer, units, "standard", steps)[0]
+        share = values / final  # [U]
+        print(f"{steps:4d} steps: median {float(share.median()):.2f} of the standard render's objective, "
+              f"{int((share >= 0.9).sum())}/{len(units)} units at >= 0.9", flush=True)
 
 
 def examples(model, spec, layers: list[str], dataset: str, k: int) -> None:
