@@ -87,7 +87,7 @@ def test_the_command_line_renders_the_build_image_at_a_preset(tmp_path):
     from tests.toy_models import tiny_net
 
     model, spec = tiny_net()
-    params = fv.fv_params("quick", "negative", seed=1)
+    params = fv.fv_params("quick", "negative", seed=1, input_size=spec.input_size)  # as the build
     (built,) = fv.feature_vis(model, spec, "conv2", [3], [params])
     stored = np.asarray(Image.open(io.BytesIO(built.files["image.png"])), dtype=np.int16)
     runner = CliRunner()

@@ -86,11 +86,11 @@ def _render_units(net, spec, layer_id: str, units, kind: str, preset: str | None
     bar, callback = _progress_bar(steps or 0, f"{spec.id}/{layer_id} x{len(units)}")
     with bar:
         if preset is not None:
-            params = fv_params(preset, VARIANT_OF_KIND[kind], seed)
+            params = fv_params(preset, VARIANT_OF_KIND[kind], seed, spec.input_size)
             return render_variant(net, spec, layer_id, units, params, schedule=schedule,
                                   device=device, progress=callback)
         objectives = variant_objectives(layer_id, units, VARIANT_OF_KIND[kind])
-        side = size or (spec.input_size if spec.fixed_size else 128)  # a fixed-size model: its own size
+        side = size or (spec.input_size if spec.fixed_size else min(128, spec.input_size))  # fixed or small: its own
         return run_render(net, objectives, ImageParam(side, seed=seed), spec=spec,
                           steps=steps or 512, schedule=SCHEDULE if schedule else Schedule(layers=None),
                           device=device, progress=callback)

@@ -90,7 +90,8 @@ def _load_entry_point(name: str, weights: str | Path) -> tuple[nn.Module, ModelS
 
         model_id = re.sub(r"[^a-z0-9_]+", "_", func_name.lower()).strip("_") or "custom"
         card = module_card(made, model_id, name)
-        card = card.with_weights(str(weights), trained=weights != RANDOM)
+        sha = sha256_file(weights) if weights not in (DEFAULT, RANDOM) else None  # a file's identity
+        card = card.with_weights(str(weights), trained=weights != RANDOM, sha256=sha)
         return made, ModelSpec(card, lambda: made, None)
     return made
 
