@@ -15,7 +15,6 @@ threads asking for one model load it once. Importing this module imports no torc
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -52,7 +51,7 @@ class ModelService:
 
     def key(self, model: str, weights: str = "default", device: str = "cpu") -> ModelKey:
         """The cache key of `model` with `weights` on `device` as the store holds its SAEs now."""
-        return ModelKey(model, weights_identity(model, str(weights)), str(device),
+        return ModelKey(model, weights_key(model, str(weights)), str(device),
                         dictionary_version(self.store, model_id(model)))
 
     def get(self, model: str, weights: str = "default", device: str = "cpu"):
@@ -105,8 +104,9 @@ def stored_source(store: Store | None, model: str) -> str:
     return held if found is not None and found.id == source.id else model
 
 
-def weights_identity(model: str, weights: str) -> str:
-    """"random", "default[:sha256]" (the registered card's, when it knows it) or "sha256:..." of a file."""
+def weights_key(model: str, weights: str) -> str:
+    """The weights' part of a cache key: "random", "default[:sha256]" (the registered card's,
+    when it knows it) or "sha256:..." of a file."""
     if weights == "random":
         return weights
     if weights == "default":
@@ -123,6 +123,8 @@ def weights_identity(model: str, weights: str) -> str:
 
 @lru_cache(maxsize=32)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    """The file's sha256; `size` and `mtime_ns` are part of the cache key only (a changed file is rehashed)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    """The file's sha256 (the zoo's `sha256_file`); `size` and `mtime_ns` are part of the cache
+    key only, so a changed file is hashed again."""
+    from microtome.zoo.weights_file import sha256_file
+
+    return sha256_file(path)

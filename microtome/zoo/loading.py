@@ -89,10 +89,7 @@ def _load_entry_point(name: str, weights: str | Path) -> tuple[nn.Module, ModelS
         from microtome.zoo.timm_models import module_card
 
         model_id = re.sub(r"[^a-z0-9_]+", "_", func_name.lower()).strip("_") or "custom"
-        card = module_card(made, model_id, name)
-        sha = sha256_file(weights) if weights not in (DEFAULT, RANDOM) else None  # a file's identity
-        card = card.with_weights(str(weights), trained=weights != RANDOM, sha256=sha)
-        return made, ModelSpec(card, lambda: made, None)
+        return made, spec_with_weights(ModelSpec(module_card(made, model_id, name), lambda: made, None), weights)
     return made
 
 
