@@ -94,6 +94,20 @@ def test_torchvision_resnet18_and_vit_b_16():
     assert vit.layers[-1].id == "logits" and vit.layers[-1].units == 1000
 
 
+def test_a_fixed_size_model_renders_feature_vis_at_its_input_size():
+    from microtome.techniques.builtin import FV_PRESETS
+    from microtome.techniques.declaration import Context
+    from microtome.techniques.registry import technique
+
+    fv = technique("feature_vis")
+    vit, timm_vit = get_card("torchvision:vit_b_16"), get_card(VIT)
+    assert vit.fixed_size and not timm_vit.fixed_size  # timm's takes any size (dynamic_img_size)
+    sizes = {p["size"] for p in fv.params(Context("quick", input_size=224, fixed_size=True))}
+    assert sizes == {224}  # not the preset's, resized
+    assert {p["size"] for p in fv.params(Context("quick", input_size=224))} == {FV_PRESETS["quick"]["size"]}
+    assert {p["size"] for p in fv.params(Context("quick", input_size=32))} == {32}
+
+
 def test_token_layer_reads_patch_tokens_on_the_grid():
     model, spec = load_model(VIT, weights="random")
     assert spec.weights == "random" and spec.trained is False

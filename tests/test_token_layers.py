@@ -227,3 +227,23 @@ def test_a_fixed_size_model_renders_at_any_size_through_its_input_size(tmp_path)
     out = CliRunner().invoke(main, ["render", "tests.toy_vit:tiny_fixed_vit", "--weights", "random", "block1:0",
                                     "--preset", "quick", "-o", str(tmp_path / "b.png")])
     assert out.exit_code == 0, out.output
+
+
+def test_a_token_layers_field_is_its_effective_field():
+    """Oracle: with block0's attention and MLP outputs zeroed, block0's stream at a patch is its
+    own patch embedding plus a constant, so its effective field is exactly that 8 x 8 patch;
+    block1, whose attention (near uniform at random init) is made to outweigh its residual,
+    sees well beyond its patch."""
+    from microtome.zoo.receptive import receptive_fields
+
+    model, spec = load_model(TOY, weights="random")
+    block = spec.layer("block0").aliases[0]  # blocks.0
+    with torch.no_grad():
+        for name in (f"{block}.attn.proj", f"{block}.mlp.fc2"):
+            model.get_submodule(name).weight.zero_()
+            model.get_submodule(name).bias.zero_()
+        model.get_submodule(spec.layer("block1").aliases[0] + ".attn.proj").weight.mul_(50)
+    fields = receptive_fields(model, spec, ["block0", "block1"], SIZE)
+    assert fields["block0"].extent == (8, 8) and fields["block0"].stride == (8.0, 8.0)
+    assert fields["block0"].box(2, 1) == (16, 8, 24, 16)  # patch (2, 1): rows 16-23, columns 8-15
+    assert fields["block1"].extent[0] > 16 and fields["block1"].extent[1] > 16

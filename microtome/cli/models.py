@@ -86,7 +86,7 @@ def _render_units(net, spec, layer_id: str, units, kind: str, preset: str | None
     bar, callback = _progress_bar(steps or 0, f"{spec.id}/{layer_id} x{len(units)}")
     with bar:
         if preset is not None:
-            params = fv_params(preset, VARIANT_OF_KIND[kind], seed, spec.input_size)
+            params = fv_params(preset, VARIANT_OF_KIND[kind], seed, spec.input_size, spec.fixed_size)
             return render_variant(net, spec, layer_id, units, params, schedule=schedule,
                                   device=device, progress=callback)
         objectives = variant_objectives(layer_id, units, VARIANT_OF_KIND[kind])

@@ -16,9 +16,17 @@ patched, and another thread running the same model meanwhile is not affected. Co
 place (the same values, returned); the trailing-underscore in-place methods are not redirected.
 The renderer redirects during the first steps (Lucid: 16) and, after them, for any image whose
 objective is still exactly 0 (a unit not yet brought to life); see `render`.
+
+GELU has a trap of its own: below its minimum (x < -0.75) its slope is negative, so a unit
+whose pre-activations start there is pushed by ascent towards the flat 0 at -inf and never
+lights up. `gelus` marks the images whose GELUs backpropagate through the gate instead,
+`grad * Phi(x)`: the gradient of GELU's monotone envelope `x Phi(x) + phi(x)`, so ascent always
+raises x (the renderer: during the first steps, then while an image's objective is below 0).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -119,23 +127,53 @@ class _Redirected(torch.autograd.Function):
         return redirected_grad(x, grad, *ctx.bounds), None, None, None, None
 
 
+def gated_gelu_grad(x: torch.Tensor, grad: torch.Tensor, approximate: str,
+                    allow: torch.Tensor) -> torch.Tensor:
+    """The gradient w.r.t. `x` `[B, ...]` of `gelu(x)` given `grad` w.r.t. its output: the gate's,
+    `grad * Phi(x)` (never of the wrong sign), for the images `allow` `[B]` marks; GELU's own
+    for the others."""
+    ordinary = torch.ops.aten.gelu_backward(grad, x, approximate=approximate)
+    gated = grad * 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
+    return torch.where(allow.to(x.device).view(-1, *([1] * (x.dim() - 1))), gated, ordinary)
+
+
+class _GatedGelu(torch.autograd.Function):
+    """`gelu(x)` forward as it is; `gated_gelu_grad` backward."""
+
+    @staticmethod
+    def forward(ctx, x, approximate, allow):
+        ctx.save_for_backward(x)
+        ctx.rest = (approximate, allow)
+        return F.gelu(x, approximate=approximate)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return gated_gelu_grad(x, grad, *ctx.rest), None, None
+
+
 def _scalar(v) -> bool:
     return v is None or isinstance(v, (int, float))
 
 
 class redirected_relus(TorchFunctionMode):
     """Inside the block (this thread only), ReLU-family activations backpropagate Lucid's
-    redirected gradient for the images that `allow` `[B]` marks (all by default); everything
-    else runs as usual."""
+    redirected gradient for the images that `allow` `[B]` marks (all by default), and GELUs
+    their gate's for the images that `gelus` `[B]` marks (none by default); everything else
+    runs as usual."""
 
-    def __init__(self, allow: torch.Tensor | None = None):
+    def __init__(self, allow: torch.Tensor | None = None, gelus: torch.Tensor | None = None):
         super().__init__()
-        self.allow = allow
+        self.allow, self.gelus = allow, gelus
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         rule = _RULES.get(func)
         x = args[0] if args else kwargs.get("input")
+        if func is F.gelu and self.gelus is not None and isinstance(x, torch.Tensor) and x.requires_grad \
+                and torch.is_grad_enabled() and x.dim() > 0 and x.shape[0] == self.gelus.shape[0]:
+            approximate = args[1] if len(args) > 1 else kwargs.get("approximate", "none")
+            return _GatedGelu.apply(x, approximate, self.gelus)
         if rule is None or not isinstance(x, torch.Tensor) or not x.requires_grad \
                 or not torch.is_grad_enabled():
             return func(*args, **kwargs)

@@ -12,7 +12,8 @@ seeded from (seed, the objective's description, its occurrence) (`param.ImagePar
 unit's image is the same alone or anywhere in any batch, up to float rounding. During the first
 `schedule.redirect_steps` steps, and after them for any image whose value is still exactly 0,
 ReLU-family activations backpropagate Lucid's redirected gradient (`redirect.redirected_relus`),
-so a unit inactive at the initial image still gets a gradient.
+so a unit inactive at the initial image still gets a gradient; likewise `nn.GELU`s backpropagate
+through their gate during those steps and for any image whose value is below 0 (GELU's trap).
 The one batch-dependent kernel of a step, a first conv's input gradient, is computed image by
 image (`invariant.batch_invariant`).
 
@@ -104,16 +105,20 @@ def _runs(objectives: list[Objective]) -> list[tuple[slice, Objective]]:
     return runs
 
 
-def _redirected(step: int, redirect_steps: int, values: torch.Tensor) -> torch.Tensor | None:
-    """The images `[N]` whose ReLU gradients are redirected at `step`: all during the first
-    `redirect_steps`, then those whose value at the previous step was exactly 0; None for none.
-    An image's own history decides, whatever its batch (a live image's gradient is unchanged)."""
+def _redirected(step: int, redirect_steps: int, values: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The images `[N]` whose ReLU gradients and whose GELU gradients are redirected at `step`
+    (`redirect.redirected_relus`): all during the first `redirect_steps`; then, for ReLUs,
+    those whose value at the previous step was exactly 0 and, for GELUs, those below 0 (in
+    GELU's trap); None for none. An image's own history decides, whatever its batch (a live
+    image's gradient is unchanged)."""
     if redirect_steps <= 0:
         return None
     if step <= redirect_steps:
-        return torch.ones(values.shape, dtype=torch.bool)
-    dead = values.detach().cpu() == 0
-    return dead if bool(dead.any()) else None
+        everyone = torch.ones(values.shape, dtype=torch.bool)
+        return everyone, everyone
+    dead, trapped = values.detach().cpu() == 0, values.detach().cpu() < 0
+    return (dead, trapped) if bool((dead | trapped).any()) else None
 
 
 def _batch_objectives(objective_f, batch: int | None, n_images: int | None) -> list[Objective]:
@@ -152,6 +157,7 @@ class _Loop:
 
     def __post_init__(self) -> None:
         self.runs = _runs(self.objectives)
+        self.gelus = any(isinstance(m, nn.GELU) for m in self.model.modules())
 
     def transform_at(self, step: int, steps: int) -> Transform:
         """The transform of `step` (1-based) of `steps`: the standard set, then the sharpening
@@ -195,7 +201,7 @@ class _Loop:
         return snapshots, values
 
     def _run_step(self, pixels: torch.Tensor, sl: slice, obj: Objective, transform: Transform,
-                  allow: torch.Tensor | None, captured: dict,
+                  allow: tuple[torch.Tensor, torch.Tensor] | None, captured: dict,
                   memory_format: torch.memory_format) -> torch.Tensor:
         """One run's forward and backward (its gradient accumulates in `pixels.grad`); its
         values `[n]`. The run's images are computed as a batch of their own, so no kernel sees
@@ -203,9 +209,9 @@ class _Loop:
         images = pixels[sl]  # [n, 3, H, W]
         rng = PerImage(self.rng.generators[sl])
         x = self.preprocess(apply(transform, images, rng)).contiguous(memory_format=memory_format)
-        mask = allow[sl] if allow is not None else None
-        with batch_invariant(), \
-                redirected_relus(mask) if mask is not None and bool(mask.any()) else nullcontext():
+        relus, gelus = (allow[0][sl], allow[1][sl] if self.gelus else None) if allow is not None else (None, None)
+        redirect = (relus is not None and bool(relus.any())) or (gelus is not None and bool(gelus.any()))
+        with batch_invariant(), redirected_relus(relus, gelus) if redirect else nullcontext():
             acts = run(self.model, x, captured) if self.paths else {}
         acts[INPUT] = images  # penalties see the untransformed image
         values = obj(acts)  # [n]

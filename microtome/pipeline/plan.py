@@ -133,7 +133,8 @@ def parse_variants(text: str | Sequence[str], technique_ids_: Sequence[str]) -> 
 
 def plan(store: Store, spec: ModelSpec, selection: Selection) -> list[Task]:
     """The tasks that make every missing artifact of `selection`; existing ones are skipped."""
-    ctx = Context(selection.preset, selection.dataset, selection.seed, spec.input_size, selection.compare)
+    ctx = Context(selection.preset, selection.dataset, selection.seed, spec.input_size, spec.fixed_size,
+                  selection.compare)
     tasks: list[Task] = []
     for tech in techniques():
         if tech.id not in selection.techniques:

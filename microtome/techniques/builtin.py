@@ -60,23 +60,31 @@ EARLY_LAYERS = LAYER_SCHEDULE.as_params()  # early_field, polish_every, ... (opt
 IMAGE_MODEL = {"fft": True, "decorrelated": True, "transforms": "standard"}
 
 
-def fv_params(preset: str, variant: str, seed: int = 0, input_size: int | None = None) -> Params:
+def fv_params(preset: str, variant: str, seed: int = 0, input_size: int | None = None,
+              fixed_size: bool = False) -> Params:
     """The params of one feature-visualization artifact (they determine the image exactly).
 
     A model whose input is smaller than the preset's size (`input_size`, the card's: a 32 px
     ViT) renders at its input size: larger, a ViT reads more patch tokens than it was trained
     on, through resampled position embeddings, and its channel objective (the mean over all of
-    them) asks the image to fill a grid 16 times as large (docs/tiny-vit.md measures both)."""
+    them) asks the image to fill a grid 16 times as large (docs/tiny-vit.md measures both).
+    A `fixed_size` model (one that takes only its input size) renders at its input size."""
     check_preset(preset)
     if variant not in FV_VARIANTS:
         raise unknown("variant", variant, FV_VARIANTS)
     size = FV_PRESETS[preset]["size"]
     params = {"preset": preset, "variant": variant, **FV_PRESETS[preset],
-              "size": min(size, input_size) if input_size else size, **OPTIMIZATION,
+              "size": _render_size(size, input_size, fixed_size), **OPTIMIZATION,
               "seed": seed, **IMAGE_MODEL, **EARLY_LAYERS}
     if variant == "diversity":
         params.update(images=DIVERSITY_SET, diversity_weight=DIVERSITY_WEIGHT)
     return params
+
+
+def _render_size(preset_size: int, input_size: int | None, fixed_size: bool) -> int:
+    if not input_size:
+        return preset_size
+    return input_size if fixed_size else min(preset_size, input_size)
 
 
 def dream_params(preset: str, seed: int = 0) -> Params:
@@ -94,7 +102,7 @@ def _optimization_cost(params: dict[str, Any]) -> float:
 FEATURE_VIS_ENTRY = Technique(
     id=FEATURE_VIS, title="Feature visualization",
     runner="microtome.techniques.feature_vis:run_feature_vis",
-    params=lambda ctx: [fv_params(ctx.preset, v, ctx.seed, ctx.input_size) for v in FV_VARIANTS],
+    params=lambda ctx: [fv_params(ctx.preset, v, ctx.seed, ctx.input_size, ctx.fixed_size) for v in FV_VARIANTS],
     variants=FV_VARIANTS, cost=_optimization_cost, task_overhead=0.0, units_per_task=8,
     # single images and diversity sets render as separate batches
     batch_key=lambda params: params.get("variant") == "diversity",

@@ -31,6 +31,7 @@ class Context:
     dataset: str = "samples"
     seed: int = 0
     input_size: int = 224
+    fixed_size: bool = False  # the model takes only its input size (torchvision's ViT)
     compare: tuple[str, ...] = ()  # other models to compare with (`similar`; none: nothing planned)
 
 

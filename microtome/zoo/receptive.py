@@ -8,6 +8,13 @@ Two things would make that gradient sparse and the box too small: inactive ReLUs
 pooling (whose gradient reaches one pixel of each window). So while measuring, a torch
 function mode makes the common activations the identity and max pooling average pooling:
 the field is then the geometric one, whatever the weights.
+
+A token layer's geometric field is the whole image from the first attention on, which says
+nothing, so it gets its effective field instead (Luo et al. 2016): the gradient of a random
+direction in its centre patch's channels w.r.t. random images, through the real network, and
+the box about that patch holding `EFFECTIVE_MASS` of the gradient's absolute mass along each
+axis. Where the residual stream outweighs attention (early blocks, timm's random init) that is
+the patch itself and its neighbours; where attention dominates, most of the image.
 """
 
 from __future__ import annotations
@@ -20,10 +27,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+from microtome.zoo.grid import TOKENS
 from microtome.zoo.hooks import forward_to, layer_paths
 from microtome.zoo.spec import ModelSpec
 
 PROBES = 1  # random input images; the linearized net's gradient pattern needs just one
+EFFECTIVE_PROBES = 4  # random images (each with its own random channel direction) for token layers
+EFFECTIVE_MASS = 0.9  # the share of the gradient's mass a token layer's field holds, per axis
 
 
 @dataclass(frozen=True)
@@ -84,6 +94,9 @@ def receptive_fields(model: nn.Module, spec: ModelSpec, layer_ids: Sequence[str]
         if grid is None:
             fields[layer_id] = whole_image(size)
             continue
+        if spec.layer(layer_id).kind == TOKENS:  # never "covering": its field is measured, not geometric
+            fields[layer_id] = _measure_effective(model, spec, paths[layer_id], probes, grid, seed)
+            continue
         if ancestors.get(layer_id, set()) & covering:
             fields[layer_id] = _covering(size, grid)
         else:
@@ -103,6 +116,45 @@ def _measure(model: nn.Module, spec: ModelSpec, layer_id: str, path: str, probes
         grad, = torch.autograd.grad(act[:, :, cy, cx].sum(), images)  # [P, 3, S, S]
     seen = (grad != 0).any(dim=1).any(dim=0)  # [S, S] (NaN counts as reached)
     return _field(seen.cpu(), probes.shape[-1], grid, (cy, cx))
+
+
+def _measure_effective(model: nn.Module, spec: ModelSpec, path: str, probes: torch.Tensor,
+                       grid: tuple[int, int], seed: int) -> ReceptiveField:
+    """A token layer's effective field (module docstring), from its centre patch."""
+    size = probes.shape[-1]
+    gen = torch.Generator().manual_seed(seed + 1)
+    images = torch.rand(EFFECTIVE_PROBES, 3, size, size, generator=gen).to(probes.device)
+    images.requires_grad_(True)  # [P, 3, S, S]
+    cy, cx = grid[0] // 2, grid[1] // 2
+    with torch.enable_grad():
+        act = forward_to(model, spec.preprocess(images), {"layer": path})["layer"]  # [P, C, gh, gw]
+        direction = torch.randn(act.shape[:2], generator=gen).to(act.device)  # [P, C]
+        grad, = torch.autograd.grad((act[:, :, cy, cx] * direction).sum(), images)
+    mass = grad.detach().abs().sum(dim=(0, 1)).cpu()  # [S, S]
+    stride, centre, extent = [], [], []
+    for axis, pos in enumerate((cy, cx)):
+        step = size / grid[axis]
+        middle = (pos + 0.5) * step - 0.5
+        span = _span_holding(mass.sum(dim=1 - axis), middle, EFFECTIVE_MASS)
+        stride.append(step)
+        centre.append(middle - pos * step)
+        extent.append(2 * size - 1 if span >= size else span)
+    return ReceptiveField(size, grid, (stride[0], stride[1]), (centre[0], centre[1]), (extent[0], extent[1]))
+
+
+def _span_holding(profile: torch.Tensor, middle: float, share: float) -> int:
+    """The width of the narrowest window centred on `middle` whose sum holds `share` of
+    `profile`'s `[S]` (the whole image when the profile is all zero)."""
+    total = float(profile.sum())
+    size = profile.numel()
+    if total <= 0:
+        return size
+    coords = torch.arange(size, dtype=torch.float64)
+    for half in range(size):
+        inside = (coords - middle).abs() <= half + 0.5
+        if float(profile[inside].sum()) >= share * total:
+            return int(2 * half + 2 if middle % 1 else 2 * half + 1)
+    return size
 
 
 # Activations that pass gradient nowhere on part of their domain, made the identity.

@@ -6,7 +6,7 @@ names from a `class_names` attribute or timm's `ImageNetInfo` for an ImageNet he
 weights are timm's own: the pretrained config's Hugging Face hub repo (from the hub cache when
 `HF_HUB_OFFLINE` is set or the machine is offline) or its URL (torch hub's cache);
 `locate_default` finds the file before anything is built or written, so a missing one is a
-MicrotomeError naming it and `--weights PATH`/`--weights random`, and its sha256 and hub id
+MicrotomeError naming it and `--weights PATH`/`--weights random`, and its sha256 and hub id@revision
 are the weights' identity on the card.
 """
 
@@ -127,7 +127,9 @@ def locate_default(source: Source, cfg: dict[str, Any]) -> tuple[str, Path]:
             raise MicrotomeError(f"the default weights of {source.ref} ({files[0]}) are not in torch hub's "
                                  f"cache ({torch.hub.get_dir()}) and cannot be downloaded: {exc}. "
                                  f"{ALTERNATIVES}", status=503) from exc
-    return where, _hub_file(source, where.removeprefix("hf-hub:"), files)
+    path = _hub_file(source, where.removeprefix("hf-hub:"), files)
+    revision = path.parent.name if path.parent.parent.name == "snapshots" else ""
+    return where + (f"@{revision}" if revision else ""), path  # the hub id and the revision read
 
 
 def _hub_file(source: Source, repo: str, files: list[str]) -> Path:
