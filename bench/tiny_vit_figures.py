@@ -31,7 +31,7 @@ from microtome.zoo.hooks import forward_to  # noqa: E402
 
 MODEL = "bench.tiny_vit:fashion_vit"
 WEIGHTS = "out/tiny_vit_fmnist.safetensors"
-STEPS = (8, 16, 32, 64, 128)
+STEPS = (8, 16, 32, 64, 128, 192, 224)
 
 
 def render_values(model, spec, layer: str, units: list[int], preset: str, steps: int | None = None
