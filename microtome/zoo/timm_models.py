@@ -145,6 +145,9 @@ def _hub_file(source: Source, repo: str, files: list[str]) -> Path:
             try:
                 return Path(hf_hub_download(repo, file))
             except Exception as exc:  # noqa: BLE001 - missing file, offline, HTTP errors alike
+                if type(exc).__name__ == "LocalEntryNotFoundError":  # unreachable: no other file will come
+                    errors.append(f"the hub could not be reached for {file}")
+                    break
                 errors.append(f"{file}: {type(exc).__name__}")
     why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "; ".join(errors)
     raise MicrotomeError(
