@@ -7,7 +7,6 @@ its own forward pass."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from microtome.zoo.derive import derive_layers, num_prefix_tokens
@@ -77,9 +76,8 @@ def test_siglip_has_no_prefix_tokens_and_no_head():
     assert torch.equal(_read(model, layers, ["block0"], x)["block0"], tokens.transpose(1, 2).reshape(1, 64, 4, 4))
 
 
-@pytest.mark.parametrize("depths", [(1, 1, 2, 1)])
-def test_swin_stages_are_channels_last_maps_permuted(depths):
-    model = _timm("swin_tiny_patch4_window7_224", embed_dim=24, depths=depths, num_heads=(1, 2, 3, 6))
+def test_swin_stages_are_channels_last_maps_permuted():
+    model = _timm("swin_tiny_patch4_window7_224", embed_dim=24, depths=(1, 1, 2, 1), num_heads=(1, 2, 3, 6))
     layers = derive_layers(model, 224, has_classes=True)
     stages = [la for la in layers if la.kind == "stage"]
     assert [(s.id, s.units, s.size) for s in stages] == [

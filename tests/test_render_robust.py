@@ -65,25 +65,29 @@ def test_a_unit_in_gelus_trap_escapes_only_through_the_gate():
     """Oracle: `gelu(20·mean(red) - 12)` is at -2 on the grey initial image, below GELU's minimum
     (-0.75), where ascent lowers it towards the flat 0 at -inf; it grows with red, to gelu(8) = 8
     at pure red. With the gate's gradient it gets past 6 (mean red >= 0.9, as the ReLU6 unit
-    above); with GELU's own it stays below 0."""
+    above); with GELU's own (redirection off) it stays below 0. The objective reads the GELU
+    itself (`act`), the module the renderer gates."""
     model = DeadStart(nn.GELU())
     kw = dict(param_f=ImageParam(8, seed=0), transforms=[], steps=300, lr=0.1)
-    trapped = render(model, "out:0", schedule=Schedule(redirect_steps=0), **kw)
+    trapped = render(model, "act:0", schedule=Schedule(redirect_steps=0), **kw)
     assert float(trapped.values[0]) < 0
-    freed = render(model, "out:0", **kw)
+    freed = render(model, "act:0", **kw)
     assert float(freed.values[0]) >= 6.0
+    minimized = render(model, -O.channel("act", 0), **kw)  # asked for less: GELU's own gradient,
+    assert float(minimized.values[0]) == pytest.approx(0.17, abs=0.005)  # to its minimum, -0.170
+    assert "forward" not in vars(model.act)  # the renderer gated its private copy's GELU only
 
 
 def test_the_gated_gelu_gradient_against_hand_values():
     from microtome.optvis.redirect import gated_gelu_grad
 
-    x = torch.tensor([[-2.0, 0.0, 3.0], [-2.0, 0.0, 3.0]])  # [B=2, 3]
-    grad = torch.ones(2, 3)
-    got = gated_gelu_grad(x, grad, "none", torch.tensor([True, False]))
-    phi = 0.5 * (1 + torch.erf(x[0] / 2 ** 0.5))
-    assert torch.allclose(got[0], phi) and bool((got[0] > 0).all())  # the gate: never negative
-    own = torch.func.grad(lambda v: F.gelu(v).sum())(x[1])
-    assert torch.allclose(got[1], own) and float(got[1, 0]) < 0  # GELU's own: negative at -2
+    x = torch.tensor([-2.0, -2.0, -0.5, 3.0])
+    grad = torch.tensor([-1.0, 1.0, -1.0, -1.0])  # of a loss to minimize: -1 asks for more output
+    own = torch.func.grad(lambda v: (F.gelu(v) * grad).sum())(x)
+    got = gated_gelu_grad(x, grad)
+    gate = 0.5 * (1 + torch.erf(torch.tensor(-2.0) / 2 ** 0.5))
+    assert float(got[0]) == pytest.approx(-float(gate)) and float(own[0]) > 0  # trapped: the gate, not GELU's
+    assert torch.allclose(got[1:], own[1:])  # asked for less, or above the minimum: GELU's own
 
 
 class Mixed(nn.Module):

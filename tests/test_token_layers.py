@@ -247,3 +247,17 @@ def test_a_token_layers_field_is_its_effective_field():
     assert fields["block0"].extent == (8, 8) and fields["block0"].stride == (8.0, 8.0)
     assert fields["block0"].box(2, 1) == (16, 8, 24, 16)  # patch (2, 1): rows 16-23, columns 8-15
     assert fields["block1"].extent[0] > 16 and fields["block1"].extent[1] > 16
+
+
+def test_feature_vis_gates_the_gelu_of_an_mlp_layer_only():
+    """The renderer gates the GELU a unit's objective reads (an MLP layer's, through its grid
+    view), not those of a residual-stream layer, and only on its private copy."""
+    from microtome.optvis.fast import private_copy
+    from microtome.optvis.redirect import gate_gelus
+
+    model, spec = load_model(TOY, weights="random")
+    work = private_copy(model)
+    assert gate_gelus(work, [spec.layer("block1").module]) == 0
+    assert gate_gelus(work, [spec.layer("block0_mlp").module]) == 1
+    assert "forward" in vars(work.get_submodule(spec.layer("block0_mlp").aliases[0]))
+    assert not any("forward" in vars(m) for m in model.modules() if isinstance(m, nn.GELU))

@@ -12,8 +12,9 @@ seeded from (seed, the objective's description, its occurrence) (`param.ImagePar
 unit's image is the same alone or anywhere in any batch, up to float rounding. During the first
 `schedule.redirect_steps` steps, and after them for any image whose value is still exactly 0,
 ReLU-family activations backpropagate Lucid's redirected gradient (`redirect.redirected_relus`),
-so a unit inactive at the initial image still gets a gradient; likewise `nn.GELU`s backpropagate
-through their gate during those steps and for any image whose value is below 0 (GELU's trap).
+so a unit inactive at the initial image still gets a gradient. A GELU whose output an objective
+reads backpropagates, at every step, through its gate where an input is caught below GELU's
+minimum while ascent wants its output larger (`redirect.gate_gelus`: GELU's trap).
 The one batch-dependent kernel of a step, a first conv's input gradient, is computed image by
 image (`invariant.batch_invariant`).
 
@@ -45,7 +46,7 @@ from microtome.optvis.invariant import batch_invariant
 from microtome.optvis.objectives import INPUT, Objective, as_objective
 from microtome.optvis.param import ImageParam
 from microtome.optvis.randomness import PerImage, image_seeds
-from microtome.optvis.redirect import redirected_relus
+from microtome.optvis.redirect import gate_gelus, redirected_relus
 from microtome.optvis.schedule import LAYER_SCHEDULE, REDIRECT_STEPS, SCHEDULE, LayerSchedule, Schedule
 from microtome.optvis.transforms import Transform, apply, compose, sharp_transforms, standard_transforms
 from microtome.zoo.hooks import hooked, run
@@ -105,20 +106,16 @@ def _runs(objectives: list[Objective]) -> list[tuple[slice, Objective]]:
     return runs
 
 
-def _redirected(step: int, redirect_steps: int, values: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """The images `[N]` whose ReLU gradients and whose GELU gradients are redirected at `step`
-    (`redirect.redirected_relus`): all during the first `redirect_steps`; then, for ReLUs,
-    those whose value at the previous step was exactly 0 and, for GELUs, those below 0 (in
-    GELU's trap); None for none. An image's own history decides, whatever its batch (a live
-    image's gradient is unchanged)."""
+def _redirected(step: int, redirect_steps: int, values: torch.Tensor) -> torch.Tensor | None:
+    """The images `[N]` whose ReLU gradients are redirected at `step`: all during the first
+    `redirect_steps`, then those whose value at the previous step was exactly 0; None for none.
+    An image's own history decides, whatever its batch (a live image's gradient is unchanged)."""
     if redirect_steps <= 0:
         return None
     if step <= redirect_steps:
-        everyone = torch.ones(values.shape, dtype=torch.bool)
-        return everyone, everyone
-    dead, trapped = values.detach().cpu() == 0, values.detach().cpu() < 0
-    return (dead, trapped) if bool((dead | trapped).any()) else None
+        return torch.ones(values.shape, dtype=torch.bool)
+    dead = values.detach().cpu() == 0
+    return dead if bool(dead.any()) else None
 
 
 def _batch_objectives(objective_f, batch: int | None, n_images: int | None) -> list[Objective]:
@@ -157,7 +154,6 @@ class _Loop:
 
     def __post_init__(self) -> None:
         self.runs = _runs(self.objectives)
-        self.gelus = any(isinstance(m, nn.GELU) for m in self.model.modules())
 
     def transform_at(self, step: int, steps: int) -> Transform:
         """The transform of `step` (1-based) of `steps`: the standard set, then the sharpening
@@ -201,7 +197,7 @@ class _Loop:
         return snapshots, values
 
     def _run_step(self, pixels: torch.Tensor, sl: slice, obj: Objective, transform: Transform,
-                  allow: tuple[torch.Tensor, torch.Tensor] | None, captured: dict,
+                  allow: torch.Tensor | None, captured: dict,
                   memory_format: torch.memory_format) -> torch.Tensor:
         """One run's forward and backward (its gradient accumulates in `pixels.grad`); its
         values `[n]`. The run's images are computed as a batch of their own, so no kernel sees
@@ -209,9 +205,9 @@ class _Loop:
         images = pixels[sl]  # [n, 3, H, W]
         rng = PerImage(self.rng.generators[sl])
         x = self.preprocess(apply(transform, images, rng)).contiguous(memory_format=memory_format)
-        relus, gelus = (allow[0][sl], allow[1][sl] if self.gelus else None) if allow is not None else (None, None)
-        redirect = (relus is not None and bool(relus.any())) or (gelus is not None and bool(gelus.any()))
-        with batch_invariant(), redirected_relus(relus, gelus) if redirect else nullcontext():
+        mask = allow[sl] if allow is not None else None
+        with batch_invariant(), \
+                redirected_relus(mask) if mask is not None and bool(mask.any()) else nullcontext():
             acts = run(self.model, x, captured) if self.paths else {}
         acts[INPUT] = images  # penalties see the untransformed image
         values = obj(acts)  # [n]
@@ -333,6 +329,8 @@ def render(model: nn.Module, objective_f: Objective | str | Sequence[Objective |
     opt = (optimizer(params) if optimizer is not None  # the fused kernel: one pass, same update
            else torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda")))
     paths = _paths(set().union(*(o.layers for o in objs)), spec, work := private_copy(model))
+    if schedule.redirect_steps > 0:
+        gate_gelus(work, paths.values())  # GELU's trap, at every step (the copy's; the caller's are untouched)
     preprocess = spec.preprocess if spec is not None else (lambda x: x)
     probe = _probe(make_image, preprocess, seed, device)
     polish = min(max(schedule.polish_steps, 0), steps)

@@ -134,6 +134,7 @@ def locate_default(source: Source, cfg: dict[str, Any]) -> tuple[str, Path]:
 
 def _hub_file(source: Source, repo: str, files: list[str]) -> Path:
     from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     for file in files:  # the cache first: no network, no retries
         cached = try_to_load_from_cache(repo, file)
@@ -145,7 +146,7 @@ def _hub_file(source: Source, repo: str, files: list[str]) -> Path:
             try:
                 return Path(hf_hub_download(repo, file))
             except Exception as exc:  # noqa: BLE001 - missing file, offline, HTTP errors alike
-                if type(exc).__name__ == "LocalEntryNotFoundError":  # unreachable: no other file will come
+                if isinstance(exc, LocalEntryNotFoundError):  # unreachable: no other file will come
                     errors.append(f"the hub could not be reached for {file}")
                     break
                 errors.append(f"{file}: {type(exc).__name__}")
